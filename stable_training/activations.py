@@ -1,0 +1,176 @@
+"""Activation functions: pure `jnp` functions plus a by-name registry.
+
+The squashing truncated GELU (tGELU) is from Ramaswamy, Bhatnagar & Saxena,
+"Stable and consistent training" (2023); softsign, sigmoid and tanh are the
+squashing nonlinearities compared by Glorot & Bengio (2010).
+
+Every function maps an array to an array of the same shape and is safe under
+`jax.grad` / `jax.jit` / `jax.vmap`.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import ndtr  # standard normal CDF Φ
+
+Activation = Callable[[jax.Array], jax.Array]
+
+
+def tgelu(x: jax.Array, t_left: float = -1.0, t_right: float = 3.0) -> jax.Array:
+  """Truncated GELU with an explicit range (Ramaswamy, Bhatnagar & Saxena 2023).
+
+  With Φ the standard normal CDF::
+
+    x ≥ t_r:        t_r·Φ(t_r) + (x − t_r)·(1 − Φ(x − t_r))
+    0 ≤ x < t_r:    x·Φ(x)                     (GELU)
+    t_l ≤ x < 0:    x·Φ(−x)
+    x < t_l:        t_l·Φ(−t_l) + (x − t_l)·Φ(x − t_l)
+
+  The function is continuous; its derivative jumps at t_l and t_r by design
+  (the paper's definition). As x → +∞ the output tends to t_r·Φ(t_r) and as
+  x → −∞ to t_l·Φ(−t_l): the output is squashed into a bounded range (see
+  `tgelu_range`).
+
+  Args:
+    x: input array.
+    t_left: left threshold, must be < 0.
+    t_right: right threshold, must be > 0.
+
+  Raises:
+    ValueError: unless ``t_left < 0 < t_right``.
+  """
+  t_left, t_right = _check_tgelu_range(t_left, t_right)
+  # Each branch is evaluated on an input clamped into its own region, so an
+  # unused branch never produces inf/NaN that `jnp.where`'s gradient would leak.
+  x_hi = jnp.maximum(x, t_right)
+  x_mid_pos = jnp.clip(x, 0.0, t_right)
+  x_mid_neg = jnp.clip(x, t_left, 0.0)
+  x_lo = jnp.minimum(x, t_left)
+  hi = t_right * ndtr(t_right) + (x_hi - t_right) * (1.0 - ndtr(x_hi - t_right))
+  mid_pos = x_mid_pos * ndtr(x_mid_pos)
+  mid_neg = x_mid_neg * ndtr(-x_mid_neg)
+  lo = t_left * ndtr(-t_left) + (x_lo - t_left) * ndtr(x_lo - t_left)
+  return jnp.where(
+      x >= t_right, hi,
+      jnp.where(x >= 0.0, mid_pos, jnp.where(x >= t_left, mid_neg, lo)))
+
+
+def _check_tgelu_range(t_left, t_right):
+  try:
+    t_left, t_right = float(t_left), float(t_right)
+  except TypeError as e:  # traced thresholds cannot be validated
+    raise ValueError(
+        f"tgelu thresholds must be Python numbers, got t_left={t_left!r}, "
+        f"t_right={t_right!r}") from e
+  if not t_left < 0.0 < t_right:
+    raise ValueError(
+        f"tgelu needs t_left < 0 < t_right, got t_left={t_left}, "
+        f"t_right={t_right}")
+  return t_left, t_right
+
+
+def tgelu_range(t_left: float = -1.0, t_right: float = 3.0) -> tuple[float, float]:
+  """The open output range (lim_{x→−∞}, lim_{x→+∞}) of `tgelu`.
+
+  For x → +∞ the term (x − t_r)(1 − Φ(x − t_r)) → 0, and likewise for x → −∞
+  the term (x − t_l)Φ(x − t_l) → 0, so the range is
+  (t_l·Φ(−t_l), t_r·Φ(t_r)) — note the tails are not monotone near the
+  thresholds: they reach t_r·Φ(t_r) + max_u u(1 − Φ(u)) ≈ t_r·Φ(t_r) + 0.17.
+  """
+  t_left, t_right = _check_tgelu_range(t_left, t_right)
+  return (t_left * float(ndtr(-t_left)), t_right * float(ndtr(t_right)))
+
+
+def softsign(x: jax.Array) -> jax.Array:
+  """Softsign x / (1 + |x|) (Bergstra et al. 2009; Glorot & Bengio 2010)."""
+  return x / (1.0 + jnp.abs(x))
+
+
+def sigmoid(x: jax.Array) -> jax.Array:
+  """Logistic sigmoid 1 / (1 + e^{−x})."""
+  return jax.nn.sigmoid(x)
+
+
+def tanh(x: jax.Array) -> jax.Array:
+  """Hyperbolic tangent (e^x − e^{−x}) / (e^x + e^{−x})."""
+  return jnp.tanh(x)
+
+
+def relu(x: jax.Array) -> jax.Array:
+  """Rectifier max(0, x)."""
+  return jax.nn.relu(x)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+  """Exact GELU x·Φ(x) (Hendrycks & Gimpel 2016), not the tanh approximation."""
+  return x * ndtr(x)
+
+
+def sin(x: jax.Array) -> jax.Array:
+  """Sine, one of the activations of the LSC study (Herranz-Celotti & Rouat)."""
+  return jnp.sin(x)
+
+
+def cos(x: jax.Array) -> jax.Array:
+  """Cosine, one of the activations of the LSC study (Herranz-Celotti & Rouat)."""
+  return jnp.cos(x)
+
+
+def identity(x: jax.Array) -> jax.Array:
+  """Identity x (linear networks)."""
+  return x
+
+
+_REGISTRY: dict[str, Activation] = {
+    "tgelu": tgelu,
+    "softsign": softsign,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "relu": relu,
+    "gelu": gelu,
+    "sin": sin,
+    "cos": cos,
+    "identity": identity,
+}
+
+# Output bounds of the squashing activations, used e.g. by the diagnostics to
+# measure saturation (|a| within 10% of a bound). Unbounded ones are absent.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "tanh": (-1.0, 1.0),
+    "softsign": (-1.0, 1.0),
+    "sigmoid": (0.0, 1.0),
+    "sin": (-1.0, 1.0),
+    "cos": (-1.0, 1.0),
+}
+
+
+def names() -> list[str]:
+  """The registered activation names, sorted."""
+  return sorted(_REGISTRY)
+
+
+def get_activation(name: str, **kwargs) -> Activation:
+  """Returns the activation called `name`, with `kwargs` bound (tGELU's range).
+
+  Raises:
+    ValueError: for an unknown name (the message lists the valid ones) or
+      keyword arguments the activation does not take.
+  """
+  if name not in _REGISTRY:
+    raise ValueError(
+        f"unknown activation {name!r}; valid names: {', '.join(names())}")
+  fn = _REGISTRY[name]
+  if not kwargs:
+    return fn
+  if name != "tgelu":
+    raise ValueError(
+        f"activation {name!r} takes no arguments, got {sorted(kwargs)}")
+  unknown = set(kwargs) - {"t_left", "t_right"}
+  if unknown:
+    raise ValueError(
+        f"tgelu takes t_left and t_right, got unknown {sorted(unknown)}")
+  _check_tgelu_range(kwargs.get("t_left", -1.0), kwargs.get("t_right", 3.0))
+  return functools.partial(fn, **kwargs)

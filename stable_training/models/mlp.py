@@ -1,0 +1,167 @@
+"""Deep fully connected networks and a small CNN, in flax.linen.
+
+Every classifier here names its last layer ``output`` (output-layer gradient
+clipping finds it by that name) and taps each hidden layer with
+``Module.perturb('preact', z)`` and ``Module.sow('intermediates', 'act', a)``
+so `stable_training.diagnostics` can read activations and back-propagated
+gradients ∂L/∂z without re-writing the model. Both taps are no-ops unless the
+caller asks for those collections, so they cost nothing otherwise.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from stable_training import activations as acts
+from stable_training import initializers as inits
+
+ActivationLike = str | Callable[[jax.Array], jax.Array]
+InitLike = str | Callable[..., jax.Array]
+
+# Collections a scanned layer stacks along the depth axis.
+SCAN_COLLECTIONS = ("params", "intermediates", "perturbations")
+
+
+def resolve_activation(activation: ActivationLike) -> Callable[[jax.Array], jax.Array]:
+  """A registry name or a callable → the activation function."""
+  return acts.get_activation(activation) if isinstance(activation, str) else activation
+
+
+def resolve_init(init: InitLike) -> Callable[..., jax.Array]:
+  """A registry name or a callable → the initializer."""
+  return inits.get_initializer(init) if isinstance(init, str) else init
+
+
+class DenseLayer(nn.Module):
+  """h ↦ φ(W h + b), one hidden layer, with diagnostics taps."""
+  width: int
+  activation: ActivationLike = "tanh"
+  kernel_init: InitLike = "glorot_normalized"
+
+  @nn.compact
+  def __call__(self, h: jax.Array) -> jax.Array:
+    z = nn.Dense(self.width, kernel_init=resolve_init(self.kernel_init),
+                 name="dense")(h)
+    z = self.perturb("preact", z)
+    a = resolve_activation(self.activation)(z)
+    self.sow("intermediates", "act", a)
+    return a
+
+
+class _ScanBody(nn.Module):
+  """Adapter: (carry, xs) → (carry, ys) signature for `nn.scan`."""
+  width: int
+  activation: ActivationLike
+  kernel_init: InitLike
+
+  @nn.compact
+  def __call__(self, h, _):
+    return DenseLayer(self.width, self.activation, self.kernel_init,
+                      name="layer")(h), None
+
+
+def scan_layers(body: type[nn.Module], length: int, remat: bool,
+                name: str, **kwargs) -> nn.Module:
+  """`length` copies of `body` as one `nn.scan` (params stacked on axis 0).
+
+  Compile time stays flat in `length`; with ``remat`` the backward pass
+  recomputes each layer's forward instead of storing it, so activation memory
+  is O(width) per layer boundary rather than per op.
+  """
+  target = nn.remat(body, prevent_cse=False) if remat else body
+  scanned = nn.scan(
+      target,
+      variable_axes={c: 0 for c in SCAN_COLLECTIONS},
+      split_rngs={"params": True},
+      length=length,
+  )
+  return scanned(name=name, **kwargs)
+
+
+class DeepMLP(nn.Module):
+  """A deep MLP: `depth` hidden layers h_l = φ(W_l h_{l−1} + b_l), then ``output``.
+
+  The first hidden layer (``input``, fan-in = input size) has its own
+  parameters; the other depth − 1 identical width×width layers run through
+  one `nn.scan` (``hidden``; params stacked on a leading axis of size
+  depth − 1), so compile time does not grow with depth. This is the network of
+  Glorot & Bengio (2010) with depth = number of hidden layers.
+
+  Attributes:
+    width: hidden units per layer.
+    depth: number of hidden layers (≥ 1).
+    num_classes: output units (logits).
+    activation: registry name or callable φ.
+    kernel_init: registry name or callable for hidden kernels; the output
+      layer uses the same initializer.
+    remat: rematerialize each scanned layer in the backward pass.
+  """
+  width: int
+  depth: int
+  num_classes: int
+  activation: ActivationLike = "tanh"
+  kernel_init: InitLike = "glorot_normalized"
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.depth < 1:
+      raise ValueError(f"DeepMLP depth must be >= 1, got {self.depth}")
+    h = x.reshape(x.shape[0], -1)
+    h = DenseLayer(self.width, self.activation, self.kernel_init, name="input")(h)
+    if self.depth > 1:
+      h, _ = scan_layers(_ScanBody, self.depth - 1, self.remat, "hidden",
+                         width=self.width, activation=self.activation,
+                         kernel_init=self.kernel_init)(h, None)
+    return nn.Dense(self.num_classes, kernel_init=resolve_init(self.kernel_init),
+                    name="output")(h)
+
+
+def hidden_stack(tree: Any, leaf: str = "act") -> jax.Array:
+  """Stacks a DeepMLP's per-layer taps into one array [depth, ...].
+
+  `tree` is the ``intermediates`` (leaf ``act``, values are sow tuples) or the
+  ``perturbations`` / their gradients (leaf ``preact``) collection of a
+  `DeepMLP` call; layer 0 is ``input``, layers 1.. are the scanned ``hidden``.
+  """
+  def get(t):
+    v = t[leaf]
+    return v[0] if isinstance(v, tuple) else v
+  first = get(tree["input"])[None]
+  if "hidden" not in tree:
+    return first
+  rest = get(tree["hidden"]["layer"])
+  return jnp.concatenate([first, rest], axis=0)
+
+
+class ConvNet(nn.Module):
+  """Small CNN: conv 8 → 16 → 64 (3×3, each + φ + 2×2 max-pool), dense 1024 → 256 → ``output``.
+
+  The CNN of the tGELU classification study (Ramaswamy, Bhatnagar & Saxena
+  2023). Accepts [B, H, W, C] images or flat [B, H·W] inputs with
+  `image_shape` giving (H, W, C).
+  """
+  num_classes: int
+  activation: ActivationLike = "gelu"
+  kernel_init: InitLike = "lecun_normal"
+  image_shape: Sequence[int] = (28, 28, 1)
+  features: Sequence[int] = (8, 16, 64)
+  dense: Sequence[int] = (1024, 256)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    act = resolve_activation(self.activation)
+    init = resolve_init(self.kernel_init)
+    if x.ndim == 2:
+      x = x.reshape((x.shape[0], *self.image_shape))
+    for i, f in enumerate(self.features):
+      x = nn.Conv(f, (3, 3), kernel_init=init, name=f"conv{i}")(x)
+      x = act(x)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+    x = x.reshape(x.shape[0], -1)
+    for i, d in enumerate(self.dense):
+      x = DenseLayer(d, self.activation, self.kernel_init, name=f"dense{i}")(x)
+    return nn.Dense(self.num_classes, kernel_init=init, name="output")(x)
