@@ -1,4 +1,11 @@
-"""Models (flax.linen). Every classifier's last layer is named ``output``."""
-from stable_training.models.mlp import ConvNet, DeepMLP, DenseLayer, hidden_stack, scan_layers
+"""Models (flax.linen). Every classifier's last layer is named ``output``.
 
-__all__ = ["ConvNet", "DeepMLP", "DenseLayer", "hidden_stack", "scan_layers"]
+Each model module registers its builders with `register_model`; importing
+this package imports them all, so `build_model(config.model, ...)` sees every
+model by name.
+"""
+from stable_training.models.mlp import ConvNet, DeepMLP, DenseLayer, hidden_stack, scan_layers
+from stable_training.models.registry import build_model, names, register_model
+
+__all__ = ["ConvNet", "DeepMLP", "DenseLayer", "build_model", "hidden_stack",
+           "names", "register_model", "scan_layers"]

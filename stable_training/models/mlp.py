@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from stable_training import activations as acts
 from stable_training import initializers as inits
+from stable_training.models.registry import register_model
 
 ActivationLike = str | Callable[[jax.Array], jax.Array]
 InitLike = str | Callable[..., jax.Array]
@@ -165,3 +166,23 @@ class ConvNet(nn.Module):
     for i, d in enumerate(self.dense):
       x = DenseLayer(d, self.activation, self.kernel_init, name=f"dense{i}")(x)
     return nn.Dense(self.num_classes, kernel_init=init, name="output")(x)
+
+
+def _activation_from_cfg(cfg) -> ActivationLike:
+  kwargs = dict(cfg.get("activation_kwargs", None) or {})
+  return acts.get_activation(cfg.activation, **kwargs) if kwargs else cfg.activation
+
+
+@register_model("deep_mlp")
+def _build_deep_mlp(cfg, *, num_classes, input_shape):
+  del input_shape
+  return DeepMLP(width=cfg.width, depth=cfg.depth, num_classes=num_classes,
+                 activation=_activation_from_cfg(cfg), kernel_init=cfg.kernel_init,
+                 remat=cfg.get("remat", False))
+
+
+@register_model("convnet")
+def _build_convnet(cfg, *, num_classes, input_shape):
+  image_shape = input_shape if len(input_shape) == 3 else (28, 28, 1)
+  return ConvNet(num_classes=num_classes, activation=_activation_from_cfg(cfg),
+                 kernel_init=cfg.kernel_init, image_shape=tuple(image_shape))
