@@ -1,0 +1,106 @@
+r"""Launcher: ``python -m experiments.main --config=CONFIG.py[:variant] --workdir=DIR [--config.KEY=VALUE ...]``.
+
+Examples::
+
+  python -m experiments.main --config=experiments/configs/default.py --workdir=/tmp/run1 \
+      --config.model.depth=50 --config.seed=3
+  python -m experiments.main --config=experiments/configs/default.py:digits --workdir=/tmp/d
+
+Every config is validated before anything runs: an unknown key, a wrong type
+or an invalid value prints one line naming the key and the valid choices and
+exits with status 2, writing nothing. Re-running a killed command resumes it.
+
+Multi-host (e.g. a TPU pod slice or several GPU hosts): start the same command
+on every host with ``--distributed`` (plus the coordinator environment
+variables JAX expects, or none on Cloud TPU), which calls
+``jax.distributed.initialize()`` first; the data mesh then spans all hosts.
+"""
+from __future__ import annotations
+
+import re
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (optionally :variant).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics, checkpoints and summary.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
+
+
+def _usage_error(msg: str) -> None:
+  print(f"error: {msg}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _config_key_error(argv, err: Exception) -> str:
+  """Turns a config_flags override error into one line naming the key."""
+  text = str(err).splitlines()[0] if str(err) else type(err).__name__
+  for arg in argv[1:]:
+    m = re.match(r"--config\.([\w.]+)(=(.*))?$", arg)
+    if not m:
+      continue
+    key = m.group(1)
+    if key.split(".")[-1] in text or key in text:
+      return _describe_key(argv, key, m.group(3), text)
+  return text
+
+
+def _describe_key(argv, key, value, text):
+  from ml_collections import config_flags as cf
+  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  try:
+    cfg = cf.config_flags._LoadConfigModule("config", path.split(":")[0]).get_config(
+        *([path.split(":", 1)[1]] if ":" in path else []))
+  except Exception:  # noqa: BLE001 - fall back to the library's own text
+    return f"--config.{key}: {text}"
+  node, parts = cfg, key.split(".")
+  for i, part in enumerate(parts):
+    if part not in node:
+      where = "config." + ".".join(parts[:i]) if i else "config"
+      return f"unknown key config.{key}; valid keys of {where}: {', '.join(sorted(node.keys()))}"
+    node = node[part]
+  return f"config.{key}={value!r}: {text} (expected {type(node).__name__})"
+
+
+def parse_flags(argv):
+  """absl flag parsing whose every error is one line and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    cause = e.__cause__ or e.__context__ or e
+    _usage_error(_config_key_error(argv, cause) if "config" in str(e) else str(e))
+  except (KeyError, AttributeError, TypeError, ValueError) as e:
+    _usage_error(_config_key_error(argv, e))
+
+
+def main(argv):
+  del argv
+  if _CONFIG.value is None or not _WORKDIR.value:
+    _usage_error("--config and --workdir are required")
+  from stable_training.config import ConfigError, validate
+  config = _CONFIG.value
+  try:
+    validate(config)
+  except ConfigError as e:
+    _usage_error(str(e))
+  if _DISTRIBUTED.value:
+    import jax
+    jax.distributed.initialize()
+  from stable_training.train import NonFiniteError, WorkdirConfigMismatch, train_and_evaluate
+  try:
+    summary = train_and_evaluate(config, _WORKDIR.value)
+  except (ConfigError, WorkdirConfigMismatch) as e:
+    _usage_error(str(e))
+  except NonFiniteError as e:
+    logging.error("%s", e)
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(3)
+  final = summary["final"]
+  line = " ".join(f"{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in final.items()
+                  if isinstance(v, dict) and "std" in v)
+  print(f"done: {line}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,99 @@
+"""Config validation: every bad value is reported before anything runs.
+
+`validate(config)` raises `ConfigError` whose message is one line naming the
+offending key, its value and what is valid; the launcher prints it and exits
+with status 2 without writing anything.
+"""
+from __future__ import annotations
+
+import numbers
+
+from stable_training import activations, initializers
+
+
+class ConfigError(ValueError):
+  """An invalid config value; the message names the key and what is valid."""
+
+
+def _int(c, key, lo=None):
+  v = _get(c, key)
+  if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+    raise ConfigError(f"config.{key}={v!r}: must be an integer")
+  if lo is not None and v < lo:
+    raise ConfigError(f"config.{key}={v!r}: must be an integer >= {lo}")
+  return v
+
+
+def _pos_float(c, key, allow_zero=False):
+  v = _get(c, key)
+  if isinstance(v, bool) or not isinstance(v, numbers.Real):
+    raise ConfigError(f"config.{key}={v!r}: must be a number")
+  if v < 0 or (v == 0 and not allow_zero):
+    raise ConfigError(f"config.{key}={v!r}: must be {'>= 0' if allow_zero else '> 0'}")
+  return v
+
+
+def _choice(c, key, valid):
+  v = _get(c, key)
+  if v not in valid:
+    raise ConfigError(f"config.{key}={v!r}: valid choices are {', '.join(map(str, valid))}")
+  return v
+
+
+def _get(c, key):
+  node = c
+  for part in key.split("."):
+    node = node[part]
+  return node
+
+
+def validate(config) -> None:
+  """Checks a train config; raises `ConfigError` (one line) on the first problem."""
+  # Imported here: these registries import model/optimizer code, which the
+  # launcher only needs once the config is known to be sane.
+  from stable_training import data, models, optim
+
+  _int(config, "seed", 0)
+  _int(config, "num_seeds", 1)
+  _int(config, "batch_size", 1)
+  _int(config, "eval_batch_size", 1)
+  _int(config, "num_steps", 1)
+  log_every = _int(config, "log_every", 1)
+  for key in ("eval_every", "checkpoint_every"):
+    v = _int(config, key, 1)
+    if v % log_every:
+      raise ConfigError(f"config.{key}={v}: must be a multiple of config.log_every={log_every}")
+  _choice(config, "on_nonfinite", ["stop", "skip"])
+  _choice(config, "progress", ["auto", "none"])
+
+  _choice(config, "dataset.name", data.names())
+  _choice(config, "dataset.view", data.VIEWS)
+  _int(config, "dataset.num_train", 0)
+  _int(config, "dataset.num_test", 0)
+
+  _choice(config, "model.name", models.names())
+  _int(config, "model.width", 1)
+  _int(config, "model.depth", 1)
+  _choice(config, "model.activation", activations.names())
+  try:
+    activations.get_activation(config.model.activation, **dict(config.model.activation_kwargs))
+  except ValueError as e:
+    raise ConfigError(f"config.model.activation_kwargs: {e}") from None
+  _choice(config, "model.kernel_init", initializers.names())
+
+  _choice(config, "optimizer.name", optim.names())
+  _pos_float(config, "optimizer.learning_rate")
+  _pos_float(config, "optimizer.clip_output_norm", allow_zero=True)
+  _pos_float(config, "optimizer.eps")
+  for key in ("optimizer.momentum", "optimizer.decay"):
+    v = _pos_float(config, key, allow_zero=True)
+    if v >= 1:
+      raise ConfigError(f"config.{key}={v!r}: must be in [0, 1)")
+
+  if config.lsc.enabled:
+    _choice(config, "lsc.rho", ["1", "0.5", "unbalanced"])
+    _int(config, "lsc.steps", 1)
+  if config.diagnostics.enabled:
+    v = _int(config, "diagnostics.every", 1)
+    if v % log_every:
+      raise ConfigError(f"config.diagnostics.every={v}: must be a multiple of config.log_every={log_every}")

@@ -1,0 +1,181 @@
+"""Train state and compiled train / eval steps.
+
+One train step is the same pure function whether it runs on one CPU, a device
+mesh, or many seeds at once: `make_train_step` builds the per-seed step,
+`make_chunk_fn` vmaps it over seeds and scans it over `K` steps so a single
+compiled call advances every seed K steps with no host round trip.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+# Top-level modules whose params are stacked along a leading layer axis
+# (`stable_training.models.scan_layers` names them so).
+SCANNED_MODULES = ("hidden",)
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a run needs to continue: step, params, optimizer state, PRNG key.
+
+  The key is a raw ``uint32[2]`` array (``jax.random.PRNGKey``) so checkpoints
+  hold plain arrays.
+  """
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy −(1/B) Σ_b log softmax(logits_b)[y_b]."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def make_objective(model, loss_fn: Callable = cross_entropy) -> Callable:
+  """params-level objective ``(params, batch, rng) -> (loss, {'accuracy'})``."""
+  def objective(params, batch, rng):
+    del rng
+    x, y = batch
+    logits = model.apply({"params": params}, x)
+    acc = jnp.mean(jnp.argmax(logits, -1) == y)
+    return loss_fn(logits, y), {"accuracy": acc}
+  return objective
+
+
+def layer_names(params) -> list[str]:
+  """Names of the entries of `layer_grad_norms`, in the same (depth) order."""
+  names = []
+  for m in _module_order(params):
+    if m in SCANNED_MODULES:
+      n = jax.tree.leaves(params[m])[0].shape[0]
+      names += [f"{m}/{i}" for i in range(n)]
+    else:
+      names.append(m)
+  return names
+
+
+def _module_order(params) -> list[str]:
+  mods = list(params.keys())
+  head = [m for m in ("input",) if m in mods]
+  scanned = [m for m in SCANNED_MODULES if m in mods]
+  tail = [m for m in ("output",) if m in mods]
+  rest = sorted(m for m in mods if m not in head + scanned + tail)
+  return head + scanned + rest + tail
+
+
+def layer_grad_norms(grads) -> jax.Array:
+  """‖g_l‖₂ per layer, in depth order: ``input``, each scanned layer, others, ``output``.
+
+  A scanned module contributes one norm per entry of its leading axis.
+  """
+  out = []
+  for m in _module_order(grads):
+    leaves = jax.tree.leaves(grads[m])
+    if m in SCANNED_MODULES:
+      sq = sum(jnp.sum(jnp.square(g).reshape(g.shape[0], -1), axis=1) for g in leaves)
+      out.append(jnp.sqrt(sq))
+    else:
+      out.append(jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in leaves))[None])
+  return jnp.concatenate(out)
+
+
+def all_finite(tree) -> jax.Array:
+  """True iff every leaf of `tree` is finite."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, *,
+                    make_grad_fn: Callable | None = None) -> Callable:
+  """One SGD-style step for one seed: ``(state, (x, y)) -> (state, metrics)``.
+
+  grads = ∇_θ L(θ; x, y) (or an estimator from ``make_grad_fn(objective)``,
+  e.g. the averaged gradient), then ``updates, s = tx.update(grads, s, θ)``
+  and θ ← θ + updates. Metrics: loss, accuracy, ‖g‖, per-layer ‖g_l‖,
+  ‖updates‖ and whether loss and grads are finite.
+  """
+  objective = make_objective(model, loss_fn)
+  if make_grad_fn is None:
+    vg = jax.value_and_grad(objective, has_aux=True)
+    grad_fn = lambda params, opt_state, batch, rng: vg(params, batch, rng)
+  else:
+    grad_fn = make_grad_fn(objective)
+
+  def train_step(state: TrainState, batch):
+    rng, step_rng = jax.random.split(state.rng)
+    (loss, aux), grads = grad_fn(state.params, state.opt_state, batch, step_rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": loss,
+        "accuracy": aux["accuracy"],
+        "grad_norm": optax.global_norm(grads),
+        "update_norm": optax.global_norm(updates),
+        "layer_grad_norms": layer_grad_norms(grads),
+        "finite": jnp.isfinite(loss) & all_finite(grads),
+    }
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         rng=rng), metrics
+  return train_step
+
+
+def make_chunk_fn(train_step: Callable, *, stop_on_nonfinite: bool) -> Callable:
+  """K steps for S seeds in one call: ``(state, x_all, y_all, idx[K,S,B]) -> (state, stopped, metrics[K,S])``.
+
+  The whole train set lives on device; each step gathers its batch by index,
+  so the data order is a pure function of (seed, step) and resume is exact.
+  With `stop_on_nonfinite`, the first step whose loss or gradient is not
+  finite for any seed freezes the state at the last good values (the host then
+  reports that step and stops).
+  """
+  seed_step = jax.vmap(train_step)
+
+  def chunk(state, x_all, y_all, idx):
+    def body(carry, idx_k):
+      state, stopped = carry
+      new_state, m = seed_step(state, (x_all[idx_k], y_all[idx_k]))
+      if stop_on_nonfinite:
+        stopped = stopped | ~jnp.all(m["finite"])
+        new_state = jax.tree.map(lambda n, o: jnp.where(stopped, o, n), new_state, state)
+      return (new_state, stopped), m
+    (state, stopped), metrics = jax.lax.scan(body, (state, jnp.array(False)), idx)
+    return state, stopped, metrics
+  return chunk
+
+
+def make_eval_fn(model, loss_fn: Callable = cross_entropy, *, batch_size: int) -> Callable:
+  """Test metrics for every seed: ``(params[S], x, y) -> (loss[S], accuracy[S])``.
+
+  Evaluates in chunks of `batch_size` (padded; padding is masked out) with
+  `lax.map`, so memory does not grow with the test-set size.
+  """
+  def eval_one(params, x, y):
+    n = x.shape[0]
+    nb = -(-n // batch_size)
+    pad = nb * batch_size - n
+    mask = jnp.concatenate([jnp.ones(n), jnp.zeros(pad)]).reshape(nb, batch_size)
+    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]).reshape(nb, batch_size, *x.shape[1:])
+    yp = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]).reshape(nb, batch_size)
+
+    def one(args):
+      xb, yb, mb = args
+      logits = model.apply({"params": params}, xb)
+      per = optax.softmax_cross_entropy_with_integer_labels(logits, yb)
+      return jnp.sum(per * mb), jnp.sum((jnp.argmax(logits, -1) == yb) * mb)
+    losses, correct = jax.lax.map(one, (xp, yp, mask))
+    return losses.sum() / n, correct.sum() / n
+  del loss_fn  # eval reports cross-entropy and accuracy
+  return jax.vmap(eval_one, in_axes=(0, None, None))
+
+
+def first_nonfinite_path(tree) -> str | None:
+  """The '/'-joined path of the first leaf with a non-finite entry, or None."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if not bool(jnp.all(jnp.isfinite(leaf))):
+      return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+  return None
