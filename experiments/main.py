@@ -17,6 +17,7 @@ variables JAX expects, or none on Cloud TPU), which calls
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 
@@ -33,34 +34,61 @@ def _usage_error(msg: str) -> None:
   sys.exit(2)
 
 
+def _load_config(argv):
+  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if path is None:
+    return None
+  spec = importlib.util.spec_from_file_location("_config_for_errors", path.split(":")[0])
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(*([path.split(":", 1)[1]] if ":" in path else []))
+
+
 def _config_key_error(argv, err: Exception) -> str:
   """Turns a config_flags override error into one line naming the key."""
-  text = str(err).splitlines()[0] if str(err) else type(err).__name__
+  text = (str(err).splitlines() or [type(err).__name__])[0]
+  try:
+    cfg = _load_config(argv)
+  except Exception as e:  # noqa: BLE001 - the config file itself is broken
+    return f"--config: {e}".splitlines()[0]
+  if cfg is None:
+    return text
+  overrides = []
   for arg in argv[1:]:
-    m = re.match(r"--config\.([\w.]+)(=(.*))?$", arg)
-    if not m:
-      continue
-    key = m.group(1)
-    if key.split(".")[-1] in text or key in text:
-      return _describe_key(argv, key, m.group(3), text)
+    m = re.match(r"--config\.([\w.]+)(?:=(.*))?$", arg)
+    if m:
+      overrides.append((m.group(1), m.group(2)))
+  for key, _ in overrides:  # unknown keys first: they explain most errors
+    node, parts = cfg, key.split(".")
+    for i, part in enumerate(parts):
+      if not hasattr(node, "keys") or part not in node:
+        where = "config." + ".".join(parts[:i]) if i else "config"
+        valid = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(not a group)"
+        return f"unknown key config.{key}; valid keys of {where}: {valid}"
+      node = node[part]
+  for key, value in overrides:
+    node = cfg
+    for part in key.split("."):
+      node = node[part]
+    if not _parses_as(value, node):
+      return f"config.{key}={value!r}: expected a value of type {type(node).__name__}"
   return text
 
 
-def _describe_key(argv, key, value, text):
-  from ml_collections import config_flags as cf
-  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+def _parses_as(value, like) -> bool:
+  """Whether the override string `value` parses as the type of `like`."""
+  if value is None or isinstance(like, str):
+    return True
   try:
-    cfg = cf.config_flags._LoadConfigModule("config", path.split(":")[0]).get_config(
-        *([path.split(":", 1)[1]] if ":" in path else []))
-  except Exception:  # noqa: BLE001 - fall back to the library's own text
-    return f"--config.{key}: {text}"
-  node, parts = cfg, key.split(".")
-  for i, part in enumerate(parts):
-    if part not in node:
-      where = "config." + ".".join(parts[:i]) if i else "config"
-      return f"unknown key config.{key}; valid keys of {where}: {', '.join(sorted(node.keys()))}"
-    node = node[part]
-  return f"config.{key}={value!r}: {text} (expected {type(node).__name__})"
+    if isinstance(like, bool):
+      return value.lower() in ("true", "false", "1", "0")
+    if isinstance(like, int):
+      int(value)
+    elif isinstance(like, float):
+      float(value)
+  except ValueError:
+    return False
+  return True
 
 
 def parse_flags(argv):

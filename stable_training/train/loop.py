@@ -31,7 +31,7 @@ from stable_training import optim as optim_lib
 from stable_training.train import checkpoint as ckpt_lib
 from stable_training.train import sharding as sharding_lib
 from stable_training.train.steps import (TrainState, cross_entropy, first_nonfinite_path,
-                                         layer_names, make_chunk_fn, make_eval_fn,
+                                         layer_names, make_chunk_fn, make_eval_step,
                                          make_objective, make_train_step)
 
 
@@ -73,7 +73,11 @@ def init_state(model, tx, seeds: np.ndarray, sample_x: jax.Array) -> TrainState:
     params = model.init(k_init, sample_x)["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=tx.init(params), rng=k_run)
-  return jax.jit(jax.vmap(one))(jnp.asarray(seeds, jnp.uint32))
+  # One compiled init called per seed, then stacked: vmapping threefry-based
+  # initializers compiles several times slower on CPU than this.
+  init_one = jax.jit(one)
+  states = [init_one(jnp.uint32(s)) for s in seeds]
+  return jax.tree.map(lambda *a: jnp.stack(a), *states)
 
 
 def _read_metrics(path: str, upto_step: int | None) -> list[dict]:
@@ -191,7 +195,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     _append(metrics_path, records[-1])
 
   diag = _make_diagnostics(config, model, workdir) if config.diagnostics.enabled else None
-  eval_fn = jax.jit(make_eval_fn(model, batch_size=min(config.eval_batch_size, d["x_test"].shape[0])))
+  eval_fn = jax.jit(make_eval_step(model, batch_size=min(config.eval_batch_size, d["x_test"].shape[0])))
   jitted_chunk = jax.jit(chunk_fn, donate_argnums=(0,))
   compiled = {}
   compile_seconds = 0.0
@@ -224,7 +228,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         run_steps += k
       if bool(stopped):
         bad_step = int(np.asarray(state.step)[0])
-        raise NonFiniteError(_nonfinite_message(bad_step, state, model, d, seeds, config))
+        raise NonFiniteError(_nonfinite_message(bad_step, state, model, tx, d, seeds, config))
       del prev_state
       step += k
       rec = _train_record(step, m, state if skip else None)
@@ -295,21 +299,33 @@ def _summary(records, name, lnames, steps_per_sec, compile_seconds) -> dict:
   return out
 
 
-def _nonfinite_message(bad_step, state, model, d, seeds, config) -> str:
-  """Names the step and the first parameter path whose gradient is not finite."""
+def _nonfinite_message(bad_step, state, model, tx, d, seeds, config) -> str:
+  """Names the step and the first parameter whose gradient (or update) is not finite.
+
+  `state` is the last good state, so re-running its step on the host finds
+  the culprit without having stored anything extra.
+  """
   objective = make_objective(model, cross_entropy)
-  grad = jax.grad(lambda p, b: objective(p, b, None)[0])
+  grad = jax.jit(jax.value_and_grad(lambda p, b: objective(p, b, None)[0]))
+  hint = "; kept the last good checkpoint; config.on_nonfinite='skip' skips such updates instead"
   for i, s in enumerate(seeds):
     idx = data_lib.batch_indices(d["x_train"].shape[0], config.batch_size, seed=int(s), step=bad_step)
     params = jax.tree.map(lambda a: a[i], state.params)
     batch = (jnp.asarray(d["x_train"][idx]), jnp.asarray(d["y_train"][idx]))
-    loss = objective(params, batch, None)[0]
-    path = first_nonfinite_path(grad(params, batch))
-    if path is not None or not bool(jnp.isfinite(loss)):
-      return (f"non-finite {'gradient' if path else 'loss'} at step {bad_step + 1} (seed {int(s)})"
-              + (f", first parameter: {path}" if path else f", loss={float(loss)}")
-              + "; kept the last good checkpoint; set config.on_nonfinite='skip' to skip such updates")
-  return f"non-finite loss or gradient at step {bad_step + 1}; kept the last good checkpoint"
+    loss, g = grad(params, batch)
+    where = f"at step {bad_step + 1} (seed {int(s)})"
+    if not bool(jnp.isfinite(loss)):
+      path = first_nonfinite_path(g)
+      return f"non-finite loss={float(loss)} {where}" + (f", first parameter: {path}" if path else "") + hint
+    path = first_nonfinite_path(g)
+    if path is not None:
+      return f"non-finite gradient {where}, first parameter: {path}" + hint
+    opt_state = jax.tree.map(lambda a: a[i], state.opt_state)
+    updates, _ = tx.update(g, opt_state, params)
+    path = first_nonfinite_path(updates)
+    if path is not None:
+      return f"non-finite update {where} (gradient finite), first parameter: {path}" + hint
+  return f"non-finite loss or gradient at step {bad_step + 1}" + hint
 
 
 def _lsc_pretrain(model, tx, state, d, config):

@@ -114,10 +114,11 @@ def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, 
     metrics = {
         "loss": loss,
         "accuracy": aux["accuracy"],
-        "grad_norm": optax.global_norm(grads),
-        "update_norm": optax.global_norm(updates),
+        "grad_norm": optax.tree.norm(grads),
+        "update_norm": optax.tree.norm(updates),
         "layer_grad_norms": layer_grad_norms(grads),
-        "finite": jnp.isfinite(loss) & all_finite(grads),
+        # Updates too: a finite gradient times a huge step can overflow.
+        "finite": jnp.isfinite(loss) & all_finite(grads) & all_finite(updates),
     }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                          rng=rng), metrics
@@ -148,7 +149,7 @@ def make_chunk_fn(train_step: Callable, *, stop_on_nonfinite: bool) -> Callable:
   return chunk
 
 
-def make_eval_fn(model, loss_fn: Callable = cross_entropy, *, batch_size: int) -> Callable:
+def make_eval_step(model, loss_fn: Callable = cross_entropy, *, batch_size: int) -> Callable:
   """Test metrics for every seed: ``(params[S], x, y) -> (loss[S], accuracy[S])``.
 
   Evaluates in chunks of `batch_size` (padded; padding is masked out) with

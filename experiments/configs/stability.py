@@ -1,0 +1,47 @@
+"""The default "stability study" (the project's main job, `scripts/run.sh`).
+
+A deep MLP (depth 20, width 128) trained with SGD under several arms; each
+arm is a variant of this config: ``stability.py:tanh-standard`` etc.
+Later methods add arms to `ARMS` (one line each) and appear as new rows.
+"""
+from experiments.configs import default
+
+# arm name -> {dotted key: value} applied on top of the base config.
+ARMS = {
+    "tanh-standard": {"model.activation": "tanh", "model.kernel_init": "glorot_standard"},
+    "tanh-normalized": {"model.activation": "tanh", "model.kernel_init": "glorot_normalized"},
+    "softsign-standard": {"model.activation": "softsign", "model.kernel_init": "glorot_standard"},
+    "softsign-normalized": {"model.activation": "softsign", "model.kernel_init": "glorot_normalized"},
+    "tgelu-clip": {"model.activation": "tgelu", "model.kernel_init": "glorot_normalized",
+                   "optimizer.clip_output_norm": 1.0},
+}
+
+
+def apply_overrides(config, overrides: dict):
+  """Sets dotted keys of `config` (e.g. ``{"model.depth": 50}``)."""
+  for key, value in overrides.items():
+    *path, leaf = key.split(".")
+    node = config
+    for p in path:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def get_config(arm: str = "tanh-standard"):
+  """Base config of the study with `arm` applied; raises ValueError for an unknown arm."""
+  if arm not in ARMS:
+    raise ValueError(f"unknown arm {arm!r} of stability.py; valid: {', '.join(ARMS)}")
+  c = default.get_config()
+  c.model.depth = 20
+  c.model.width = 128
+  c.optimizer.name = "sgd"
+  c.optimizer.learning_rate = 0.01
+  c.optimizer.momentum = 0.0
+  c.batch_size = 64
+  c.num_steps = 3000
+  c.log_every = 100
+  c.eval_every = 1000
+  c.checkpoint_every = 1000
+  c.num_seeds = 3
+  return apply_overrides(c, ARMS[arm])

@@ -1,0 +1,228 @@
+"""The train engine: multi-seed vmap, sharding, resume after SIGKILL, non-finite guard."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import default
+from stable_training import train
+from stable_training.config import ConfigError
+from stable_training.models import register_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_config(**over):
+  c = default.get_config("digits")
+  c.model.width, c.model.depth = 16, 3
+  c.batch_size, c.eval_batch_size = 32, 360
+  c.num_steps, c.log_every, c.eval_every, c.checkpoint_every = 20, 10, 20, 10
+  c.optimizer.name, c.optimizer.learning_rate = "sgd", 0.1
+  c.progress = "none"
+  for k, v in over.items():
+    node = c
+    *path, leaf = k.split(".")
+    for p in path:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+def per_seed(summary, key):
+  return np.asarray(summary["final"][key]["per_seed"])
+
+
+def test_multi_seed_vmap_equals_separate_runs(tmp_path):
+  s3 = train.train_and_evaluate(small_config(num_seeds=3, seed=5), str(tmp_path / "v"))
+  sep = [train.train_and_evaluate(small_config(seed=5 + i), str(tmp_path / f"s{i}")) for i in range(3)]
+  for key in ("train_loss", "test_loss", "test_accuracy"):
+    np.testing.assert_allclose(per_seed(s3, key), [per_seed(s, key)[0] for s in sep], rtol=1e-5, atol=1e-6)
+  # Different seeds really differ, and the summary reports mean/std across them.
+  tl = per_seed(s3, "test_loss")
+  assert len(set(np.round(tl, 6))) == 3
+  assert s3["final"]["test_loss"]["mean"] == pytest.approx(tl.mean())
+  assert s3["final"]["test_loss"]["std"] == pytest.approx(tl.std())
+
+
+def test_training_reduces_loss_and_writes_metrics(tmp_path):
+  c = small_config(num_steps=60, eval_every=60, checkpoint_every=60)
+  s = train.train_and_evaluate(c, str(tmp_path))
+  hist = s["history"]
+  assert hist[-1]["train_loss"]["mean"] < 0.6 * hist[0]["train_loss"]["mean"]
+  assert s["final"]["test_accuracy"]["mean"] > 0.5
+  recs = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert [r["step"] for r in recs] == [10, 20, 30, 40, 50, 60]
+  # per-layer gradient norms: input + 2 scanned + output, consistent with the global norm
+  lg = np.asarray(recs[0]["layer_grad_norms"]["per_seed"][0])
+  assert s["layer_names"] == ["input", "hidden/0", "hidden/1", "output"] and lg.shape == (4,)
+  assert json.load(open(tmp_path / "summary.json"))["final"]["test_accuracy"]["mean"] == \
+      pytest.approx(s["final"]["test_accuracy"]["mean"])
+
+
+def test_layer_grad_norms_match_global_norm():
+  from stable_training.models import DeepMLP
+  import jax.numpy as jnp
+  import optax
+  m = DeepMLP(8, 4, 3)
+  p = m.init(jax.random.PRNGKey(0), jnp.ones((2, 5)))["params"]
+  g = jax.grad(lambda p: jnp.sum(m.apply({"params": p}, jnp.ones((2, 5))) ** 2))(p)
+  norms = train.layer_grad_norms(g)
+  assert norms.shape == (5,)
+  np.testing.assert_allclose(jnp.sqrt(jnp.sum(norms ** 2)), optax.tree.norm(g), rtol=1e-5)
+  np.testing.assert_allclose(norms[-1], optax.tree.norm(g["output"]), rtol=1e-6)
+
+
+SHARD_SCRIPT = r"""
+import json, sys
+sys.path.insert(0, {root!r})
+import jax
+from tests.test_train import small_config
+from stable_training import train
+assert jax.device_count() == {n}, jax.devices()
+s = train.train_and_evaluate(small_config(num_seeds=2), {wd!r})
+print(json.dumps({{k: s["final"][k]["per_seed"] for k in ("train_loss", "test_loss")}}))
+"""
+
+
+def _run_devices(n, wd):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", SHARD_SCRIPT.format(root=ROOT, n=n, wd=str(wd))],
+                       env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_sharded_over_four_devices_equals_one_device(tmp_path):
+  one = _run_devices(1, tmp_path / "one")
+  four = _run_devices(4, tmp_path / "four")
+  for k in one:
+    np.testing.assert_allclose(four[k], one[k], rtol=1e-5, atol=1e-5)
+
+
+def _cli(args, **kw):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.Popen([sys.executable, "-m", "experiments.main", *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+CLI_ARGS = ["--config=experiments/configs/default.py:digits", "--config.model.width=16",
+            "--config.model.depth=3", "--config.batch_size=32", "--config.num_steps=400",
+            "--config.log_every=10", "--config.eval_every=400", "--config.checkpoint_every=10",
+            "--config.progress=none"]
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
+  wd_kill, wd_full = tmp_path / "killed", tmp_path / "full"
+  p = _cli(CLI_ARGS + [f"--workdir={wd_kill}"])
+  ckpt = wd_kill / "checkpoints"
+  deadline = time.time() + 240
+  while time.time() < deadline:  # kill once a few checkpoints exist, mid-run
+    steps = [int(d) for d in os.listdir(ckpt) if d.isdigit()] if ckpt.exists() else []
+    if steps and max(steps) >= 50:
+      break
+    time.sleep(0.05)
+  p.send_signal(signal.SIGKILL)
+  p.wait()
+  assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+  assert not (wd_kill / "summary.json").exists()
+  r = _cli(CLI_ARGS + [f"--workdir={wd_kill}"])
+  out, err = r.communicate(timeout=300)
+  assert r.returncode == 0, err[-3000:]
+  assert "resumed" in err
+  f = _cli(CLI_ARGS + [f"--workdir={wd_full}"])
+  out, err = f.communicate(timeout=300)
+  assert f.returncode == 0, err[-3000:]
+  a = json.load(open(wd_kill / "summary.json"))["final"]
+  b = json.load(open(wd_full / "summary.json"))["final"]
+  for k in ("train_loss", "test_loss", "test_accuracy"):
+    np.testing.assert_allclose(a[k]["per_seed"], b[k]["per_seed"], rtol=1e-6, atol=1e-7)
+  steps = [json.loads(l)["step"] for l in open(wd_kill / "metrics.jsonl")]
+  assert steps == list(range(10, 401, 10))  # no duplicated records after resume
+
+
+class _SqrtNet(nn.Module):
+  """A classifier whose parameter `scale` starts at 0, where d√s/ds = ∞."""
+
+  @nn.compact
+  def __call__(self, x):
+    s = self.param("scale", nn.initializers.zeros, ())
+    h = nn.Dense(8, name="input")(x.reshape(x.shape[0], -1)) * jnp.sqrt(s)
+    return nn.Dense(10, name="output")(jnp.tanh(h) + 0.1)
+
+
+try:
+  register_model("test_sqrt_net")(lambda cfg, **kw: _SqrtNet())
+except ValueError:  # re-imported by a subprocess test
+  pass
+
+
+def test_nonfinite_stop_names_step_and_parameter(tmp_path):
+  c = small_config(num_steps=40, **{"model.name": "test_sqrt_net"})
+  with pytest.raises(train.NonFiniteError,
+                     match=r"non-finite gradient at step 1 \(seed 0\), first parameter: scale"):
+    train.train_and_evaluate(c, str(tmp_path))
+  assert not (tmp_path / "summary.json").exists()
+
+
+def test_nonfinite_loss_is_reported(tmp_path):
+  c = small_config(num_steps=40, **{"optimizer.learning_rate": 1e38})
+  with pytest.raises(train.NonFiniteError, match=r"non-finite (loss|gradient|update).* at step \d+"):
+    train.train_and_evaluate(c, str(tmp_path))
+
+
+def test_nonfinite_skip_counts_and_stays_finite(tmp_path):
+  # d√s/ds is infinite at s = 0 on every step, so optax.apply_if_finite skips all 20.
+  c = small_config(num_steps=20, on_nonfinite="skip", **{"model.name": "test_sqrt_net"})
+  s = train.train_and_evaluate(c, str(tmp_path))
+  assert s["final"]["skipped_steps"] == [20]
+  assert np.all(np.isfinite(per_seed(s, "test_loss")))
+
+
+def test_nonfinite_cli_exit_code_keeps_checkpoint(tmp_path):
+  wd = tmp_path / "nan"
+  p = _cli(CLI_ARGS + [f"--workdir={wd}", "--config.optimizer.learning_rate=1e38"])
+  out, err = p.communicate(timeout=300)
+  assert p.returncode == 3, err[-2000:]
+  assert "non-finite" in err and "step" in err
+
+
+@pytest.mark.parametrize("arg,expect", [
+    ("--config.model.depth=-1", "config.model.depth=-1: must be an integer >= 1"),
+    ("--config.optimizer.learning_rate=0", "config.optimizer.learning_rate=0"),
+    ("--config.model.activation=swish", "valid choices are cos, gelu"),
+    ("--config.optimizer.name=lbfgs", "config.optimizer.name='lbfgs': valid choices"),
+    ("--config.dataset.name=imagenet21k", "config.dataset.name='imagenet21k'"),
+    ("--config.model.dept=3", "unknown key config.model.dept; valid keys of config.model: activation"),
+    ("--config.model.depth=abc", "config.model.depth"),
+])
+def test_cli_validation_one_line_exit_2_writes_nothing(tmp_path, arg, expect):
+  wd = tmp_path / "never"
+  p = _cli(CLI_ARGS + [f"--workdir={wd}", arg])
+  out, err = p.communicate(timeout=120)
+  assert p.returncode == 2, (out, err)
+  lines = [l for l in err.strip().splitlines() if l.strip()]
+  assert len(lines) == 1 and expect in lines[0], err
+  assert not wd.exists()
+
+
+def test_workdir_of_other_config_is_refused(tmp_path):
+  train.train_and_evaluate(small_config(), str(tmp_path))
+  before = open(tmp_path / "config.json").read()
+  with pytest.raises(train.WorkdirConfigMismatch, match=r"config.model.width: 16 -> 32"):
+    train.train_and_evaluate(small_config(**{"model.width": 32}), str(tmp_path))
+  assert open(tmp_path / "config.json").read() == before
+
+
+def test_validate_rejects_bad_values():
+  with pytest.raises(ConfigError, match="config.num_seeds=0"):
+    train.train_and_evaluate(small_config(num_seeds=0), "/nonexistent/never")
+  with pytest.raises(ConfigError, match="multiple of config.log_every"):
+    train.train_and_evaluate(small_config(eval_every=15), "/nonexistent/never")
