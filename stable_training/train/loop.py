@@ -265,8 +265,11 @@ def _train_record(step, m, state) -> dict:
   """Means over the chunk's K steps, per seed."""
   rec = {"step": step, "kind": "train"}
   for key, name in (("loss", "train_loss"), ("accuracy", "train_accuracy"),
-                    ("grad_norm", "grad_norm"), ("update_norm", "update_norm")):
+                    ("grad_norm", "grad_norm"), ("update_norm", "update_norm"),
+                    ("update_var", "update_var")):
     rec[name] = _stats(np.mean(m[key], axis=0))
+  if m["loss"].shape[0] > 1:  # loss smoothness: mean |L_k − L_{k−1}| within the chunk
+    rec["loss_abs_diff"] = _stats(np.mean(np.abs(np.diff(m["loss"], axis=0)), axis=0))
   lg = np.mean(m["layer_grad_norms"], axis=0)  # [S, L]
   rec["layer_grad_norms"] = {"per_seed": lg.tolist(), "mean": lg.mean(0).tolist()}
   if state is not None:  # optax.apply_if_finite counts skipped updates

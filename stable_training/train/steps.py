@@ -85,6 +85,14 @@ def layer_grad_norms(grads) -> jax.Array:
   return jnp.concatenate(out)
 
 
+def _tree_variance(tree) -> jax.Array:
+  """Variance of all entries of `tree` pooled: E[u²] − E[u]²."""
+  leaves = jax.tree.leaves(tree)
+  n = sum(x.size for x in leaves)
+  mean = sum(jnp.sum(x) for x in leaves) / n
+  return sum(jnp.sum(jnp.square(x - mean)) for x in leaves) / n
+
+
 def all_finite(tree) -> jax.Array:
   """True iff every leaf of `tree` is finite."""
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
@@ -97,7 +105,7 @@ def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, 
   grads = ∇_θ L(θ; x, y) (or an estimator from ``make_grad_fn(objective)``,
   e.g. the averaged gradient), then ``updates, s = tx.update(grads, s, θ)``
   and θ ← θ + updates. Metrics: loss, accuracy, ‖g‖, per-layer ‖g_l‖,
-  ‖updates‖ and whether loss and grads are finite.
+  ‖updates‖, the variance of the update entries and whether loss and grads are finite.
   """
   objective = make_objective(model, loss_fn)
   if make_grad_fn is None:
@@ -116,6 +124,7 @@ def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, 
         "accuracy": aux["accuracy"],
         "grad_norm": optax.tree.norm(grads),
         "update_norm": optax.tree.norm(updates),
+        "update_var": _tree_variance(updates),
         "layer_grad_norms": layer_grad_norms(grads),
         # Updates too: a finite gradient times a huge step can overflow.
         "finite": jnp.isfinite(loss) & all_finite(grads) & all_finite(updates),

@@ -1,0 +1,82 @@
+"""The dataset container, the loader registry and `load`.
+
+Conventions shared by every loader:
+- ``Dataset.x`` float32. Images are ``[N, H, W, C]`` with values in [0, 1]
+  (raw pixel / max level); sequences and feature vectors keep their natural
+  shape and scale (e.g. mnist1d ``[N, 40]``). Standardization is the caller's
+  choice (`stable_training.data.standardize`).
+- ``Dataset.y`` int32 class indices in ``[0, num_classes)``.
+- ``Dataset.image_shape`` is ``(H, W, C)`` for images, ``None`` otherwise.
+- A split is ``'train'``, ``'test'`` and, where the dataset has one,
+  ``'validation'``.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+
+class Dataset(NamedTuple):
+  """One split of a classification dataset (see the module docstring)."""
+  x: np.ndarray
+  y: np.ndarray
+  num_classes: int
+  name: str
+  image_shape: tuple | None
+
+
+class DataError(ValueError):
+  """Data that is missing, truncated or malformed (names the file and the fault)."""
+
+
+class _Entry(NamedTuple):
+  fn: Callable[..., Dataset]
+  splits: tuple[str, ...]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_dataset(name: str, splits: tuple[str, ...] = ("train", "test")):
+  """Decorator: registers ``fn(split, *, data_dir, seed) -> Dataset`` under `name`.
+
+  `load` validates the split against `splits` before calling `fn`.
+  """
+  def wrap(fn):
+    if name in _REGISTRY:
+      raise ValueError(f"dataset {name!r} registered twice")
+    _REGISTRY[name] = _Entry(fn, tuple(splits))
+    return fn
+  return wrap
+
+
+def names() -> tuple[str, ...]:
+  """The built-in (registered) dataset names; other names go through TFDS."""
+  return tuple(sorted(_REGISTRY))
+
+
+def splits(name: str) -> tuple[str, ...]:
+  """The splits a built-in dataset offers."""
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown built-in dataset {name!r}; valid: {', '.join(names())}")
+  return _REGISTRY[name].splits
+
+
+def load(name: str, split: str, *, data_dir: str | None = None, seed: int = 0) -> Dataset:
+  """Loads one split of dataset `name` as a `Dataset` (numpy, float32 x, int32 y).
+
+  Built-in names (`names()`) are read or generated locally; any other name is
+  read through ``tensorflow_datasets.data_source`` (the optional ``[tfds]``
+  extra) from `data_dir`. `seed` only matters for generated datasets
+  (shapeset); fixed datasets ignore it so every seed sees the same data.
+  """
+  if name in _REGISTRY:
+    entry = _REGISTRY[name]
+    if split not in entry.splits:
+      raise ValueError(f"dataset {name!r} has no split {split!r}; valid: {', '.join(entry.splits)}")
+    return entry.fn(split, data_dir=data_dir, seed=seed)
+  # Deferred import: the TFDS path costs nothing unless it is used.
+  tfds_source = importlib.import_module("stable_training.data.tfds_source")
+  return tfds_source.load_tfds(name, split, data_dir=data_dir, builtin_names=names())
