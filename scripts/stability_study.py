@@ -8,7 +8,6 @@ gradient-norm ratio) and writes it to ``results/stability/``.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -28,16 +27,6 @@ flags.DEFINE_integer("num_seeds", None, "Override seeds per arm.")
 flags.DEFINE_string("out", "results/stability", "Output folder for table.md / results.json.")
 flags.DEFINE_string("workdir_root", None, "Where run workdirs go (default: a temp dir).")
 
-FASHION_DIR = "/usr/share/datasets/fashion-mnist"
-
-
-def pick_dataset(name: str) -> str:
-  if name != "auto":
-    return name
-  have = os.path.exists(os.path.join(FASHION_DIR, "train-images-idx3-ubyte.gz"))
-  return "fashion_mnist" if have else "digits"
-
-
 def ratio_first_last(layer_norms: list[float], names: list[str]) -> float:
   """‖g‖ of the first hidden layer over the last hidden layer (output excluded)."""
   hidden = [n for n, name in zip(layer_norms, names) if name != "output"]
@@ -47,6 +36,7 @@ def ratio_first_last(layer_norms: list[float], names: list[str]) -> float:
 def main(argv):
   del argv
   from stable_training.train import train_and_evaluate
+  from stable_training.study import pick_dataset, write_results
   dataset = pick_dataset(FLAGS.dataset)
   print(f"dataset: {dataset}" + ("" if dataset == "fashion_mnist" else
                                  " (Fashion-MNIST IDX files not found; using scikit-learn digits)"))
@@ -84,12 +74,7 @@ def main(argv):
                  f"{r['train_loss_mean']:.4f} | {sum(ratios) / len(ratios):.3g} |")
   table = "\n".join(lines)
   print(table)
-  os.makedirs(FLAGS.out, exist_ok=True)
-  with open(os.path.join(FLAGS.out, "table.md"), "w") as fh:
-    fh.write(table + "\n")
-  with open(os.path.join(FLAGS.out, "results.json"), "w") as fh:
-    json.dump({"dataset": dataset, "rows": rows}, fh, indent=2)
-
+  write_results(FLAGS.out, table, {"dataset": dataset, "rows": rows})
 
 if __name__ == "__main__":
   app.run(main)

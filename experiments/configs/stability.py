@@ -5,6 +5,7 @@ arm is a variant of this config: ``stability.py:tanh-standard`` etc.
 Later methods add arms to `ARMS` (one line each) and appear as new rows.
 """
 from experiments.configs import default
+from stable_training.study import apply_overrides
 
 # arm name -> {dotted key: value} applied on top of the base config.
 ARMS = {
@@ -15,17 +16,6 @@ ARMS = {
     "tgelu-clip": {"model.activation": "tgelu", "model.kernel_init": "glorot_normalized",
                    "optimizer.clip_output_norm": 1.0},
 }
-
-
-def apply_overrides(config, overrides: dict):
-  """Sets dotted keys of `config` (e.g. ``{"model.depth": 50}``)."""
-  for key, value in overrides.items():
-    *path, leaf = key.split(".")
-    node = config
-    for p in path:
-      node = node[p]
-    node[leaf] = value
-  return config
 
 
 def get_config(arm: str = "tanh-standard"):
