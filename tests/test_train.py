@@ -226,3 +226,15 @@ def test_validate_rejects_bad_values():
     train.train_and_evaluate(small_config(num_seeds=0), "/nonexistent/never")
   with pytest.raises(ConfigError, match="multiple of config.log_every"):
     train.train_and_evaluate(small_config(eval_every=15), "/nonexistent/never")
+
+
+def test_diagnostics_do_not_change_training_and_are_written(tmp_path):
+  off = train.train_and_evaluate(small_config(), str(tmp_path / "off"))
+  on = train.train_and_evaluate(small_config(**{"diagnostics.enabled": True, "diagnostics.every": 10}),
+                                str(tmp_path / "on"))
+  for k in ("train_loss", "test_loss"):
+    assert per_seed(on, k).tolist() == per_seed(off, k).tolist()  # bit-identical
+  from stable_training.diagnostics import load_diagnostics
+  d = load_diagnostics(str(tmp_path / "on"))
+  assert sorted(set(np.asarray(d["step"]).tolist())) == [10, 20]
+  assert np.asarray(d["act_mean"]).shape[-1] == 3  # depth-3 MLP: 3 hidden layers

@@ -350,17 +350,23 @@ def _lsc_pretrain(model, tx, state, d, config):
 
 
 def _make_diagnostics(config, model, workdir):
-  """Per-layer monitoring every `diagnostics.every` steps (Glorot & Bengio 2010)."""
+  """Per-layer monitoring every `diagnostics.every` steps (Glorot & Bengio 2010).
+
+  A separate compiled function, traced only when enabled: the train chunk is
+  the same program with diagnostics on or off.
+  """
   from stable_training import diagnostics as diag_lib
   writer = diag_lib.DiagnosticsWriter(workdir)
   n = min(256, config.batch_size * 2)
+  act = config.model.activation
+  # vmap over the seed axis of params; the monitoring batch is shared.
+  per_seed = jax.jit(jax.vmap(
+      lambda p, x, y: diag_lib.compute_diagnostics(model, p, x, y, cross_entropy, activation_name=act),
+      in_axes=(0, None, None)))
 
   def run(step, params, d):
-    x = jnp.asarray(d["x_train"][:n])
-    y = jnp.asarray(d["y_train"][:n])
+    stats = jax.device_get(per_seed(params, jnp.asarray(d["x_train"][:n]),
+                                    jnp.asarray(d["y_train"][:n])))
     for i in range(config.num_seeds):
-      p = jax.tree.map(lambda a: a[i], params)
-      stats = diag_lib.compute_diagnostics(model, p, x, y, cross_entropy,
-                                           activation_name=config.model.activation)
-      writer.write(step, jax.device_get(stats), seed=int(config.seed) + i)
+      writer.write(step, jax.tree.map(lambda a: a[i], stats), seed=int(config.seed) + i)
   return run
