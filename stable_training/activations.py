@@ -9,8 +9,10 @@ Every function maps an array to an array of the same shape and is safe under
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from typing import Callable
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +20,46 @@ from jax.scipy.special import ndtr  # standard normal CDF Φ
 
 Activation = Callable[[jax.Array], jax.Array]
 
+# Trace-time activation hook. While `activation_hook(h)` is active, every
+# registered activation called as fn(x, **kw) returns h(partial(fn_raw, **kw), x)
+# instead of fn(x, **kw) (fn_raw: the undecorated function). It exists for
+# estimators that must change how activations differentiate without touching
+# the models: the averaged-gradient "secant" method of `stable_training.optim`
+# swaps σ′(z) for a secant slope through a `jax.custom_vjp`. It is read only
+# while JAX traces, so it costs nothing at run time, and with no hook active
+# every activation behaves exactly as before.
+_HOOK: contextvars.ContextVar = contextvars.ContextVar(
+    "stable_training_activation_hook", default=None)
 
+
+@contextlib.contextmanager
+def activation_hook(
+    hook: Callable[[Activation, jax.Array], jax.Array]) -> Iterator[None]:
+  """Within this context (at trace time), registered activations call `hook(fn, x)`.
+
+  `fn` is the activation with its keyword arguments bound (undecorated, so
+  calling it inside the hook does not recurse). Functions traced outside the
+  context (e.g. an inner `jax.jit` compiled earlier) are not affected.
+  """
+  token = _HOOK.set(hook)
+  try:
+    yield
+  finally:
+    _HOOK.reset(token)
+
+
+def _hookable(fn: Callable) -> Callable:
+  """Makes `fn` dispatch through the active `activation_hook`, if any."""
+  @functools.wraps(fn)
+  def wrapper(x, *args, **kwargs):
+    hook = _HOOK.get()
+    if hook is None:
+      return fn(x, *args, **kwargs)
+    return hook(functools.partial(fn, *args, **kwargs) if (args or kwargs) else fn, x)
+  return wrapper
+
+
+@_hookable
 def tgelu(x: jax.Array, t_left: float = -1.0, t_right: float = 3.0) -> jax.Array:
   """Truncated GELU with an explicit range (Ramaswamy, Bhatnagar & Saxena 2023).
 
@@ -84,41 +125,49 @@ def tgelu_range(t_left: float = -1.0, t_right: float = 3.0) -> tuple[float, floa
   return (t_left * float(ndtr(-t_left)), t_right * float(ndtr(t_right)))
 
 
+@_hookable
 def softsign(x: jax.Array) -> jax.Array:
   """Softsign x / (1 + |x|) (Bergstra et al. 2009; Glorot & Bengio 2010)."""
   return x / (1.0 + jnp.abs(x))
 
 
+@_hookable
 def sigmoid(x: jax.Array) -> jax.Array:
   """Logistic sigmoid 1 / (1 + e^{−x})."""
   return jax.nn.sigmoid(x)
 
 
+@_hookable
 def tanh(x: jax.Array) -> jax.Array:
   """Hyperbolic tangent (e^x − e^{−x}) / (e^x + e^{−x})."""
   return jnp.tanh(x)
 
 
+@_hookable
 def relu(x: jax.Array) -> jax.Array:
   """Rectifier max(0, x)."""
   return jax.nn.relu(x)
 
 
+@_hookable
 def gelu(x: jax.Array) -> jax.Array:
   """Exact GELU x·Φ(x) (Hendrycks & Gimpel 2016), not the tanh approximation."""
   return x * ndtr(x)
 
 
+@_hookable
 def sin(x: jax.Array) -> jax.Array:
   """Sine, one of the activations of the LSC study (Herranz-Celotti & Rouat)."""
   return jnp.sin(x)
 
 
+@_hookable
 def cos(x: jax.Array) -> jax.Array:
   """Cosine, one of the activations of the LSC study (Herranz-Celotti & Rouat)."""
   return jnp.cos(x)
 
 
+@_hookable
 def identity(x: jax.Array) -> jax.Array:
   """Identity x (linear networks)."""
   return x

@@ -82,6 +82,9 @@ def validate(config) -> None:
   _choice(config, "model.kernel_init", initializers.names())
 
   _choice(config, "optimizer.name", optim.names())
+  if config.optimizer.name == "avg_grad_rmsprop":
+    _choice(config, "optimizer.avg_grad.method", list(optim.METHODS))
+    _int(config, "optimizer.avg_grad.num_points", 1)
   _pos_float(config, "optimizer.learning_rate")
   _pos_float(config, "optimizer.clip_output_norm", allow_zero=True)
   _pos_float(config, "optimizer.eps")

@@ -1,0 +1,151 @@
+"""Tests for stable_training.optim: output-layer clipping and the optimizer factory."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from stable_training import optim
+
+
+def _grads(scale_out=10.0, scale_hidden=5.0, seed=0):
+  """A DeepMLP-shaped gradient tree: input, hidden (stacked) and output."""
+  ks = jax.random.split(jax.random.key(seed), 6)
+  return {
+      "input": {"dense": {"kernel": scale_hidden * jax.random.normal(ks[0], (5, 4)),
+                          "bias": scale_hidden * jax.random.normal(ks[1], (4,))}},
+      "hidden": {"layer": {"dense": {
+          "kernel": scale_hidden * jax.random.normal(ks[2], (2, 4, 4)),
+          "bias": scale_hidden * jax.random.normal(ks[3], (2, 4))}}},
+      "output": {"kernel": scale_out * jax.random.normal(ks[4], (4, 3)),
+                 "bias": scale_out * jax.random.normal(ks[5], (3,))},
+  }
+
+
+def _out_norm(g):
+  return float(np.sqrt(sum(np.sum(np.square(np.asarray(x)))
+                           for x in jax.tree.leaves(g["output"]))))
+
+
+def test_clip_only_output_layer_changes_and_matches_hand_computation():
+  g = _grads()
+  tx = optim.clip_output_layer(1.0)
+  out, _ = jax.jit(tx.update)(g, tx.init(g))
+  # Other layers bit-identical.
+  for k in ("input", "hidden"):
+    for a, b in zip(jax.tree.leaves(g[k]), jax.tree.leaves(out[k])):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # Output: g / max(1, n / max_norm) with the joint norm over kernel and bias.
+  n = _out_norm(g)
+  assert n > 1.0
+  for key in ("kernel", "bias"):
+    np.testing.assert_allclose(out["output"][key], np.asarray(g["output"][key]) / max(1.0, n / 1.0),
+                               rtol=1e-6)
+  np.testing.assert_allclose(_out_norm(out), 1.0, rtol=1e-6)
+
+
+def test_clip_uses_joint_norm_not_per_leaf():
+  # kernel norm 0.6, bias norm 0.8: each below 1 but jointly exactly 1.0 → with
+  # max_norm 0.5 both scale by 0.5 (per-leaf clipping would give 0.5/0.6, 0.5/0.8).
+  g = {"hidden": {"w": jnp.ones((2,))},
+       "output": {"kernel": jnp.array([[0.6, 0.0]]), "bias": jnp.array([0.0, 0.8])}}
+  tx = optim.clip_output_layer(0.5)
+  out, _ = tx.update(g, tx.init(g))
+  np.testing.assert_allclose(out["output"]["kernel"], [[0.3, 0.0]], rtol=1e-6)
+  np.testing.assert_allclose(out["output"]["bias"], [0.0, 0.4], rtol=1e-6)
+
+
+def test_clip_below_threshold_untouched():
+  g = _grads(scale_out=1e-3)
+  tx = optim.clip_output_layer(1.0)
+  out, _ = tx.update(g, tx.init(g))
+  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(out)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_clip_under_vmap_has_per_seed_norms():
+  # Seed 0 above the threshold (scaled down), seed 1 below it (untouched).
+  g = jax.tree.map(lambda a, b: jnp.stack([a, b]), _grads(10.0), _grads(1e-3, seed=1))
+  tx = optim.clip_output_layer(2.0)
+  out, _ = jax.jit(jax.vmap(tx.update))(g, jax.vmap(tx.init)(g))
+  g0 = jax.tree.map(lambda x: x[0], g)
+  n0 = _out_norm(g0)
+  np.testing.assert_allclose(out["output"]["kernel"][0], g0["output"]["kernel"] / (n0 / 2.0),
+                             rtol=1e-6)
+  np.testing.assert_array_equal(out["output"]["kernel"][1], g["output"]["kernel"][1])
+  np.testing.assert_array_equal(out["input"]["dense"]["kernel"], g["input"]["dense"]["kernel"])
+
+
+def test_clip_accepts_variables_dict():
+  g = {"params": _grads()}
+  tx = optim.clip_output_layer(1.0)
+  out, _ = tx.update(g, tx.init(g))
+  np.testing.assert_allclose(_out_norm(out["params"]), 1.0, rtol=1e-6)
+
+
+def test_clip_errors():
+  tx = optim.clip_output_layer(1.0)
+  g = {"dense0": {"kernel": jnp.ones(3)}, "head": {"kernel": jnp.ones(2)}}
+  with pytest.raises(ValueError, match="dense0, head"):
+    tx.init(g)
+  for bad in (0.0, -1.0):
+    with pytest.raises(ValueError, match="max_norm"):
+      optim.clip_output_layer(bad)
+
+
+def _cfg(name, **kw):
+  c = ml_collections.ConfigDict(dict(
+      name=name, learning_rate=0.1, momentum=0.9, decay=0.9, eps=1e-8,
+      clip_output_norm=0.0,
+      avg_grad=ml_collections.ConfigDict(dict(method="secant", num_points=2))))
+  c.update(kw)
+  return c
+
+
+@pytest.mark.parametrize("name,ref", [
+    ("sgd", lambda: optax.sgd(0.1)),
+    ("momentum", lambda: optax.sgd(0.1, momentum=0.9)),
+    ("rmsprop", lambda: optax.rmsprop(0.1, decay=0.9, eps=1e-8)),
+    ("adam", lambda: optax.adam(0.1, eps=1e-8)),
+    ("adabelief", lambda: optax.adabelief(0.1, eps=1e-8)),
+    ("avg_grad_rmsprop", lambda: optax.rmsprop(0.1, decay=0.9, eps=1e-8)),
+])
+def test_make_optimizer_matches_optax(name, ref):
+  params = {"output": {"kernel": jnp.array([[1.0, -2.0]]), "bias": jnp.array([0.5, 0.0])}}
+  grads = [jax.tree.map(lambda p, s=s: (s + 1.0) * p + s, params) for s in range(3)]
+  tx, tr = optim.make_optimizer(_cfg(name)), ref()
+  s, sr = tx.init(params), tr.init(params)
+  for g in grads:
+    u, s = tx.update(g, s, params)
+    ur, sr = tr.update(g, sr, params)
+    for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(ur)):
+      np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=name)
+
+
+def test_make_optimizer_chains_clip_first():
+  g = _grads()
+  tx = optim.make_optimizer(_cfg("sgd", learning_rate=1.0, clip_output_norm=1.0))
+  u, _ = tx.update(g, tx.init(g), g)
+  np.testing.assert_allclose(_out_norm(u), 1.0, rtol=1e-6)       # −η·clipped
+  np.testing.assert_array_equal(u["input"]["dense"]["kernel"], -g["input"]["dense"]["kernel"])
+
+
+def test_make_optimizer_unknown_name():
+  with pytest.raises(ValueError, match="adabelief, adam, avg_grad_rmsprop"):
+    optim.make_optimizer(_cfg("lamb"))
+  with pytest.raises(ValueError, match="lamb"):
+    optim.make_grad_fn(_cfg("lamb"), lambda p, b, r: (0.0, {}))
+  assert optim.names() == sorted(
+      ["sgd", "momentum", "rmsprop", "adam", "adabelief", "avg_grad_rmsprop"])
+
+
+def test_default_grad_fn_is_value_and_grad():
+  loss_fn = lambda p, batch, rng: (jnp.sum((p["w"] - batch) ** 2), {"b": batch})
+  gf = optim.make_grad_fn(_cfg("adam"), loss_fn)
+  (loss, aux), g = gf({"w": jnp.array([1.0, 2.0])}, None, jnp.array([0.0, 1.0]), None)
+  np.testing.assert_allclose(loss, 2.0)
+  np.testing.assert_allclose(g["w"], [2.0, 2.0])
+  np.testing.assert_allclose(aux["b"], [0.0, 1.0])
