@@ -13,8 +13,12 @@ ARMS = {
     "tanh-normalized": {"model.activation": "tanh", "model.kernel_init": "glorot_normalized"},
     "softsign-standard": {"model.activation": "softsign", "model.kernel_init": "glorot_standard"},
     "softsign-normalized": {"model.activation": "softsign", "model.kernel_init": "glorot_normalized"},
-    "tgelu-clip": {"model.activation": "tgelu", "model.kernel_init": "glorot_normalized",
-                   "optimizer.clip_output_norm": 1.0},
+    # tGELU's slope at 0 is 0.5 (like GELU), so it needs He's gain 2/n_in to keep
+    # the signal through 20 layers; with Glorot's normalized init it vanishes.
+    "tgelu-he-clip": {"model.activation": "tgelu", "model.kernel_init": "he_normal",
+                      "optimizer.clip_output_norm": 1.0},
+    "tgelu-normalized-clip": {"model.activation": "tgelu", "model.kernel_init": "glorot_normalized",
+                              "optimizer.clip_output_norm": 1.0},
 }
 
 
