@@ -1,0 +1,279 @@
+"""Reproduce the DQN-without-target-network study (Ramaswamy, Bhatnagar & Saxena 2023).
+
+Arms: {GELU, tGELU(−1, 1)} × {Polyak target (τ = 0.005, λ = 2), no target
+(λ = 1)} plus tGELU without target and without output-layer clipping
+(ablation). SGD lr 3e-4, γ = 0.99, batch 256, one update per env step,
+uniform replay, 5 episodes of greedy evaluation capped at 1,000 steps.
+All seeds of an arm train in one `jax.jit(jax.vmap(train))` call.
+
+Settings (``--setting``; ``--quick`` / ``--tiny`` are shortcuts):
+
+* ``full``: the paper trains 1e6 env steps with a 1e6 buffer. One update
+  (batch 256, 128-128 MLP) costs ≈ 0.7 ms (GELU) to 1.4 ms (tGELU) of this
+  2-core CPU per seed, i.e. ≈ 11 h for 5 arms × 8 seeds × 1e6 steps, so our
+  "full" setting is 8 seeds × 12,500 env steps (5,000 warm-up, 7,500
+  updates, ε decayed over 6,250 steps, eval every 1,250; buffer 1e5 — never
+  filled at this length, so 1e6 would change nothing): ≈ 6 min of 2 idle
+  cores, ≈ 17 min when the machine is shared (load ≈ 8).
+* ``quick``: 2 seeds × 12,000 steps (< 3 min idle).
+* ``tiny``: 2 seeds × a few hundred steps with a small batch, for the smoke test.
+
+Outputs ``results/dqn/<setting>[_<env>].{md,json,png}``: mean ± std greedy
+return curves, the step at which the across-seed mean evaluation return first
+reaches the threshold (475 for CartPole-v1; 950 = 0.95 × the 1,000-step cap for
+the 3-action variant without time limit), per-seed steps to threshold, final
+return (mean ± across-seed std), memory (bytes of params + target + optimizer
+state per seed) and env steps/s.
+
+  .venv/bin/python scripts/reproduce_dqn.py --quick
+  .venv/bin/python scripts/reproduce_dqn.py --setting full
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from experiments.configs.dqn import ARMS  # noqa: E402
+from stable_training.rl import dqn  # noqa: E402
+
+SETTINGS = {
+    "full": dict(seeds=8, config=dict(
+        total_steps=12_500, learning_starts=5_000, eval_every=1_250,
+        eps_decay_steps=6_250, buffer_size=100_000)),
+    "quick": dict(seeds=2, config=dict(
+        total_steps=12_000, learning_starts=2_000, eval_every=2_000,
+        eps_decay_steps=6_000, buffer_size=20_000)),
+    "tiny": dict(seeds=2, config=dict(
+        total_steps=300, learning_starts=100, eval_every=100,
+        eps_decay_steps=200, buffer_size=512, batch_size=32,
+        eval_max_steps=200, eval_episodes=2)),
+}
+
+THRESHOLDS = {"CartPole-v1": 475.0, "CartPole-3a": 950.0}
+
+
+def first_step_at_least(steps, values, threshold):
+  """The first entry of `steps` whose value is ≥ threshold, else None."""
+  hit = np.flatnonzero(np.asarray(values) >= threshold)
+  return int(steps[hit[0]]) if hit.size else None
+
+
+def summarize_returns(steps, ret, threshold, learning_starts) -> dict:
+  """Curve statistics of greedy returns `ret` [seeds, evals] at `steps`.
+
+  Steps-to-threshold and the across-seed spread only count evaluations after
+  learning started (step > learning_starts): before it the greedy policy is the
+  untrained network's, which occasionally balances the pole by chance.
+  """
+  steps, ret = np.asarray(steps), np.asarray(ret, dtype=float)
+  learned = steps > learning_starts
+  s_l, r_l = steps[learned], ret[:, learned]
+  per_seed = [first_step_at_least(s_l, r, threshold) for r in r_l]
+  reached = [x for x in per_seed if x is not None]
+  final = ret[:, -1]
+  return dict(
+      eval_steps=steps.tolist(),
+      eval_return_mean=ret.mean(0).tolist(),
+      eval_return_std=ret.std(0).tolist(),
+      eval_return_per_seed=ret.tolist(),
+      threshold=threshold,
+      untrained_return_mean=(float(ret[:, ~learned][:, -1].mean())
+                             if (~learned).any() else None),
+      steps_to_threshold_mean_curve=first_step_at_least(s_l, r_l.mean(0),
+                                                        threshold),
+      steps_to_threshold_per_seed=per_seed,
+      seeds_reaching_threshold=len(reached),
+      median_steps_to_threshold=(float(np.median(reached)) if reached
+                                 else None),
+      final_return_mean=float(final.mean()),
+      final_return_std=float(final.std()),
+      last3_return_mean=float(ret[:, -3:].mean()),
+      mean_across_seed_std=float(r_l.std(0).mean()),
+  )
+
+
+def resummarize(path: str):
+  """Recomputes the curve statistics of a results JSON in place (no training)
+  and rewrites its .md/.png next to it."""
+  with open(path) as f:
+    data = json.load(f)
+  for r in data["arms"].values():
+    r.update(summarize_returns(r["eval_steps"], r["eval_return_per_seed"],
+                               r["threshold"], r["config"]["learning_starts"]))
+  out_dir, name = os.path.split(path)
+  return write_outputs(data["arms"], data["meta"], out_dir,
+                       os.path.splitext(name)[0])
+
+
+def compile_arm(config: dict, seeds: int, seed0: int, fast_compile: bool):
+  """jit(vmap(train)) of one arm, compiled; returns (compiled, keys, seconds)."""
+  train = jax.jit(jax.vmap(dqn.make_train(config)))
+  keys = jax.random.split(jax.random.key(seed0), seeds)
+  # Tiny budgets: XLA's backend optimizations cost more than they save.
+  opts = {"xla_backend_optimization_level": 0} if fast_compile else {}
+  t0 = time.perf_counter()
+  compiled = train.lower(keys).compile(compiler_options=opts)
+  return compiled, keys, time.perf_counter() - t0
+
+
+def run_arm(config: dict, compiled, keys, compile_s: float) -> dict:
+  """Runs one compiled arm over its seeds (one program); summarizes."""
+  seeds = keys.shape[0]
+  t0 = time.perf_counter()
+  state, metrics = jax.block_until_ready(compiled(keys))
+  run_s = time.perf_counter() - t0
+  c = dqn.resolve_config(config)
+  steps = dqn.eval_steps(c)
+  ret = np.asarray(metrics["eval_return"])  # [seeds, evals]
+  return dict(
+      config=c.to_dict(),
+      **summarize_returns(steps, ret, THRESHOLDS[c.env_name],
+                          c.learning_starts),
+      final_q_mean=float(np.asarray(metrics["q_mean"])[:, -1].mean()),
+      final_loss_mean=float(np.asarray(metrics["loss"])[:, -1].mean()),
+      # Chunks inside the warm-up have no updates (loss NaN by design).
+      finite=bool(np.all(np.isfinite(ret)) and np.all(np.isfinite(
+          np.asarray(metrics["loss"])[np.asarray(metrics["updates"]) > 0]))),
+      memory_bytes=dqn.learner_state_bytes(jax.tree.map(lambda x: x[0],
+                                                        state)),
+      compile_seconds=compile_s,
+      run_seconds=run_s,
+      env_steps_per_sec=seeds * c.total_steps / run_s,
+      seeds=seeds)
+
+
+def _fmt(x, digits=0):
+  return "—" if x is None else f"{x:.{digits}f}"
+
+
+def write_outputs(results: dict, meta: dict, out_dir: str, stem: str):
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, stem + ".json"), "w") as f:
+    json.dump(dict(meta=meta, arms=results), f, indent=1)
+  lines = [
+      f"# DQN with/without target network — {meta['setting']} setting, "
+      f"{meta['env']}",
+      "",
+      f"{meta['seeds']} seeds, {meta['total_steps']} env steps per seed, "
+      f"threshold {meta['threshold']:.0f}. Command: `{meta['command']}`",
+      "",
+      "Steps to threshold count evaluations after the warm-up only; "
+      "'untrained' is the greedy return of the initial network.",
+      "",
+      "| arm | untrained return | steps to mean≥thr | seeds ≥thr | "
+      "median steps (reached) | final return (mean ± std) | last-3 evals mean | "
+      "mean across-seed std | final mean Q(s,a) | memory (B/seed) | "
+      "env steps/s | compile s |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for name, r in results.items():
+    lines.append(
+        f"| {name} | {_fmt(r['untrained_return_mean'], 1)} | "
+        f"{_fmt(r['steps_to_threshold_mean_curve'])} | "
+        f"{r['seeds_reaching_threshold']}/{r['seeds']} | "
+        f"{_fmt(r['median_steps_to_threshold'])} | "
+        f"{r['final_return_mean']:.1f} ± {r['final_return_std']:.1f} | "
+        f"{r['last3_return_mean']:.1f} | {r['mean_across_seed_std']:.1f} | "
+        f"{r['final_q_mean']:.1f} | {r['memory_bytes']} | "
+        f"{r['env_steps_per_sec']:.0f} | {r['compile_seconds']:.1f} |")
+  with open(os.path.join(out_dir, stem + ".md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, r in results.items():
+      x = np.asarray(r["eval_steps"])
+      m, s = np.asarray(r["eval_return_mean"]), np.asarray(r["eval_return_std"])
+      ax.plot(x, m, label=name)
+      ax.fill_between(x, m - s, m + s, alpha=0.15)
+    ax.axhline(meta["threshold"], color="k", ls=":", lw=1)
+    warm = next(iter(results.values()))["config"]["learning_starts"]
+    ax.axvspan(0, warm, color="0.9", zorder=0,
+               label="warm-up (untrained net, random actions)")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("greedy eval return (mean ± std over seeds)")
+    ax.set_title(f"DQN on {meta['env']} ({meta['setting']}, "
+                 f"{meta['seeds']} seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, stem + ".png"), dpi=110)
+    plt.close(fig)
+  except ImportError:
+    pass
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--setting", choices=sorted(SETTINGS), default="quick")
+  p.add_argument("--quick", action="store_const", const="quick",
+                 dest="setting_flag")
+  p.add_argument("--tiny", action="store_const", const="tiny",
+                 dest="setting_flag")
+  p.add_argument("--env", default="CartPole-v1",
+                 choices=sorted(THRESHOLDS))
+  p.add_argument("--seeds", type=int, default=0, help="0 = setting default")
+  p.add_argument("--total_steps", type=int, default=0,
+                 help="0 = setting default")
+  p.add_argument("--arms", default=",".join(ARMS),
+                 help=f"comma-separated subset of {list(ARMS)}")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--out", default="results/dqn")
+  p.add_argument("--resummarize", default="",
+                 help="a results JSON: recompute its statistics, no training")
+  args = p.parse_args(argv)
+  if args.resummarize:
+    print(resummarize(args.resummarize))
+    return
+  setting = args.setting_flag or args.setting
+  arms = [a for a in args.arms.split(",") if a]
+  bad = [a for a in arms if a not in ARMS]
+  if bad:
+    raise ValueError(f"unknown arms {bad}; valid: {list(ARMS)}")
+  spec = SETTINGS[setting]
+  seeds = args.seeds or spec["seeds"]
+  base = dict(spec["config"], env_name=args.env)
+  if args.total_steps:
+    base["total_steps"] = args.total_steps
+  configs = {name: dict(base, **ARMS[name]) for name in arms}
+  # Compile every arm first, two at a time (XLA compiles release the GIL).
+  t0 = time.time()
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    futures = {name: pool.submit(compile_arm, cfg, seeds, args.seed,
+                                 setting == "tiny")
+               for name, cfg in configs.items()}
+    compiled = {name: f.result() for name, f in futures.items()}
+  print(f"compiled {len(arms)} arms in {time.time() - t0:.0f} s", flush=True)
+  results = {}
+  for name in arms:
+    t0 = time.time()
+    results[name] = run_arm(configs[name], *compiled[name])
+    r = results[name]
+    print(f"{name}: final {r['final_return_mean']:.1f} ± "
+          f"{r['final_return_std']:.1f}, steps→thr "
+          f"{r['steps_to_threshold_mean_curve']}, "
+          f"{r['env_steps_per_sec']:.0f} env steps/s "
+          f"({time.time() - t0:.0f} s)", flush=True)
+  c = dqn.resolve_config(base)
+  meta = dict(setting=setting, env=args.env, seeds=seeds,
+              total_steps=c.total_steps, threshold=THRESHOLDS[args.env],
+              command="python scripts/reproduce_dqn.py "
+              + " ".join(sys.argv[1:] if argv is None else argv),
+              jax_version=jax.__version__, backend=jax.default_backend())
+  stem = setting + ("" if args.env == "CartPole-v1" else "_" + args.env)
+  print(write_outputs(results, meta, args.out, stem))
+
+
+if __name__ == "__main__":
+  main()
