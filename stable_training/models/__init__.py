@@ -9,3 +9,5 @@ from stable_training.models.registry import build_model, names, register_model
 
 __all__ = ["ConvNet", "DeepMLP", "DenseLayer", "build_model", "hidden_stack",
            "names", "register_model", "scan_layers"]
+# Imported for their registrations: ROAF (Ceni 2022) and recurrent classifiers.
+from stable_training.models import recurrent, roaf  # noqa: F401,E402

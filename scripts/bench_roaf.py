@@ -1,0 +1,231 @@
+"""ROAF benchmarks (not a test): compile time / memory vs depth, JAX vs PyTorch eager.
+
+Prints tables (and writes results/roaf/bench.{md,json}):
+
+1. Roofline: achieved GFLOP/s of a jitted 2048² f32 matmul, measured in the same run.
+2. ROAF MLP train step (SGD, width W, batch B, remat) for depths 100 … 50,000:
+   compile seconds (`jit(...).lower().compile()`) and XLA's memory analysis
+   (arguments + temporaries = the compiled program's peak estimate).
+3. Train step at depth 1,000 and 10,000: JAX (one compiled nn.scan; filters
+   'fast' = signed permutations of one Haar matrix, and 'haar' = O_l
+   re-derived by QR per layer, see `stable_training.models.roaf`) vs a PyTorch eager loop over an
+   nn.ModuleList of nn.Linear with the O_l stored as buffers (the natural
+   PyTorch port; no QR cost, O(depth·W²) filter memory).
+4. psMNIST RNN forward+backward over 784 steps (H = B = 128): JAX
+   `RecurrentClassifier` ('elman' and 'roaf') vs `torch.nn.RNN` (tanh).
+
+GFLOP/s count only the useful matmul flops: per ROAF layer 2·B·W² for each
+of W x and O x forward, and 2·B·W² for each of ∂x (through W and O) and
+∂W backward (5 matmuls), not the QR or the remat recomputation; per RNN step
+2·B·H² forward and 4·B·H² backward. Timings are medians of `--reps` runs on a
+machine shared with other jobs: indicative only.
+
+  python scripts/bench_roaf.py            # full
+  python scripts/bench_roaf.py --quick    # smaller depths / reps
+  python scripts/bench_roaf.py --skip compile,rnn --filter_modes fast   # one part only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from stable_training.models.recurrent import RecurrentClassifier
+from stable_training.models.roaf import ROAFMLP
+
+
+def median_time(fn, reps):
+  ts = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    fn()
+    ts.append(time.perf_counter() - t)
+  return float(np.median(ts))
+
+
+def roofline(reps):
+  a = jnp.ones((2048, 2048), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(a).block_until_ready()
+  return 2 * 2048 ** 3 / median_time(lambda: f(a).block_until_ready(), reps) / 1e9
+
+
+def jax_step(depth, width, batch, filter_mode="fast"):
+  model = ROAFMLP(width=width, depth=depth, num_classes=10, remat=True, filter_mode=filter_mode)
+  x = jnp.ones((batch, width))
+  y = jnp.zeros((batch,), jnp.int32)
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"]
+
+  def step(p, x, y):
+    g = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
+        model.apply({"params": p}, x), y).mean())(p)
+    return optax.apply_updates(p, jax.tree.map(lambda u: -1e-3 * u, g))
+  return jax.jit(step, donate_argnums=0), params, x, y
+
+
+def compile_row(depth, width, batch, filter_mode):
+  step, params, x, y = jax_step(depth, width, batch, filter_mode)
+  t = time.perf_counter()
+  compiled = step.lower(params, x, y).compile()
+  secs = time.perf_counter() - t
+  mem = compiled.memory_analysis()
+  peak = None
+  if mem is not None:
+    peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+            - mem.alias_size_in_bytes) / 2 ** 20
+  return {"depth": depth, "filter_mode": filter_mode, "compile_s": secs, "peak_mib": peak,
+          "param_mib": sum(v.size * 4 for v in jax.tree.leaves(params)) / 2 ** 20}
+
+
+def layer_flops(width, batch):
+  return 5 * 2 * batch * width * width
+
+
+def jax_train_time(depth, width, batch, reps, filter_mode):
+  step, params, x, y = jax_step(depth, width, batch, filter_mode)
+  params = step(params, x, y)
+  jax.block_until_ready(params)
+  box = [params]
+
+  def run():
+    box[0] = step(box[0], x, y)
+    jax.block_until_ready(box[0])
+  return median_time(run, reps)
+
+
+def torch_train_time(depth, width, batch, reps, alpha=0.99):
+  import torch
+  torch.manual_seed(0)
+
+  class ROAFTorch(torch.nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.layers = torch.nn.ModuleList([torch.nn.Linear(width, width) for _ in range(depth)])
+      o = torch.linalg.qr(torch.randn(depth, width, width))[0]
+      self.register_buffer("o", o)
+      self.out = torch.nn.Linear(width, 10)
+
+    def forward(self, h):
+      for l, lin in enumerate(self.layers):
+        h = alpha * (h @ self.o[l].T) + (1 - alpha) * torch.tanh(lin(h))
+      return self.out(h)
+
+  model = ROAFTorch()
+  opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+  x = torch.ones(batch, width)
+  y = torch.zeros(batch, dtype=torch.long)
+
+  def run():
+    opt.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+  run()
+  return median_time(run, reps)
+
+
+def rnn_times(hidden, batch, steps, reps):
+  import torch
+  x = jnp.ones((batch, steps, 1))
+  out = {}
+  for cell in ("elman", "roaf"):
+    m = RecurrentClassifier(cell=cell, hidden=hidden, num_classes=10)
+    p = m.init(jax.random.PRNGKey(0), x)["params"]
+    g = jax.jit(jax.grad(lambda p, x: jnp.sum(m.apply({"params": p}, x))))
+    jax.block_until_ready(g(p, x))
+    out["jax_" + cell] = median_time(lambda: jax.block_until_ready(g(p, x)), reps)
+  rnn = torch.nn.RNN(1, hidden, nonlinearity="tanh", batch_first=True)
+  head = torch.nn.Linear(hidden, 10)
+  xt = torch.ones(batch, steps, 1)
+
+  def run():
+    rnn.zero_grad(set_to_none=True)
+    ys, _ = rnn(xt)
+    head(ys[:, -1]).sum().backward()
+  run()
+  out["torch_rnn"] = median_time(run, reps)
+  return out
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--quick", action="store_true")
+  ap.add_argument("--width", type=int, default=128)
+  ap.add_argument("--batch", type=int, default=128)
+  ap.add_argument("--compile_depths", default="100,1000,10000,50000")
+  ap.add_argument("--step_depths", default="1000,10000")
+  ap.add_argument("--reps", type=int, default=5)
+  ap.add_argument("--filter_modes", default="fast,haar")
+  ap.add_argument("--skip", default="", help="comma list of parts to skip: compile,step,rnn")
+  ap.add_argument("--out", default="results/roaf")
+  ap.add_argument("--tag", default="", help="suffix of the output file names")
+  args = ap.parse_args()
+  if args.quick:
+    args.compile_depths, args.step_depths, args.reps = "100,1000,10000", "1000", 3
+  import torch
+  res = {"setting": vars(args), "torch_threads": torch.get_num_threads(),
+         "devices": str(jax.devices())}
+  res["roofline_gflops"] = roofline(args.reps)
+  print(f"roofline 2048² matmul: {res['roofline_gflops']:.1f} GFLOP/s", flush=True)
+  skip = set(args.skip.split(","))
+  modes = args.filter_modes.split(",")
+  res["compile"] = []
+  for d in [] if "compile" in skip else [int(v) for v in args.compile_depths.split(",")]:
+    for mode in modes:
+      r = compile_row(d, args.width, args.batch, mode)
+      res["compile"].append(r)
+      print(json.dumps(r), flush=True)
+  res["train_step"] = []
+  for d in [] if "step" in skip else [int(v) for v in args.step_depths.split(",")]:
+    tt = torch_train_time(d, args.width, args.batch, args.reps)
+    fl = layer_flops(args.width, args.batch) * d
+    for mode in modes:
+      tj = jax_train_time(d, args.width, args.batch, args.reps, mode)
+      r = {"depth": d, "filter_mode": mode, "jax_s": tj, "torch_s": tt, "speedup": tt / tj,
+           "jax_gflops": fl / tj / 1e9, "torch_gflops": fl / tt / 1e9}
+      res["train_step"].append(r)
+      print(json.dumps(r), flush=True)
+  res["rnn"] = {}
+  if "rnn" not in skip:
+    rt = rnn_times(128, 128, 784, args.reps)
+    fl = 3 * 2 * 128 * 128 * 128 * 784
+    res["rnn"] = {k: {"s": v, "gflops": fl / v / 1e9} for k, v in rt.items()}
+    print(json.dumps(res["rnn"]), flush=True)
+
+  roof = res["roofline_gflops"]
+  lines = [f"# ROAF benchmarks (2 CPU cores shared with other jobs; roofline {roof:.0f} GFLOP/s, "
+           f"torch threads {res['torch_threads']}; width {args.width}, batch {args.batch})", "",
+           "| depth | filters | compile s | vs first depth | XLA peak MiB | params MiB |",
+           "|---|---|---|---|---|---|"]
+  for r in res["compile"]:
+    c0 = next(q["compile_s"] for q in res["compile"] if q["filter_mode"] == r["filter_mode"])
+    lines.append(f"| {r['depth']} | {r['filter_mode']} | {r['compile_s']:.2f} | {r['compile_s'] / c0:.2f}× "
+                 f"| {r['peak_mib']:.0f} | {r['param_mib']:.0f} |")
+  lines += ["", "| train step, depth | filters | JAX s | PyTorch eager s | speed-up | JAX GFLOP/s (% roof) "
+            "| torch GFLOP/s (% roof) |", "|---|---|---|---|---|---|---|"]
+  for r in res["train_step"]:
+    lines.append(f"| {r['depth']} | {r['filter_mode']} | {r['jax_s']:.3f} | {r['torch_s']:.3f} | {r['speedup']:.2f}× "
+                 f"| {r['jax_gflops']:.1f} ({100 * r['jax_gflops'] / roof:.0f} %) "
+                 f"| {r['torch_gflops']:.1f} ({100 * r['torch_gflops'] / roof:.0f} %) |")
+  if res["rnn"]:
+    tr = res["rnn"]["torch_rnn"]["s"]
+    lines += ["", "| RNN fwd+bwd, 784 steps, H=B=128 | s | speed-up vs torch.nn.RNN | GFLOP/s |",
+              "|---|---|---|---|"]
+    for k, v in res["rnn"].items():
+      lines.append(f"| {k} | {v['s']:.3f} | {tr / v['s']:.2f}× | {v['gflops']:.1f} |")
+  os.makedirs(args.out, exist_ok=True)
+  stem = "bench" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
+  with open(os.path.join(args.out, stem + ".json"), "w") as f:
+    json.dump(res, f, indent=1)
+  with open(os.path.join(args.out, stem + ".md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines))
+
+
+if __name__ == "__main__":
+  main()

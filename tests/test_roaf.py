@@ -1,0 +1,155 @@
+"""ROAF feedforward layers (Ceni 2022): filters, formula, gradients through depth."""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from stable_training.models import build_model, hidden_stack
+from stable_training.models.roaf import (ROAFLayer, ROAFMLP, critical_gain, fast_filter,
+                                         fast_filter_tables, haar_orthogonal, layer_filter,
+                                         validate_alpha_beta)
+
+
+def test_filters_are_orthogonal_and_distinct():
+  for n in (8, 64):
+    o = layer_filter(0, 5, n)
+    np.testing.assert_allclose(o.T @ o, np.eye(n), atol=1e-5)
+    np.testing.assert_allclose(o @ o.T, np.eye(n), atol=1e-5)
+  # Different layers get different filters; the same (seed, layer) the same one.
+  assert float(jnp.abs(layer_filter(0, 1, 16) - layer_filter(0, 2, 16)).max()) > 0.1
+  np.testing.assert_array_equal(layer_filter(3, 7, 16), layer_filter(3, 7, 16))
+
+
+def test_fast_filters_are_orthogonal_and_match_layer():
+  perm, sign = jax.jit(fast_filter_tables, static_argnums=(0, 2))(0, jnp.arange(1, 4), 8)
+  assert perm.shape == (3, 8) and sign.shape == (3, 8)
+  assert all(sorted(np.asarray(p).tolist()) == list(range(8)) for p in perm)
+  assert set(np.unique(np.asarray(sign)).tolist()) <= {-1.0, 1.0}
+  o = fast_filter(0, perm[1], sign[1])
+  np.testing.assert_allclose(o.T @ o, np.eye(8), atol=1e-5)
+  layer = ROAFLayer(8, alpha=0.6, beta=0.3, filter_mode="fast")
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 8))
+  p = jax.jit(layer.init)(jax.random.PRNGKey(0), x, 2)["params"]
+  w, b = p["dense"]["kernel"], p["dense"]["bias"]
+  want = 0.6 * x @ o.T + 0.3 * jnp.tanh(x @ w + b)
+  got = jax.jit(layer.apply)({"params": p}, x, 2)          # layer index 2 = row 1 of the tables
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_haar_sign_correction_mean_trace():
+  # For Haar O, E[tr O] = 0 and E[O_11²] = 1/n; without the sign fix tr O is biased.
+  keys = jax.random.split(jax.random.PRNGKey(0), 400)
+  os_ = jax.vmap(lambda k: haar_orthogonal(k, 6))(keys)
+  tr = jnp.trace(os_, axis1=1, axis2=2)
+  assert abs(float(tr.mean())) < 0.25          # std of the mean ≈ 1/√400 = 0.05
+  assert abs(float(jnp.mean(os_[:, 0, 0] ** 2)) - 1 / 6) < 0.03
+
+
+def test_layer_matches_formula_and_filter_not_trained():
+  width, alpha, beta = 8, 0.7, 0.2
+  layer = ROAFLayer(width, alpha=alpha, beta=beta, activation="tanh", kernel_init="glorot_normalized")
+  x = jax.random.normal(jax.random.PRNGKey(1), (3, width))
+  v = layer.init(jax.random.PRNGKey(0), x, 4)
+  p = v["params"]
+  # Only W and b are parameters: the filter is no variable at all.
+  assert set(jax.tree.leaves(jax.tree.map(lambda a: a.shape, p), is_leaf=lambda t: isinstance(t, tuple))) \
+      == {(width, width), (width,)}
+  assert set(v.keys()) <= {"params", "perturbations"}
+  w, b = p["dense"]["kernel"], p["dense"]["bias"]
+  o = layer_filter(0, 4, width)
+  want = alpha * x @ o.T + beta * jnp.tanh(x @ w + b)
+  np.testing.assert_allclose(layer.apply({"params": p}, x, 4), want, rtol=1e-5, atol=1e-6)
+  # d out/d x = α O + β D W exactly (checked on one example).
+  jac = jax.jacfwd(lambda u: layer.apply({"params": p}, u[None], 4)[0])(x[0])
+  d = 1 - jnp.tanh(x[0] @ w + b) ** 2
+  np.testing.assert_allclose(jac, alpha * o + beta * (w * d[None, :]).T, rtol=1e-5, atol=1e-6)
+
+
+def test_validation_errors():
+  for a in (0.0, 1.0, -0.1, 1.5):
+    with pytest.raises(ValueError, match="alpha"):
+      validate_alpha_beta(a, None)
+  for b in (0.0, -0.5):
+    with pytest.raises(ValueError, match="beta"):
+      validate_alpha_beta(0.5, b)
+  assert validate_alpha_beta(0.9, None) == (0.9, pytest.approx(0.1))
+  with pytest.raises(ValueError, match="alpha"):
+    ROAFMLP(8, 3, 2, alpha=1.0).init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
+  with pytest.raises(ValueError, match="filter_mode"):
+    ROAFMLP(8, 3, 2, filter_mode="svd").init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
+  with pytest.raises(ValueError, match="depth"):
+    ROAFMLP(8, 0, 2).init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
+  assert critical_gain(0.99) == pytest.approx(np.sqrt(1.99 / 0.01))
+
+
+@pytest.fixture(scope="module", params=[("haar", 1000), ("fast", 300)], ids=["haar1000", "fast300"])
+def deep(request):
+  """A deep ROAF MLP (width 32): params, logits, loss, gradients and taps, one compile."""
+  mode, depth = request.param
+  model = ROAFMLP(width=32, depth=depth, num_classes=4, alpha=0.99, filter_mode=mode)
+  x = jax.random.normal(jax.random.PRNGKey(1), (8, 12))
+  y = jnp.arange(8) % 4
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+
+  def loss(p):
+    logits, st = model.apply({"params": p}, x, mutable=["intermediates"])
+    lv = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+    return lv, (logits, hidden_stack(st["intermediates"]))
+  (val, (logits, acts)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+  return depth, params, logits, acts, val, grads
+
+
+def test_deep_forward_backward_finite_and_balanced(deep):
+  depth, params, logits, _, val, grads = deep
+  assert params["hidden"]["layer"]["dense"]["kernel"].shape == (depth - 1, 32, 32)
+  assert logits.shape == (8, 4)
+  assert np.isfinite(float(val))
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  k = grads["hidden"]["layer"]["dense"]["kernel"]
+  norms = jnp.sqrt(jnp.sum(k.reshape(k.shape[0], -1) ** 2, axis=1))
+  ratio = float(norms[0] / norms[-1])
+  assert 0.1 <= ratio <= 10, ratio
+  assert float(norms.min()) > 1e-6            # no layer's gradient vanished
+
+
+def test_taps_stack_over_depth(deep):
+  depth, _, _, acts, _, _ = deep
+  assert acts.shape == (depth, 8, 32)
+  assert float(jnp.abs(acts).max()) <= 1.0    # tanh outputs
+
+
+def test_registry_builder():
+  cfg = ml_collections.ConfigDict(dict(name="roaf_mlp", width=8, depth=5, activation="tanh",
+                                       activation_kwargs={}, kernel_init="roaf_critical",
+                                       remat=True, alpha=0.9, beta=None))
+  model = build_model(cfg, num_classes=3, input_shape=(6,))
+  assert isinstance(model, ROAFMLP) and model.alpha == 0.9 and model.beta is None
+  out, _ = model.init_with_output(jax.random.PRNGKey(0), jnp.ones((2, 6)))
+  assert out.shape == (2, 3)
+  # Critical init: orthogonal W with gain 1.1·σ*, i.e. WᵀW = (1.1σ*)² I.
+  p = model.init(jax.random.PRNGKey(0), jnp.ones((2, 6)))["params"]
+  w = p["hidden"]["layer"]["dense"]["kernel"][0]
+  g = 1.1 * critical_gain(0.9)
+  np.testing.assert_allclose(w.T @ w, g ** 2 * np.eye(8), rtol=1e-4, atol=1e-3)
+
+
+def test_diagnostics_layer_jacobians():
+  """`compute_diagnostics` finds the ROAF layer maps; σ(α O + β D W) ∈ [α − β‖W‖, α + β‖W‖]."""
+  import optax
+  from stable_training.diagnostics import compute_diagnostics
+  alpha = 0.9
+  m = ROAFMLP(width=8, depth=4, num_classes=3, alpha=alpha, filter_mode="fast")
+  x = jax.random.normal(jax.random.PRNGKey(0), (6, 4))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  loss = lambda lg, y: optax.softmax_cross_entropy_with_integer_labels(lg, y).mean()
+  d = compute_diagnostics(m, p, x, jnp.arange(6) % 3, loss, activation_name="tanh")
+  sv = np.asarray(d["layer_jac_sv"])
+  assert sv.shape == (3, 8)
+  w_norm = float(np.linalg.norm(np.asarray(p["hidden"]["layer"]["dense"]["kernel"][0]), 2))
+  beta = 1 - alpha
+  assert np.all(sv <= alpha + beta * w_norm + 1e-4)
+  assert np.all(sv >= max(alpha - beta * w_norm, 0.0) - 1e-4)
