@@ -11,3 +11,4 @@ __all__ = ["ConvNet", "DeepMLP", "DenseLayer", "build_model", "hidden_stack",
            "names", "register_model", "scan_layers"]
 # Imported for their registrations: ROAF (Ceni 2022) and recurrent classifiers.
 from stable_training.models import recurrent, roaf  # noqa: F401,E402
+from stable_training.models import deep_rnn  # noqa: F401,E402  (LSC, Herranz-Celotti & Rouat)

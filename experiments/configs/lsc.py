@@ -1,0 +1,94 @@
+"""LSC pre-training studies (Herranz-Celotti & Rouat 2023/24).
+
+Variants:
+  ``ffn-ACT-INIT-ARM``   DeepMLP 30 × 128 on Fashion-MNIST; ACT ∈ {sin, relu, cos},
+                         INIT ∈ {glorot, he}, ARM ∈ {none, lsc} (lsc: ρ = 1 pre-training).
+                         e.g. ``lsc.py:ffn-sin-glorot-lsc``.
+  ``rnn-CELL-DEPTH-RHO`` DeepRNN on sequential Fashion-MNIST; CELL ∈ {lstm, gru,
+                         relu_rnn, sigmoid_rnn, alif, lru}, DEPTH ∈ 1..7, RHO ∈ {none, 1,
+                         0.5, unbalanced}. ALIF reads spike-latency encoded images
+                         (28 steps × 784 inputs, no standardization); the others read
+                         one 28-pixel row per step. e.g. ``lsc.py:rnn-lstm-2-0.5``.
+The optimizer is Adam (the paper sweeps the learning rate; the scripts do).
+"""
+from __future__ import annotations
+
+from experiments.configs import default
+
+FFN_ACTS = ("sin", "relu", "cos")
+FFN_INITS = {"glorot": "glorot_normalized", "he": "he_normal"}
+ARMS = ("none", "lsc")
+CELLS = ("lstm", "gru", "relu_rnn", "sigmoid_rnn", "tanh_rnn", "alif", "lru")
+RHOS = ("none", "1", "0.5", "unbalanced")
+
+
+def _ffn(parts):
+  if len(parts) != 3:
+    raise ValueError(f"lsc.py ffn variant {'-'.join(['ffn', *parts])!r}: expected ffn-ACT-INIT-ARM")
+  act, init, arm = parts
+  if act not in FFN_ACTS:
+    raise ValueError(f"lsc.py activation {act!r}; valid: {', '.join(FFN_ACTS)}")
+  if init not in FFN_INITS:
+    raise ValueError(f"lsc.py init {init!r}; valid: {', '.join(FFN_INITS)}")
+  if arm not in ARMS:
+    raise ValueError(f"lsc.py arm {arm!r}; valid: {', '.join(ARMS)}")
+  c = default.get_config()
+  c.model.name = "deep_mlp"
+  c.model.depth = 30
+  c.model.width = 128
+  c.model.activation = act
+  c.model.kernel_init = FFN_INITS[init]
+  c.lsc.enabled = arm == "lsc"
+  c.lsc.rho = "1"
+  return c
+
+
+def _rnn(parts):
+  if len(parts) != 3:
+    raise ValueError(f"lsc.py rnn variant {'-'.join(['rnn', *parts])!r}: expected rnn-CELL-DEPTH-RHO")
+  cell, depth, rho = parts
+  if cell not in CELLS:
+    raise ValueError(f"lsc.py cell {cell!r}; valid: {', '.join(CELLS)}")
+  if not depth.isdigit() or not 1 <= int(depth) <= 7:
+    raise ValueError(f"lsc.py depth {depth!r}; valid: 1..7")
+  if rho not in RHOS:
+    raise ValueError(f"lsc.py rho {rho!r}; valid: {', '.join(RHOS)}")
+  c = default.get_config()
+  c.model.name = "deep_rnn"
+  c.model.cell = cell
+  c.model.depth = int(depth)
+  c.model.width = 64
+  c.model.readout = "last"
+  c.model.step_features = 28
+  c.model.encoding = "none"
+  c.model.latency_steps = 28
+  if cell == "alif":
+    c.model.encoding = "latency"
+    c.dataset.standardize = False   # the latency code reads intensities in [0, 1]
+  c.lsc.enabled = rho != "none"
+  c.lsc.rho = rho if rho != "none" else "1"
+  c.lsc.batch = 16
+  c.lsc.time_samples = 2
+  return c
+
+
+def get_config(variant: str = "rnn-lstm-2-1"):
+  """The config of one study arm (see module doc)."""
+  kind, *parts = variant.split("-") if variant else ["rnn"]
+  if kind == "ffn":
+    c = _ffn(parts)
+  elif kind == "rnn":
+    c = _rnn(parts)
+  else:
+    raise ValueError(f"lsc.py variant {variant!r}: expected ffn-ACT-INIT-ARM or rnn-CELL-DEPTH-RHO")
+  c.dataset.name = "fashion_mnist"
+  c.dataset.view = "flatten"
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 1e-3
+  c.batch_size = 128
+  c.num_steps = 2000
+  c.log_every = 100
+  c.eval_every = 500
+  c.checkpoint_every = 1000
+  c.lsc.steps = 200
+  return c

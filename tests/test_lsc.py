@@ -1,0 +1,178 @@
+"""LSC radii and pre-training (Herranz-Celotti & Rouat 2023/24): numbers vs numpy / formulas."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stable_training import lsc
+from stable_training.models.deep_rnn import DeepRNN, layer_trajectories
+from stable_training.models.mlp import DeepMLP
+
+RNG = np.random.default_rng(0)
+
+
+# ------------------------------------------------------------------ radius ---
+def test_radius_matches_numpy_square():
+  J = RNG.normal(size=(5, 6, 6)).astype(np.float32)
+  r = np.asarray(lsc.radius(jnp.asarray(J), "spectral_radius"))
+  np.testing.assert_allclose(r, np.abs(np.linalg.eigvals(J)).max(-1), rtol=1e-4)
+  s = np.asarray(lsc.radius(jnp.asarray(J), "spectral_norm"))
+  np.testing.assert_allclose(s, np.linalg.svd(J, compute_uv=False)[:, 0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(9, 4), (3, 7)])
+def test_radius_non_square_subsamples_longer_axis(shape):
+  J = RNG.normal(size=shape).astype(np.float32)
+  key = jax.random.PRNGKey(3)
+  m, n = shape
+  k = min(m, n)
+  idx = np.sort(np.asarray(jax.random.permutation(key, max(m, n)))[:k])
+  sq = J[idx] if m > n else J[:, idx]
+  np.testing.assert_allclose(np.asarray(lsc.square_subsample(jnp.asarray(J), key)), sq)
+  r = float(lsc.radius(jnp.asarray(J), "spectral_radius", key))
+  np.testing.assert_allclose(r, np.abs(np.linalg.eigvals(sq)).max(), rtol=1e-4)
+  # The spectral norm needs no subsampling.
+  s = float(lsc.radius(jnp.asarray(J), "spectral_norm"))
+  np.testing.assert_allclose(s, np.linalg.svd(J, compute_uv=False)[0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["spectral_radius", "spectral_norm"])
+def test_radius_gradient_matches_finite_differences(kind):
+  A = RNG.normal(size=(2, 4, 4))
+  ref = (lambda M: np.abs(np.linalg.eigvals(M)).max(-1)) if kind == "spectral_radius" else \
+      (lambda M: np.linalg.svd(M, compute_uv=False)[..., 0])
+  g = np.asarray(jax.grad(lambda J: lsc.radius(J, kind).sum())(jnp.asarray(A, jnp.float32)))
+  eps, fd = 1e-5, np.zeros_like(A)
+  for idx in np.ndindex(A.shape):
+    d = np.zeros_like(A)
+    d[idx] = eps
+    fd[idx] = (ref(A + d).sum() - ref(A - d).sum()) / (2 * eps)
+  np.testing.assert_allclose(g, fd, atol=2e-4)
+
+
+def test_radius_of_map_power_iteration():
+  # A with a real dominant eigenvalue 1.5 (others ≤ 0.9 in modulus) and a tanh map.
+  n = 10
+  V = np.eye(n) + 0.3 * RNG.normal(size=(n, n)) / np.sqrt(n)
+  S = V @ np.diag(np.r_[1.5, RNG.uniform(-0.9, 0.9, n - 1)]) @ np.linalg.inv(V)
+  A = jnp.asarray(S, jnp.float32)
+  f = lambda v: A @ v
+  x = jnp.ones((n,))
+  r = float(lsc.radius_of_map(f, x, "spectral_radius", num_iters=200))
+  np.testing.assert_allclose(r, np.abs(np.linalg.eigvals(S)).max(), rtol=1e-2)
+  s = float(lsc.radius_of_map(f, x, "spectral_norm", num_iters=200))
+  np.testing.assert_allclose(s, np.linalg.svd(S, compute_uv=False)[0], rtol=1e-3)
+  # Non-linear map: Jacobian diag(1 − tanh²(A x)) A.
+  g = lambda v: jnp.tanh(0.5 * A @ v)
+  J = np.asarray(jax.jacfwd(g)(x))
+  s = float(lsc.radius_of_map(g, x, "spectral_norm", num_iters=300))
+  np.testing.assert_allclose(s, np.linalg.svd(J, compute_uv=False)[0], rtol=1e-3)
+
+
+def test_bad_kind_preset_target_raise():
+  with pytest.raises(ValueError, match="spectral_radius"):
+    lsc.radius(jnp.eye(2), "frobenius")
+  with pytest.raises(ValueError, match="rho=1"):
+    lsc.preset("rho=2", 3, 10)
+  with pytest.raises(ValueError, match="rho_time=-0.5"):
+    lsc.lsc_pretrain(None, None, jnp.zeros((1, 2, 1)), rho_time=-0.5)
+  with pytest.raises(ValueError, match="rho=0"):
+    lsc.lsc_pretrain_ffn(None, None, jnp.zeros((1, 2)), rho=0.0)
+
+
+def test_presets():
+  assert lsc.preset("rho=1", 3, 10) == {"rho_time": 1.0, "rho_depth": 1.0, "rho_readout": 1.0}
+  assert lsc.preset("0.5", 3, 10)["rho_depth"] == 0.5
+  u = lsc.preset("unbalanced", 3, 9)
+  assert u["rho_depth"] == pytest.approx(3 / 12) and u["rho_time"] == pytest.approx(9 / 12)
+
+
+# ------------------------------------------------------------- transitions ---
+def test_rnn_time_and_depth_radii_match_analytic_jacobian():
+  # tanh RNN: s_t = tanh(W x_t + U s_{t-1} + b) ⇒ ∂s_t/∂s_{t-1} = diag(1 − s_t²) Uᵀ,
+  # ∂s^1_t/∂s^0_t = diag(1 − (s^1_t)²) W₁ᵀ.
+  m = DeepRNN(cell="tanh_rnn", depth=2, hidden=5, num_classes=3, step_features=2)
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  key = jax.random.PRNGKey(7)
+  r = jax.jit(lambda p, x: lsc.rnn_radii(m, p, x, key, time_samples=4))(p, x)
+  k_t = jax.random.split(key, 3)[0]
+  t_idx = np.asarray(jax.random.choice(k_t, 4, (4,), replace=False))
+  _, s0, _, sh = layer_trajectories(m, p, x)
+  U0 = np.asarray(p["input"]["cell"]["wh"]["kernel"])
+  U1 = np.asarray(p["hidden"]["layer"]["cell"]["wh"]["kernel"][0])
+  W1 = np.asarray(p["hidden"]["layer"]["cell"]["wx"]["kernel"][0])
+  s0, s1 = np.asarray(s0), np.asarray(sh[0])
+  for b in range(2):
+    for k, t in enumerate(t_idx):
+      for l, (s, U) in enumerate(((s0, U0), (s1, U1))):
+        J = np.diag(1 - s[b, t] ** 2) @ U.T
+        np.testing.assert_allclose(r["time"][l, b, k], np.abs(np.linalg.eigvals(J)).max(), rtol=1e-4)
+      Jd = np.diag(1 - s1[b, t] ** 2) @ W1.T
+      np.testing.assert_allclose(r["depth"][0, b, k], np.abs(np.linalg.eigvals(Jd)).max(), rtol=1e-4)
+  assert r["readout"].shape == (2,)
+
+
+def test_ffn_radii_match_analytic():
+  m = DeepMLP(width=6, depth=3, num_classes=3, activation="tanh")
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 4))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  r = jax.jit(lambda p, x: lsc.ffn_radii(m, p, x, jax.random.PRNGKey(0)))(p, x)
+  _, inter = m.apply({"params": p}, x, mutable=["intermediates"])
+  from stable_training.models.mlp import hidden_stack
+  h = np.asarray(hidden_stack(inter["intermediates"]))
+  K = np.asarray(p["hidden"]["layer"]["dense"]["kernel"])
+  for l in range(2):
+    for b in range(2):
+      J = np.diag(1 - h[l + 1, b] ** 2) @ K[l].T
+      np.testing.assert_allclose(r["depth"][l, b], np.abs(np.linalg.eigvals(J)).max(), rtol=1e-4)
+
+
+# --------------------------------------------------------------- pre-train ---
+@pytest.fixture(scope="module")
+def lstm_pretrained():
+  m = DeepRNN(cell="lstm", depth=3, hidden=4, num_classes=3, step_features=2)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (4, 12))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  targets = lsc.preset("rho=0.5", 3, 6)
+  p2, hist = lsc.lsc_pretrain(m, p, x, **targets, max_steps=300, key=jax.random.PRNGKey(2),
+                              time_samples=3, patience=30, tol=0.05)
+  return m, x, p, p2, hist, targets
+
+
+def test_lstm_pretrain_reaches_targets(lstm_pretrained):
+  m, x, p, p2, hist, targets = lstm_pretrained
+  before = lsc.mean_radii(m, p, x, jax.random.PRNGKey(9), time_samples=6)
+  after = lsc.mean_radii(m, p2, x, jax.random.PRNGKey(9), time_samples=6)
+  assert hist["loss"].shape == (hist["steps"],) and np.all(np.isfinite(hist["loss"]))
+  assert hist["time"].shape == (hist["steps"], 3) and hist["depth"].shape == (hist["steps"], 2)
+  # Before: depth radii far from 0.5 (they start small); after: within 0.1 of every target.
+  assert np.max(np.abs(np.asarray(before["depth"]) - 0.5)) > 0.1
+  np.testing.assert_allclose(after["time"], targets["rho_time"], atol=0.1)
+  np.testing.assert_allclose(after["depth"], targets["rho_depth"], atol=0.1)
+  np.testing.assert_allclose(after["readout"], targets["rho_readout"], atol=0.1)
+
+
+def test_pretrain_at_target_changes_little(lstm_pretrained):
+  m, x, _, p2, hist, targets = lstm_pretrained
+  p3, h3 = lsc.lsc_pretrain(m, p2, x, **targets, max_steps=300, key=jax.random.PRNGKey(2),
+                            time_samples=3, patience=30, tol=0.05)
+  num = sum(float(jnp.sum((a - b) ** 2)) for a, b in zip(jax.tree.leaves(p3), jax.tree.leaves(p2)))
+  den = sum(float(jnp.sum(a ** 2)) for a in jax.tree.leaves(p2))
+  assert np.sqrt(num / den) < 0.05
+  assert h3["best_loss"] <= hist["best_loss"] + 1e-6 or h3["best_loss"] < 0.01
+
+
+def test_pretrain_ffn_and_config_hook():
+  import ml_collections
+  m = DeepMLP(width=8, depth=4, num_classes=3, activation="relu", kernel_init="glorot_normalized")
+  x = jax.random.normal(jax.random.PRNGKey(0), (6, 5))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  cfg = ml_collections.ConfigDict({"enabled": True, "rho": "1", "steps": 300, "batch": 6})
+  p2, radii = lsc.pretrain_from_config(m, p, x, cfg, jax.random.PRNGKey(3))
+  assert set(radii) >= {"before", "after"}
+  assert np.max(np.abs(np.asarray(radii["before"]["depth"]) - 1.0)) > 0.1
+  np.testing.assert_allclose(radii["after"]["depth"], 1.0, atol=0.1)
+  np.testing.assert_allclose(radii["after"]["readout"], 1.0, atol=0.15)
