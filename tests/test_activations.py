@@ -51,6 +51,14 @@ def test_tgelu_gradient_finite_and_jumps_at_thresholds():
   assert gv[3] == pytest.approx(norm.cdf(0.9999) + 0.9999 * norm.pdf(0.9999), rel=1e-3)
 
 
+def test_tgelu_gradient_exactly_at_thresholds_is_the_one_sided_branch_derivative():
+  # x = t belongs to the region on its right (x ≥ t), so the gradient there is that
+  # branch's derivative — not half of it (a clip/max tie would halve it).
+  tl, tr = -1.0, 3.0
+  gv = np.asarray(jax.vmap(jax.grad(lambda x: A.tgelu(x, tl, tr)))(jnp.array([tl, 0.0, tr])))
+  np.testing.assert_allclose(gv, [norm.cdf(-tl) - tl * norm.pdf(tl), 0.5, 0.5], rtol=1e-5)
+
+
 @pytest.mark.parametrize("tl,tr", [(0.0, 3.0), (-1.0, 0.0), (1.0, 3.0), (-1.0, -0.5)])
 def test_tgelu_rejects_bad_range(tl, tr):
   with pytest.raises(ValueError, match="t_left < 0 < t_right"):

@@ -238,3 +238,15 @@ def test_diagnostics_do_not_change_training_and_are_written(tmp_path):
   d = load_diagnostics(str(tmp_path / "on"))
   assert sorted(set(np.asarray(d["step"]).tolist())) == [10, 20]
   assert np.asarray(d["act_mean"]).shape[-1] == 3  # depth-3 MLP: 3 hidden layers
+
+
+def test_update_variance_is_pooled_numpy_variance():
+  from stable_training.train.steps import _tree_variance
+  rng = np.random.default_rng(0)
+  tree = {"a": rng.normal(0.3, 2.0, (7, 5)).astype(np.float32),
+          "b": {"c": rng.normal(-1.0, 0.5, (11,)).astype(np.float32)}}
+  pooled = np.concatenate([tree["a"].ravel(), tree["b"]["c"].ravel()])
+  np.testing.assert_allclose(_tree_variance(jax.tree.map(jnp.asarray, tree)), pooled.var(), rtol=1e-5)
+  # Per seed under vmap, as the engine computes it.
+  stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), tree)
+  np.testing.assert_allclose(jax.vmap(_tree_variance)(stacked), [pooled.var(), 4 * pooled.var()], rtol=1e-5)

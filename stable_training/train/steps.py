@@ -86,11 +86,18 @@ def layer_grad_norms(grads) -> jax.Array:
 
 
 def _tree_variance(tree) -> jax.Array:
-  """Variance of all entries of `tree` pooled: E[u²] − E[u]²."""
+  """Variance of all entries of `tree` pooled: E[u²] − E[u]².
+
+  One pass over the leaves (sum and sum of squares, accumulated in float32):
+  the two-pass form re-reads every leaf after a global reduction, which under
+  the seed vmap made XLA:CPU recompute the update per element and tripled the
+  cost of a 16-seed step (scripts/bench_train_step.py).
+  """
   leaves = jax.tree.leaves(tree)
   n = sum(x.size for x in leaves)
-  mean = sum(jnp.sum(x) for x in leaves) / n
-  return sum(jnp.sum(jnp.square(x - mean)) for x in leaves) / n
+  mean = sum(jnp.sum(x, dtype=jnp.float32) for x in leaves) / n
+  mean_sq = sum(jnp.sum(jnp.square(x), dtype=jnp.float32) for x in leaves) / n
+  return jnp.maximum(mean_sq - jnp.square(mean), 0.0)
 
 
 def all_finite(tree) -> jax.Array:
