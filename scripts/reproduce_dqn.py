@@ -9,12 +9,12 @@ All seeds of an arm train in one `jax.jit(jax.vmap(train))` call.
 Settings (``--setting``; ``--quick`` / ``--tiny`` are shortcuts):
 
 * ``full``: the paper trains 1e6 env steps with a 1e6 buffer. One update
-  (batch 256, 128-128 MLP) costs ≈ 0.7 ms (GELU) to 1.4 ms (tGELU) of this
-  2-core CPU per seed, i.e. ≈ 11 h for 5 arms × 8 seeds × 1e6 steps, so our
-  "full" setting is 8 seeds × 12,500 env steps (5,000 warm-up, 7,500
-  updates, ε decayed over 6,250 steps, eval every 1,250; buffer 1e5 — never
-  filled at this length, so 1e6 would change nothing): ≈ 6 min of 2 idle
-  cores, ≈ 17 min when the machine is shared (load ≈ 8).
+  (batch 256, 128-128 MLP) costs ≈ 0.4 ms of this 2-core CPU per seed
+  (8 seeds vmapped: ≈ 2,300 env steps/s, `scripts/bench_dqn.py`), i.e.
+  ≈ 5 h for 5 arms × 8 seeds × 1e6 steps, so our "full" setting is
+  8 seeds × 50,000 env steps (5,000 warm-up, ε 1 → 0.1 over the first 10,000 steps —
+  as the paper decays it over its first 10 %; greedy eval every 2,500; buffer 1e5):
+  ≈ 15 min of 2 idle cores.
 * ``quick``: 2 seeds × 12,000 steps (< 3 min idle).
 * ``tiny``: 2 seeds × a few hundred steps with a small batch, for the smoke test.
 
@@ -46,8 +46,8 @@ from stable_training.rl import dqn  # noqa: E402
 
 SETTINGS = {
     "full": dict(seeds=8, config=dict(
-        total_steps=12_500, learning_starts=5_000, eval_every=1_250,
-        eps_decay_steps=6_250, buffer_size=100_000)),
+        total_steps=50_000, learning_starts=5_000, eval_every=2_500,
+        eps_decay_steps=10_000, buffer_size=100_000)),
     "quick": dict(seeds=2, config=dict(
         total_steps=12_000, learning_starts=2_000, eval_every=2_000,
         eps_decay_steps=6_000, buffer_size=20_000)),

@@ -8,6 +8,7 @@ gradient-norm ratio) and writes it to ``results/stability/``.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -26,6 +27,8 @@ flags.DEFINE_integer("num_steps", None, "Override steps per arm.")
 flags.DEFINE_integer("num_seeds", None, "Override seeds per arm.")
 flags.DEFINE_string("out", "results/stability", "Output folder for table.md / results.json.")
 flags.DEFINE_string("workdir_root", None, "Where run workdirs go (default: a temp dir).")
+flags.DEFINE_bool("merge", False, "Keep the rows of arms not run now from --out's results.json "
+                  "(same dataset only), so new arms can be added to a finished table.")
 
 def ratio_first_last(layer_norms: list[float], names: list[str]) -> float:
   """‖g‖ of the first hidden layer over the last hidden layer (output excluded)."""
@@ -42,6 +45,12 @@ def main(argv):
                                  " (Fashion-MNIST IDX files not found; using scikit-learn digits)"))
   root = FLAGS.workdir_root or tempfile.mkdtemp(prefix="stability_")
   rows = {}
+  prev_path = os.path.join(FLAGS.out, "results.json")
+  if FLAGS.merge and os.path.exists(prev_path):
+    with open(prev_path) as f:
+      prev = json.load(f)
+    if prev.get("dataset") == dataset:
+      rows = {a: r for a, r in prev["rows"].items() if a not in FLAGS.arms}
   for arm in FLAGS.arms:
     c = stability.get_config(arm)
     c.dataset.name = dataset
@@ -65,13 +74,15 @@ def main(argv):
                  "steps_per_sec": s["steps_per_sec"]}
     print(f"{arm}: test acc {f['test_accuracy']['mean']:.4f} ± {f['test_accuracy']['std']:.4f}", flush=True)
   lines = [f"Deep MLP stability study on {dataset}: depth {c.model.depth}, width {c.model.width}, "
-           f"SGD lr {c.optimizer.learning_rate}, batch {c.batch_size}, {c.num_steps} steps, {c.num_seeds} seeds.",
-           "", "| arm | test accuracy (mean ± std) | final train loss | ‖g‖ first / last hidden layer |",
-           "|---|---|---|---|"]
-  for arm, r in rows.items():
+           f"SGD lr {c.optimizer.learning_rate}, batch {c.batch_size} (experiments/configs/stability.py).",
+           "", "| arm | test accuracy (mean ± std) | final train loss | ‖g‖ first / last hidden layer | steps | seeds |",
+           "|---|---|---|---|---|---|"]
+  order = [a for a in stability.ARMS if a in rows] + [a for a in rows if a not in stability.ARMS]
+  for arm in order:
+    r = rows[arm]
     ratios = r["grad_ratio_first_last"]
     lines.append(f"| {arm} | {r['test_accuracy_mean']:.4f} ± {r['test_accuracy_std']:.4f} | "
-                 f"{r['train_loss_mean']:.4f} | {sum(ratios) / len(ratios):.3g} |")
+                 f"{r['train_loss_mean']:.4f} | {sum(ratios) / len(ratios):.3g} | {r['steps']} | {r['seeds']} |")
   table = "\n".join(lines)
   print(table)
   write_results(FLAGS.out, table, {"dataset": dataset, "rows": rows})

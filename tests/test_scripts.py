@@ -27,6 +27,13 @@ def test_stability_study_smoke(tmp_path):
     assert 0.0 <= r["test_accuracy_mean"] <= 1.0 and np.isfinite(r["train_loss_mean"])
     assert len(r["grad_ratio_first_last"]) == 2 and all(g > 0 for g in r["grad_ratio_first_last"])
   assert (tmp_path / "table.md").read_text().count("\n| ") == 3
+  # --merge adds an arm (here ROAF, a different model family) and keeps the finished rows.
+  _run(["scripts/stability_study.py", "--dataset=digits", "--num_steps=20", "--num_seeds=1",
+        "--arms=roaf-tanh", "--merge", f"--out={tmp_path}", f"--workdir_root={tmp_path / 'runs2'}"])
+  merged = json.load(open(tmp_path / "results.json"))["rows"]
+  assert list(merged) == ["tanh-standard", "softsign-normalized", "roaf-tanh"]
+  assert merged["tanh-standard"] == res["rows"]["tanh-standard"]
+  assert merged["roaf-tanh"]["steps"] == 20 and merged["roaf-tanh"]["grad_ratio_first_last"][0] > 0
 
 
 def test_tgelu_classification_smoke(tmp_path):

@@ -19,6 +19,11 @@ ARMS = {
                       "optimizer.clip_output_norm": 1.0},
     "tgelu-normalized-clip": {"model.activation": "tgelu", "model.kernel_init": "glorot_normalized",
                               "optimizer.clip_output_norm": 1.0},
+    # ROAF (Ceni 2022): α·O_l·x + β·tanh(W x + b), default α = 0.99 and critical W gain.
+    "roaf-tanh": {"model.name": "roaf_mlp", "model.activation": "tanh"},
+    # LSC (Herranz-Celotti & Rouat): pre-train the failing standard init to radius 1.
+    "tanh-standard-lsc": {"model.activation": "tanh", "model.kernel_init": "glorot_standard",
+                          "lsc.enabled": True, "lsc.rho": "1", "lsc.steps": 200},
 }
 
 
