@@ -28,6 +28,7 @@ flags.DEFINE_bool("tiny", False, "Smoke-test budget (seconds).")
 flags.DEFINE_list("arms", list(tgelu.ARMS), "Arms to run.")
 flags.DEFINE_integer("num_seeds", None, "Override seeds.")
 flags.DEFINE_integer("epochs", None, "Override epochs.")
+flags.DEFINE_integer("num_train", None, "Override the number of training examples (a prefix).")
 flags.DEFINE_string("dataset", "auto", "fashion_mnist | digits | auto.")
 flags.DEFINE_string("out", "results/tgelu_classification", "Output folder.")
 flags.DEFINE_string("workdir_root", None, "Run workdirs (default: temp dir).")
@@ -54,6 +55,8 @@ def configure(arm: str, dataset: str):
     epochs = FLAGS.epochs
   if FLAGS.num_seeds:
     seeds = FLAGS.num_seeds
+  if FLAGS.num_train:
+    n_train = FLAGS.num_train
   if n_train < 60000:
     c.dataset.num_train = n_train
   spe = n_train // c.batch_size

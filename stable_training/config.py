@@ -58,6 +58,7 @@ def validate(config) -> None:
   _int(config, "batch_size", 1)
   _int(config, "eval_batch_size", 1)
   _int(config, "num_steps", 1)
+  _int(config, "scan_unroll", 0)
   log_every = _int(config, "log_every", 1)
   for key in ("eval_every", "checkpoint_every"):
     v = _int(config, key, 1)

@@ -250,3 +250,12 @@ def test_update_variance_is_pooled_numpy_variance():
   # Per seed under vmap, as the engine computes it.
   stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), tree)
   np.testing.assert_allclose(jax.vmap(_tree_variance)(stacked), [pooled.var(), 4 * pooled.var()], rtol=1e-5)
+
+
+def test_unrolled_chunk_equals_scanned_chunk(tmp_path):
+  looped = train.train_and_evaluate(small_config(num_steps=20), str(tmp_path / "loop"))
+  unrolled = train.train_and_evaluate(small_config(num_steps=20, scan_unroll=0), str(tmp_path / "unroll"))
+  np.testing.assert_allclose(unrolled["final"]["train_loss"]["per_seed"],
+                             looped["final"]["train_loss"]["per_seed"], rtol=1e-5)
+  np.testing.assert_allclose(unrolled["final"]["test_accuracy"]["per_seed"],
+                             looped["final"]["test_accuracy"]["per_seed"], atol=1e-6)

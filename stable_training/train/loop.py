@@ -155,7 +155,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     tx = optax.apply_if_finite(tx, max_consecutive_errors=np.iinfo(np.int32).max)
   grad_factory = functools.partial(optim_lib.make_grad_fn, config.optimizer)
   train_step = make_train_step(model, cross_entropy, tx, make_grad_fn=grad_factory)
-  chunk_fn = make_chunk_fn(train_step, stop_on_nonfinite=not skip)
+  chunk_fn = make_chunk_fn(train_step, stop_on_nonfinite=not skip,
+                           unroll=config.get("scan_unroll", 1))
 
   mesh = sharding_lib.data_mesh()
   n_dev = mesh.devices.size
