@@ -172,8 +172,9 @@ def test_nonfinite_stop_names_step_and_parameter(tmp_path):
   assert not (tmp_path / "summary.json").exists()
 
 
-def test_nonfinite_loss_is_reported(tmp_path):
-  c = small_config(num_steps=40, **{"optimizer.learning_rate": 1e38})
+@pytest.mark.parametrize("unroll", [1, 0])
+def test_nonfinite_loss_is_reported(tmp_path, unroll):
+  c = small_config(num_steps=40, scan_unroll=unroll, **{"optimizer.learning_rate": 1e38})
   with pytest.raises(train.NonFiniteError, match=r"non-finite (loss|gradient|update).* at step \d+"):
     train.train_and_evaluate(c, str(tmp_path))
 
@@ -252,7 +253,7 @@ def test_update_variance_is_pooled_numpy_variance():
   np.testing.assert_allclose(jax.vmap(_tree_variance)(stacked), [pooled.var(), 4 * pooled.var()], rtol=1e-5)
 
 
-def test_unrolled_chunk_equals_scanned_chunk(tmp_path):
+def test_host_loop_chunk_equals_scanned_chunk(tmp_path):
   looped = train.train_and_evaluate(small_config(num_steps=20), str(tmp_path / "loop"))
   unrolled = train.train_and_evaluate(small_config(num_steps=20, scan_unroll=0), str(tmp_path / "unroll"))
   np.testing.assert_allclose(unrolled["final"]["train_loss"]["per_seed"],

@@ -150,10 +150,10 @@ def make_chunk_fn(train_step: Callable, *, stop_on_nonfinite: bool, unroll: int 
   finite for any seed freezes the state at the last good values (the host then
   reports that step and stops).
 
-  `unroll` is `jax.lax.scan`'s: steps per loop iteration, 0 = no loop at all
-  (all K steps inlined). XLA:CPU runs convolutions inside a while loop ≈ 5×
-  slower than outside one (ConvNet, 8 seeds, batch 256: 5.7 s vs 1.1 s per
-  step), so conv models want 0; deep MLPs want 1 (compile time ∝ unroll).
+  `unroll` is `jax.lax.scan`'s: steps per loop iteration (compile time and
+  memory grow with it). ``unroll=0`` builds a loop-free one-step program
+  (idx of shape [1, S, B]) for a host loop: XLA:CPU runs convolutions inside
+  any while loop, even one of trip count 1, ≈ 5× slower.
   """
   seed_step = jax.vmap(train_step)
 
@@ -165,8 +165,10 @@ def make_chunk_fn(train_step: Callable, *, stop_on_nonfinite: bool, unroll: int 
         stopped = stopped | ~jnp.all(m["finite"])
         new_state = jax.tree.map(lambda n, o: jnp.where(stopped, o, n), new_state, state)
       return (new_state, stopped), m
-    (state, stopped), metrics = jax.lax.scan(body, (state, jnp.array(False)), idx,
-                                             unroll=True if unroll == 0 else unroll)
+    if unroll == 0:  # one step, no loop
+      (state, stopped), m = body((state, jnp.array(False)), idx[0])
+      return state, stopped, jax.tree.map(lambda a: a[None], m)
+    (state, stopped), metrics = jax.lax.scan(body, (state, jnp.array(False)), idx, unroll=unroll)
     return state, stopped, metrics
   return chunk
 
