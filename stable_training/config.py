@@ -97,6 +97,9 @@ def validate(config) -> None:
   if config.lsc.enabled:
     _choice(config, "lsc.rho", ["1", "0.5", "unbalanced"])
     _int(config, "lsc.steps", 1)
+    _int(config, "lsc.batch", 1)
+    _int(config, "lsc.batch_samples", 0)
+    _choice(config, "lsc.method", ["exact", "power"])
   if config.diagnostics.enabled:
     v = _int(config, "diagnostics.every", 1)
     if v % log_every:

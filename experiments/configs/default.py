@@ -54,6 +54,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.lsc.enabled = False
   c.lsc.rho = "1"          # "1" | "0.5" | "unbalanced"
   c.lsc.steps = 200
+  c.lsc.batch = 16         # training examples the radii are measured on
+  c.lsc.batch_samples = 4  # random examples of those per step (0 = all): one host eig each
+  c.lsc.method = "exact"   # "exact" (eig of the Jacobian) | "power" (matrix-free)
 
   c.diagnostics = ml_collections.ConfigDict()
   c.diagnostics.enabled = False

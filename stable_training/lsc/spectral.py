@@ -26,6 +26,9 @@ NumPy's eig on the host through one `jax.pure_callback` per batch, and
 """
 from __future__ import annotations
 
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import jax
@@ -52,11 +55,42 @@ def square_subsample(J: jax.Array, key: jax.Array | None) -> jax.Array:
   return jnp.take(J, idx, axis=-2) if m > n else jnp.take(J, idx, axis=-1)
 
 
+_MIN_SPLIT = 8  # below this many matrices, threads cost more than they save
+
+
+@functools.lru_cache(maxsize=1)
+def _pool():
+  from threadpoolctl import ThreadpoolController
+  n = max(1, min(os.cpu_count() or 1, 8))
+  return ThreadPoolExecutor(n, thread_name_prefix="lsc-lapack"), n, ThreadpoolController()
+
+
+def _host_map(fn, A: np.ndarray):
+  """fn over a batch of matrices A [N, m, n] → tuple of arrays, split across cores.
+
+  LAPACK is entered from one worker per core with BLAS threads limited to 1
+  (for small matrices nested OpenBLAS threads only contend); the pieces are
+  concatenated in order, so the result equals fn(A).
+  """
+  pool, n, ctl = _pool()
+  if n == 1 or A.shape[0] < _MIN_SPLIT:
+    return fn(A)
+  with ctl.limit(limits=1, user_api="blas"):
+    parts = list(pool.map(fn, np.array_split(A, n)))
+  return tuple(np.concatenate(p) for p in zip(*parts))
+
+
 def _np_radius_and_grad(J):
   """Host (NumPy) ρ(J) and ∂ρ/∂J for a batch of real square matrices (float64 inside)."""
   J = np.asarray(J)
   shape = J.shape
   A = J.reshape((-1,) + shape[-2:]).astype(np.float64)
+  r, g = _host_map(_radius_and_grad_f64, A)
+  return r.reshape(shape[:-2]).astype(J.dtype), g.reshape(shape).astype(J.dtype)
+
+
+def _radius_and_grad_f64(A):
+  """ρ and ∂ρ/∂A for A [N, n, n] float64 (see `spectral_radius`)."""
   lam, V = np.linalg.eig(A)
   k = np.argmax(np.abs(lam), axis=-1)
   idx = np.arange(A.shape[0])
@@ -72,7 +106,7 @@ def _np_radius_and_grad(J):
     coef = (np.conj(lk) / np.maximum(r, 1e-12))[:, None, None] * wk[:, :, None] * vk[:, None, :]
     g = np.real(coef)
   g = np.where(np.isfinite(g), g, 0.0)
-  return r.reshape(shape[:-2]).astype(J.dtype), g.reshape(shape).astype(J.dtype)
+  return r, g
 
 
 def _host_radius(J):
@@ -130,9 +164,13 @@ def _np_norm_and_grad(J):
   J = np.asarray(J)
   shape = J.shape
   A = J.reshape((-1,) + shape[-2:]).astype(np.float64)
+  s, g = _host_map(_norm_and_grad_f64, A)
+  return s.reshape(shape[:-2]).astype(J.dtype), g.reshape(shape).astype(J.dtype)
+
+
+def _norm_and_grad_f64(A):
   U, S, Vt = np.linalg.svd(A)
-  g = U[:, :, 0, None] * Vt[:, None, 0, :]
-  return S[:, 0].reshape(shape[:-2]).astype(J.dtype), g.reshape(shape).astype(J.dtype)
+  return S[:, 0], U[:, :, 0, None] * Vt[:, None, 0, :]
 
 
 def _host_norm(J):
