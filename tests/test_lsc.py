@@ -208,3 +208,28 @@ def test_pretrain_ffn_with_random_example_subsets_reaches_target():
   np.testing.assert_allclose(after["depth"], 1.0, atol=0.12)
   with pytest.raises(ValueError, match="batch_samples=-1"):
     lsc.lsc_pretrain_ffn(m, p, x, batch_samples=-1)
+
+
+def test_ffn_layer_spectra_match_numpy_on_explicit_jacobians():
+  m = DeepMLP(width=6, depth=3, num_classes=2, activation="tanh", kernel_init="glorot_normalized")
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  s = lsc.ffn_layer_spectra(m, p, x)
+  # Layer l+1 maps h_l to tanh(h_l W + b): J = diag(1 − h_{l+1}²) Wᵀ.
+  f64 = lambda a: np.asarray(a, np.float64)
+  W, b = f64(p["hidden"]["layer"]["dense"]["kernel"]), f64(p["hidden"]["layer"]["dense"]["bias"])
+  h = np.tanh(f64(x) @ f64(p["input"]["dense"]["kernel"]) + f64(p["input"]["dense"]["bias"]))
+  ref = {k: [] for k in s}
+  for l in range(W.shape[0]):
+    z = h @ W[l] + b[l]
+    hn = np.tanh(z)
+    J = (1 - hn ** 2)[:, :, None] * W[l].T[None]
+    ev = -np.sort(-np.abs(np.linalg.eigvals(J)), axis=-1)
+    sv = np.linalg.svd(J, compute_uv=False)
+    ref["max_abs_eig"].append(ev[:, 0].mean())
+    ref["second_abs_eig"].append(ev[:, 1].mean())
+    ref["median_abs_eig"].append(np.median(ev, -1).mean())
+    ref["rms_sv"].append(np.sqrt((sv ** 2).mean(-1)).mean())
+    h = hn
+  for k in s:
+    np.testing.assert_allclose(s[k], ref[k], rtol=2e-4, atol=1e-6)

@@ -41,3 +41,16 @@ def test_reproduce_lsc_ffn_tiny(tmp_path):
   (lsc_run,) = [r for r in d["runs"] if r["arm"] == "lsc"]
   assert abs(lsc_run["depth_after"] - 1) < abs(lsc_run["depth_before"] - 1)
   assert "| sin | lsc |" in (tmp_path / "ffn_tiny.md").read_text()
+
+
+def test_lsc_ffn_spectrum_tiny(tmp_path):
+  _run("lsc_ffn_spectrum.py", tmp_path)
+  d = json.load(open(tmp_path / "spectrum_tiny.json"))
+  for w in ("before", "after"):
+    r = d[w]
+    assert r["max_abs_eig"] >= r["second_abs_eig"] >= r["median_abs_eig"] > 0
+    # Π of the per-layer r.m.s. σ, recomputed from the per-layer values.
+    assert math.isclose(r["rms_sv_product"], math.prod(d["per_layer"][w]["rms_sv"]), rel_tol=1e-6)
+  # Pre-training moves the top eigenvalue toward its target 1.
+  assert abs(d["after"]["max_abs_eig"] - 1) < abs(d["before"]["max_abs_eig"] - 1)
+  assert "| after |" in (tmp_path / "spectrum_tiny.md").read_text()

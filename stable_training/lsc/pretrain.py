@@ -192,6 +192,30 @@ def ffn_radii(model: DeepMLP, params, x: jax.Array, key: jax.Array, *,
   return {"depth": rd, "readout": rr}
 
 
+def ffn_layer_spectra(model: DeepMLP, params, x) -> dict[str, np.ndarray]:
+  """Eigen/singular-value summary of each layer Jacobian J_l = ∂h_{l+1}/∂h_l (host, exact).
+
+  For l = 0..L−2 and each example, with λ the eigenvalues and σ the singular
+  values of J_l = diag φ'(z_{l+1}) W_{l+1}ᵀ, averaged over the examples:
+    max_abs_eig = ρ(J_l) (what LSC targets), second_abs_eig, median_abs_eig
+    (the bulk of the spectrum), rms_sv = √(mean σ²) = ‖J_l‖_F/√n (the factor by
+    which J_lᵀ scales a random direction: how back-propagated gradient norms
+    grow or decay per layer; Glorot & Bengio 2010 §4.2.3 use the mean σ).
+  Arrays of shape [L−1]. An analysis helper (NumPy eig per matrix), not jitted.
+  """
+  x = jnp.asarray(x).reshape(x.shape[0], -1)
+  _, inter = model.apply({"params": params}, x, mutable=["intermediates"])
+  acts = np.asarray(hidden_stack(inter["intermediates"]))  # [L, B, W]
+  layer = DenseLayer(model.width, model.activation, model.kernel_init, parent=None)
+  jac = jax.jit(jax.vmap(jax.vmap(lambda p, h: jax.jacfwd(lambda u: layer.apply({"params": p}, u))(h),
+                                  in_axes=(None, 0)), in_axes=(0, 0)))
+  J = np.asarray(jac(params["hidden"]["layer"], jnp.asarray(acts[:-1])), np.float64)  # [L−1, B, W, W]
+  ev = -np.sort(-np.abs(np.linalg.eigvals(J)), axis=-1)
+  sv = np.linalg.svd(J, compute_uv=False)
+  return {"max_abs_eig": ev[..., 0].mean(1), "second_abs_eig": ev[..., 1].mean(1),
+          "median_abs_eig": np.median(ev, axis=-1).mean(1), "rms_sv": np.sqrt((sv ** 2).mean(-1)).mean(1)}
+
+
 # ----------------------------------------------------------------- the loop ---
 def _layer_means(r: dict[str, jax.Array]) -> dict[str, jax.Array]:
   """Per-layer mean radius: time/depth [L, ...] → [L]; readout → scalar."""
