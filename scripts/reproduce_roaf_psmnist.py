@@ -115,6 +115,7 @@ def main():
   ap.add_argument("--lr", type=float, default=2e-3)
   ap.add_argument("--seq_len", type=int, default=784, help="< 784 only for smoke tests")
   ap.add_argument("--out", default="results/roaf")
+  ap.add_argument("--tag", default="", help="suffix of the output file names (runs other than the presets)")
   args = ap.parse_args()
   if args.quick:
     args.num_train, args.num_test, args.epochs, args.seeds = 2000, 1000, 2, 1
@@ -130,7 +131,7 @@ def main():
       rows.append(r)
       print(json.dumps(r), flush=True)
   os.makedirs(args.out, exist_ok=True)
-  stem = "psmnist" + ("_tiny" if args.tiny else "_quick" if args.quick else "")
+  stem = "psmnist" + ("_tiny" if args.tiny else "_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
   with open(os.path.join(args.out, stem + ".json"), "w") as f:
     json.dump({"setting": vars(args), "rows": rows}, f, indent=1)
   lines = [f"# Permuted sequential Fashion-MNIST ({args.seq_len} steps), hidden {args.hidden}, "
