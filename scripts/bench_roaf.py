@@ -59,8 +59,9 @@ def roofline(reps):
   return 2 * 2048 ** 3 / median_time(lambda: f(a).block_until_ready(), reps) / 1e9
 
 
-def jax_step(depth, width, batch, filter_mode="fast"):
-  model = ROAFMLP(width=width, depth=depth, num_classes=10, remat=True, filter_mode=filter_mode)
+def jax_step(depth, width, batch, filter_mode="fast", unroll=1):
+  model = ROAFMLP(width=width, depth=depth, num_classes=10, remat=True, filter_mode=filter_mode,
+                  scan_unroll=unroll)
   x = jnp.ones((batch, width))
   y = jnp.zeros((batch,), jnp.int32)
   t = time.perf_counter()
@@ -94,8 +95,8 @@ def layer_flops(width, batch):
   return 5 * 2 * batch * width * width
 
 
-def jax_train_time(depth, width, batch, reps, filter_mode):
-  step, params, x, y, _ = jax_step(depth, width, batch, filter_mode)
+def jax_train_time(depth, width, batch, reps, filter_mode, unroll=1):
+  step, params, x, y, _ = jax_step(depth, width, batch, filter_mode, unroll)
   params = step(params, x, y)
   jax.block_until_ready(params)
   box = [params]

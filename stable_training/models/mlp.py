@@ -65,12 +65,14 @@ class _ScanBody(nn.Module):
 
 
 def scan_layers(body: type[nn.Module], length: int, remat: bool,
-                name: str, **kwargs) -> nn.Module:
+                name: str, unroll: int = 1, **kwargs) -> nn.Module:
   """`length` copies of `body` as one `nn.scan` (params stacked on axis 0).
 
   Compile time stays flat in `length`; with ``remat`` the backward pass
   recomputes each layer's forward instead of storing it, so activation memory
-  is O(width) per layer boundary rather than per op.
+  is O(width) per layer boundary rather than per op. ``unroll`` layers run per
+  loop iteration (fewer iterations of XLA's while loop, whose per-iteration
+  overhead matters for small layers on CPU; compile time grows with it).
   """
   target = nn.remat(body, prevent_cse=False) if remat else body
   scanned = nn.scan(
@@ -78,6 +80,7 @@ def scan_layers(body: type[nn.Module], length: int, remat: bool,
       variable_axes={c: 0 for c in SCAN_COLLECTIONS},
       split_rngs={"params": True},
       length=length,
+      unroll=unroll,
   )
   return scanned(name=name, **kwargs)
 
