@@ -106,28 +106,36 @@ def main(argv):
   del argv
   if _CONFIG.value is None or not _WORKDIR.value:
     _usage_error("--config and --workdir are required")
-  from stable_training.config import ConfigError, validate
+  from stable_training.config import ConfigError
+  from stable_training.train import trainers
   config = _CONFIG.value
   try:
-    validate(config)
-  except ConfigError as e:
-    _usage_error(str(e))
+    trainer = trainers.get_trainer(trainers.trainer_name(config))
+    trainer.validate(config)
+  except (ConfigError, ValueError) as e:
+    _usage_error(str(e).splitlines()[0])
   if _DISTRIBUTED.value:
     import jax
     jax.distributed.initialize()
-  from stable_training.train import NonFiniteError, WorkdirConfigMismatch, train_and_evaluate
+  from stable_training.data import DataError
+  from stable_training.train import NonFiniteError, WorkdirConfigMismatch
   try:
-    summary = train_and_evaluate(config, _WORKDIR.value)
-  except (ConfigError, WorkdirConfigMismatch) as e:
-    _usage_error(str(e))
+    summary = trainer.run(config, _WORKDIR.value)
+  except (ConfigError, WorkdirConfigMismatch, DataError) as e:
+    _usage_error(str(e).splitlines()[0])
   except NonFiniteError as e:
-    logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(3)
-  final = summary["final"]
-  line = " ".join(f"{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in final.items()
-                  if isinstance(v, dict) and "std" in v)
-  print(f"done: {line}")
+  print(f"done: {_final_line(summary)}")
+
+
+def _final_line(summary: dict) -> str:
+  """``key=mean±std`` for the final train/held-out losses and metrics of a summary."""
+  final = summary.get("final", {})
+  keys = [k for k in final if k.startswith(("train_", "test_", "val_", "eval_"))
+          and isinstance(final[k], dict) and "std" in final[k]]
+  fmt = lambda v: "nan" if v is None else f"{v:.4f}"
+  return " ".join(f"{k}={fmt(final[k]['mean'])}±{fmt(final[k]['std'])}" for k in keys)
 
 
 if __name__ == "__main__":

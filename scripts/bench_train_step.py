@@ -25,7 +25,7 @@ import optax  # noqa: E402
 
 from stable_training.models import DeepMLP  # noqa: E402
 from stable_training.train import cross_entropy, make_chunk_fn, make_train_step  # noqa: E402
-from stable_training.train.loop import init_state  # noqa: E402
+from stable_training.train import init_state  # noqa: E402
 
 
 def bench(depth, seeds, width=128, batch=128, steps=10, remat=True, repeats=3):
@@ -40,14 +40,14 @@ def bench(depth, seeds, width=128, batch=128, steps=10, remat=True, repeats=3):
   idx = jnp.asarray(rng.integers(0, n, (steps, seeds, batch)).astype(np.int32))
   state = init_state(model, tx, np.arange(seeds), x[:1])
   t0 = time.perf_counter()
-  compiled = chunk.lower(state, x, y, idx).compile()
+  compiled = chunk.lower(state, (x, y), idx).compile()
   compile_s = time.perf_counter() - t0
-  state, _, m = compiled(state, x, y, idx)  # warm-up
+  state, _, m = compiled(state, (x, y), idx)  # warm-up
   jax.block_until_ready(m)
   best = float("inf")
   for _ in range(repeats):
     t0 = time.perf_counter()
-    state, _, m = compiled(state, x, y, idx)
+    state, _, m = compiled(state, (x, y), idx)
     jax.block_until_ready(m)
     best = min(best, time.perf_counter() - t0)
   return {"depth": depth, "width": width, "seeds": seeds, "compile_s": compile_s, "steps_per_s": steps / best,

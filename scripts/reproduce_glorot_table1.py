@@ -163,7 +163,7 @@ def validation_error(config, workdir, num_val) -> float:
   from stable_training import models as models_lib
   from stable_training import optim as optim_lib
   from stable_training.train import checkpoint as ckpt_lib
-  from stable_training.train.loop import init_state
+  from stable_training.train import init_state
 
   x_val, y_val, num_classes = validation_arrays(config, num_val)
   model = models_lib.build_model(config.model, num_classes=num_classes,

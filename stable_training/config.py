@@ -6,6 +6,7 @@ with status 2 without writing anything.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from stable_training import activations, initializers
@@ -28,6 +29,8 @@ def _pos_float(c, key, allow_zero=False):
   v = _get(c, key)
   if isinstance(v, bool) or not isinstance(v, numbers.Real):
     raise ConfigError(f"config.{key}={v!r}: must be a number")
+  if not math.isfinite(v):
+    raise ConfigError(f"config.{key}={v!r}: must be a finite number")
   if v < 0 or (v == 0 and not allow_zero):
     raise ConfigError(f"config.{key}={v!r}: must be {'>= 0' if allow_zero else '> 0'}")
   return v
@@ -52,12 +55,18 @@ def validate(config) -> None:
   # Imported here: these registries import model/optimizer code, which the
   # launcher only needs once the config is known to be sane.
   from stable_training import data, models, optim
+  from stable_training.data import sequence_tasks
+  from stable_training.train import losses
 
+  _choice(config, "trainer", ["supervised"])
+  _choice(config, "loss", losses.names())
   _int(config, "seed", 0)
   _int(config, "num_seeds", 1)
   _int(config, "batch_size", 1)
   _int(config, "eval_batch_size", 1)
   _int(config, "num_steps", 1)
+  _int(config, "num_epochs", 0)
+  _int(config, "max_consecutive_skips", 1)
   _int(config, "scan_unroll", 0)
   log_every = _int(config, "log_every", 1)
   for key in ("eval_every", "checkpoint_every"):
@@ -67,10 +76,19 @@ def validate(config) -> None:
   _choice(config, "on_nonfinite", ["stop", "skip"])
   _choice(config, "progress", ["auto", "none"])
 
-  _choice(config, "dataset.name", data.names())
+  _choice(config, "dataset.name", sorted(data.names() + sequence_tasks.names()))
   _choice(config, "dataset.view", data.VIEWS)
   _int(config, "dataset.num_train", 0)
   _int(config, "dataset.num_test", 0)
+  _int(config, "dataset.num_val", 0)
+  if config.dataset.name in sequence_tasks.names():
+    _int(config, "dataset.lag", 2)
+    if config.num_epochs:
+      raise ConfigError(f"config.num_epochs={config.num_epochs}: the generated {config.dataset.name} task "
+                        "has no epochs (fresh batches every step); use config.num_steps")
+    task = sequence_tasks.get_task(config.dataset.name)
+    if config.loss != task.loss:
+      raise ConfigError(f"config.loss={config.loss!r}: the {config.dataset.name} task needs {task.loss!r}")
 
   _choice(config, "model.name", models.names())
   _int(config, "model.width", 1)
@@ -89,6 +107,21 @@ def validate(config) -> None:
   _pos_float(config, "optimizer.learning_rate")
   _pos_float(config, "optimizer.clip_output_norm", allow_zero=True)
   _pos_float(config, "optimizer.eps")
+  _pos_float(config, "optimizer.clip_global_norm", allow_zero=True)
+  _pos_float(config, "optimizer.weight_decay", allow_zero=True)
+  sched = _choice(config, "optimizer.schedule", list(optim.SCHEDULES))
+  if sched == "warmup_cosine":
+    w = _int(config, "optimizer.warmup_steps", 0)
+    if not config.num_epochs and w >= config.num_steps:
+      raise ConfigError(f"config.optimizer.warmup_steps={w}: must be < config.num_steps={config.num_steps}")
+    v = _pos_float(config, "optimizer.end_lr_factor", allow_zero=True)
+    if v > 1:
+      raise ConfigError(f"config.optimizer.end_lr_factor={v!r}: must be in [0, 1]")
+  if sched == "step":
+    _pos_float(config, "optimizer.step_factor")
+    b = list(_get(config, "optimizer.step_boundaries"))
+    if any(isinstance(x, bool) or not isinstance(x, numbers.Integral) or x <= 0 for x in b) or b != sorted(b):
+      raise ConfigError(f"config.optimizer.step_boundaries={tuple(b)!r}: must be increasing positive integers")
   for key in ("optimizer.momentum", "optimizer.decay"):
     v = _pos_float(config, key, allow_zero=True)
     if v >= 1:

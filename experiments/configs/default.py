@@ -2,7 +2,8 @@
 
 Every study config starts from this one (`get_config()`), changes fields and
 may add model-specific keys; `--config.KEY=VALUE` overrides any field.
-Variants: `default.py:digits` uses scikit-learn's digits (no files needed).
+Variants: `default.py:digits` uses scikit-learn's digits (no files needed);
+`default.py:tiny` is the seconds-long smoke run on digits.
 """
 import ml_collections
 
@@ -10,16 +11,20 @@ import ml_collections
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   """Returns the default ConfigDict; `variant` selects a preset (see module doc)."""
   c = ml_collections.ConfigDict()
+  c.trainer = "supervised"  # stable_training.train.trainers: supervised | dqn
+  c.loss = "cross_entropy"  # stable_training.train.losses: cross_entropy | mse
   c.seed = 0
   c.num_seeds = 1          # seeds trained at once by jax.vmap: seed, seed+1, ...
   c.batch_size = 128
   c.eval_batch_size = 1000
   c.num_steps = 2000
+  c.num_epochs = 0          # > 0: train this many epochs instead (num_steps is then derived)
   c.log_every = 100        # eval_every / checkpoint_every / diagnostics.every are multiples of it
   c.eval_every = 500
   c.checkpoint_every = 1000
   c.scan_unroll = 1         # steps per loop iteration of a chunk; 0 = host loop of 1-step programs (conv nets on CPU)
   c.on_nonfinite = "stop"  # or "skip" (optax.apply_if_finite)
+  c.max_consecutive_skips = 100  # skip mode: stop (exit 3) after this many skipped updates in a row
   c.progress = "auto"      # tqdm bar on a terminal; "none" to disable
 
   c.dataset = ml_collections.ConfigDict()
@@ -28,6 +33,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.dataset.view = "flatten"
   c.dataset.num_train = 0  # 0 = all examples, else the first N
   c.dataset.num_test = 0
+  c.dataset.num_val = 0    # the last N training examples become a validation split (model selection)
+  c.dataset.lag = 100      # generated sequence tasks (adding, copy): the lag T
   c.dataset.standardize = True
 
   c.model = ml_collections.ConfigDict()
@@ -46,6 +53,13 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.optimizer.decay = 0.9
   c.optimizer.eps = 1e-8
   c.optimizer.clip_output_norm = 0.0  # > 0: output-layer clipping (Ramaswamy et al. 2023)
+  c.optimizer.clip_global_norm = 0.0  # > 0: clip the global gradient norm first
+  c.optimizer.weight_decay = 0.0      # > 0: AdamW for adam, an L2 term otherwise
+  c.optimizer.schedule = "constant"   # constant | warmup_cosine | step
+  c.optimizer.warmup_steps = 0        # warmup_cosine: linear warm-up steps
+  c.optimizer.end_lr_factor = 0.0     # warmup_cosine: final lr / peak lr
+  c.optimizer.step_boundaries = ()    # step: update counts where lr is multiplied by step_factor
+  c.optimizer.step_factor = 0.1
   c.optimizer.avg_grad = ml_collections.ConfigDict()
   c.optimizer.avg_grad.method = "secant"
   c.optimizer.avg_grad.num_points = 2
@@ -70,6 +84,39 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.log_every = 50
     c.eval_every = 250
     c.checkpoint_every = 250
+  elif variant == "tiny":
+    tiny(c)
+    c.model.depth = 3
   elif variant:
-    raise ValueError(f"unknown variant {variant!r} of default.py; valid: '', 'digits'")
+    raise ValueError(f"unknown variant {variant!r} of default.py; valid: '', 'digits', 'tiny'")
+  return c
+
+
+def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks any supervised config to a seconds-long smoke run (digits unless generated data).
+
+  Keeps the model family, optimizer and methods; cuts width, data and steps.
+  """
+  from stable_training.data import sequence_tasks
+  if c.dataset.name not in sequence_tasks.names():
+    c.dataset.name = "digits"
+    c.dataset.num_train = 0
+    c.dataset.num_test = 0
+  else:
+    c.dataset.lag = min(c.dataset.lag, 20)
+    c.dataset.num_test = 64
+  c.dataset.num_val = min(c.dataset.num_val, 64)
+  c.model.width = min(c.model.width, 16)
+  c.batch_size = 32
+  c.eval_batch_size = 360
+  c.num_epochs = 0
+  c.num_steps = 20
+  c.log_every = 10
+  c.eval_every = 20
+  c.checkpoint_every = 20
+  c.num_seeds = min(c.num_seeds, 2)
+  c.progress = "none"
+  c.lsc.steps = min(c.lsc.steps, 5)
+  c.lsc.batch = min(c.lsc.batch, 4)
+  c.diagnostics.every = 20
   return c

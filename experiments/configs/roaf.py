@@ -1,12 +1,20 @@
-"""ROAF (Ceni 2022) configs for the engine: deep ROAF MLP and recurrent classifiers.
+"""ROAF (Ceni 2022) configs for the engine: deep ROAF MLP and recurrent models.
 
 Variants:
   ``mlp`` (default)       ROAF MLP on Fashion-MNIST, width 64, depth 1,000, α = 0.99,
-                          critical init, 'fast' filters, remat; SGD momentum.
+                          critical init, 'fast' filters, remat; SGD momentum 0.9, lr 0.01,
+                          global-norm clipping 1.0, batch 64, one epoch.
   ``mlp-DEPTH``           the same at another depth, e.g. ``roaf.py:mlp-50000``.
   ``tanh-DEPTH``          the plain tanh DeepMLP baseline at that depth (same optimizer).
   ``psmnist-CELL``        permuted sequential Fashion-MNIST (784 steps, one pixel per
-                          step), CELL ∈ {roaf, elman, lstm, gru}, hidden 64, Adam.
+                          step, permutation seed 0), CELL ∈ {roaf, elman, lstm, gru},
+                          hidden 128, Adam 2e-3 with global-norm clipping 1.0, batch 128,
+                          one epoch of all 60,000 images (evaluated after every epoch).
+  ``adding-CELL[-T]``     the adding problem with lag T (default 100), MSE, read from the
+                          last state; hidden 64, Adam 3e-3, clipping 1.0, batch 32.
+  ``copy-CELL[-T]``       the copy task with lag T (default 100), per-step cross-entropy.
+  ``tiny``                a seconds-long ROAF MLP smoke run on digits.
+  ``tiny-psmnist`` / ``tiny-adding`` / ``tiny-copy``: the same for the recurrent tasks.
 Model-specific keys added here: alpha, beta (None = 1 − α), filter_mode, filter_seed,
 roaf_init, cell, readout.
 """
@@ -15,56 +23,108 @@ from __future__ import annotations
 from experiments.configs import default
 
 CELLS = ("roaf", "elman", "lstm", "gru")
+TASKS = ("adding", "copy")
+
+
+def _mlp(c, kind, depth):
+  if depth < 1:
+    raise ValueError(f"roaf.py depth must be >= 1, got {depth}")
+  c.model.name = "roaf_mlp" if kind == "mlp" else "deep_mlp"
+  c.model.width = 64
+  c.model.depth = depth
+  c.model.activation = "tanh"
+  c.model.kernel_init = "glorot_normalized"
+  c.model.remat = True
+  c.model.filter_mode = "fast"
+  c.model.roaf_init = "critical"
+  c.optimizer.name = "momentum"
+  c.optimizer.learning_rate = 0.01
+  c.optimizer.momentum = 0.9
+  c.optimizer.clip_global_norm = 1.0
+  c.batch_size = 64
+  c.num_steps = 937          # one epoch of 60,000 at batch 64
+  c.log_every = 50
+  c.eval_every = 450
+  c.checkpoint_every = 450
+
+
+def _recurrent(c, cell):
+  if cell not in CELLS:
+    raise ValueError(f"roaf.py cell {cell!r}; valid: {', '.join(CELLS)}")
+  c.model.name = "rnn_classifier"
+  c.model.cell = cell
+  c.model.readout = "last"
+  c.model.depth = 1
+  c.model.alpha = 0.5
+  c.model.activation = "tanh"
+  c.model.kernel_init = "lecun_normal"
+  c.optimizer.name = "adam"
+  c.optimizer.clip_global_norm = 1.0
+  c.optimizer.clip_output_norm = 0.0
+
+
+def _psmnist(c, cell):
+  _recurrent(c, cell)
+  c.dataset.view = "permuted_sequential"
+  c.model.width = 128
+  c.optimizer.learning_rate = 2e-3
+  c.batch_size = 128
+  c.num_epochs = 1
+  c.log_every = 50
+  c.eval_every = 10_000      # evaluation happens at every epoch end anyway
+  c.checkpoint_every = 200
+
+
+def _task(c, task, cell, lag):
+  from stable_training.data import sequence_tasks
+  _recurrent(c, cell)
+  spec = sequence_tasks.get_task(task)
+  c.dataset.name = task
+  c.dataset.lag = lag
+  c.dataset.num_test = 1000
+  c.dataset.standardize = False
+  c.loss = spec.loss
+  c.model.readout = spec.readout
+  c.model.width = 64
+  c.optimizer.learning_rate = 3e-3
+  c.batch_size = 32
+  c.eval_batch_size = 250
+  c.num_steps = 2000
+  c.log_every = 50
+  c.eval_every = 500
+  c.checkpoint_every = 500
 
 
 def get_config(variant: str = "mlp"):
   """The config for one variant (see module doc)."""
   c = default.get_config()
-  kind, _, arg = (variant or "mlp").partition("-")
+  kind, *args = (variant or "mlp").split("-")
   c.model.alpha = 0.99
   c.model.beta = None
   c.model.filter_seed = 0
+  if kind == "tiny":
+    sub = args[0] if args else "mlp"
+    if sub == "mlp":
+      _mlp(c, "mlp", 8)
+    elif sub == "psmnist":
+      _psmnist(c, "roaf")
+    elif sub in TASKS:
+      _task(c, sub, "roaf", 20)
+    else:
+      raise ValueError(f"roaf.py tiny variant {variant!r}; valid: tiny, tiny-psmnist, tiny-adding, tiny-copy")
+    return default.tiny(c)
   if kind in ("mlp", "tanh"):
-    depth = int(arg) if arg else 1000
-    if depth < 1:
-      raise ValueError(f"roaf.py depth must be >= 1, got {depth}")
-    c.model.name = "roaf_mlp" if kind == "mlp" else "deep_mlp"
-    c.model.width = 64
-    c.model.depth = depth
-    c.model.activation = "tanh"
-    c.model.kernel_init = "glorot_normalized"
-    c.model.remat = True
-    c.model.filter_mode = "fast"
-    c.model.roaf_init = "critical"
-    c.optimizer.name = "momentum"
-    c.optimizer.learning_rate = 0.01
-    c.optimizer.momentum = 0.9
-    c.batch_size = 64
-    c.num_steps = 938          # one epoch of 60,000 at batch 64
-    c.log_every = 50
-    c.eval_every = 450
-    c.checkpoint_every = 450
+    if len(args) > 1 or (args and not args[0].isdigit()):
+      raise ValueError(f"roaf.py variant {variant!r}: expected {kind}[-DEPTH]")
+    _mlp(c, kind, int(args[0]) if args else 1000)
   elif kind == "psmnist":
-    if arg not in CELLS:
-      raise ValueError(f"roaf.py psmnist cell {arg!r}; valid: {', '.join(CELLS)}")
-    c.dataset.view = "permuted_sequential"
-    c.model.name = "rnn_classifier"
-    c.model.cell = arg
-    c.model.readout = "last"
-    c.model.width = 64
-    c.model.depth = 1
-    c.model.alpha = 0.5
-    c.model.activation = "tanh"
-    c.model.kernel_init = "lecun_normal"
-    c.optimizer.name = "adam"
-    c.optimizer.learning_rate = 2e-3
-    c.optimizer.clip_output_norm = 0.0
-    c.batch_size = 64
-    c.num_steps = 938
-    c.log_every = 50
-    c.eval_every = 450
-    c.checkpoint_every = 450
+    if len(args) != 1:
+      raise ValueError(f"roaf.py variant {variant!r}: expected psmnist-CELL")
+    _psmnist(c, args[0])
+  elif kind in TASKS:
+    if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
+      raise ValueError(f"roaf.py variant {variant!r}: expected {kind}-CELL[-T]")
+    _task(c, kind, args[0], int(args[1]) if len(args) == 2 else 100)
   else:
-    raise ValueError(f"unknown roaf.py variant {variant!r}; valid: mlp[-DEPTH], tanh-DEPTH, "
-                     f"psmnist-{{{','.join(CELLS)}}}")
+    raise ValueError(f"roaf.py variant {variant!r}; valid kinds: mlp, tanh, psmnist, adding, copy, tiny")
   return c

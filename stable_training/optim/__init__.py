@@ -15,10 +15,10 @@ from stable_training.optim.avg_grad import (
     AvgGradState, METHODS, averaged_gradient, avg_grad_rmsprop, find_delta,
     make_avg_grad_fn, secant_activations)
 from stable_training.optim.clipping import clip_output_layer, output_layer_mask
-from stable_training.optim.factory import make_grad_fn, make_optimizer, names
+from stable_training.optim.factory import SCHEDULES, make_grad_fn, make_optimizer, make_schedule, names
 
 __all__ = [
-    "AvgGradState", "METHODS", "averaged_gradient", "avg_grad_rmsprop",
+    "AvgGradState", "METHODS", "SCHEDULES", "make_schedule", "averaged_gradient", "avg_grad_rmsprop",
     "clip_output_layer", "find_delta", "make_avg_grad_fn", "make_grad_fn",
     "make_optimizer", "names", "output_layer_mask", "secant_activations",
 ]

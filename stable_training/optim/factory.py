@@ -21,6 +21,7 @@ from stable_training.optim import avg_grad as avg_grad_lib
 from stable_training.optim.clipping import clip_output_layer
 
 _NAMES = ("sgd", "momentum", "rmsprop", "adam", "adabelief", "avg_grad_rmsprop")
+SCHEDULES = ("constant", "warmup_cosine", "step")
 
 
 def names() -> list[str]:
@@ -44,14 +45,58 @@ def _avg_grad_settings(opt_cfg: Any) -> tuple[str, int]:
   return str(_get(ag, "method", "secant")), int(_get(ag, "num_points", 2))
 
 
-def make_optimizer(opt_cfg: Any) -> optax.GradientTransformation:
-  """The optax optimizer described by `opt_cfg`.
+def make_schedule(opt_cfg: Any, num_steps: int | None = None) -> optax.Schedule:
+  """The learning-rate schedule η_t described by `opt_cfg` (t = update count).
 
-  Fields: ``name`` (one of `names()`), ``learning_rate``, ``momentum`` (0.9,
-  heavy-ball SGD), ``decay`` (0.9, RMSProp's second-moment EMA), ``eps``
-  (1e-8), ``clip_output_norm`` (0 = off; > 0 chains
-  `clip_output_layer(clip_output_norm)` first — Ramaswamy, Bhatnagar & Saxena
-  2023), ``avg_grad.method`` / ``avg_grad.num_points`` (for
+  ``schedule`` (default ``constant``):
+
+  - ``constant``: η_t = η.
+  - ``warmup_cosine``: linear warm-up 0 → η over ``warmup_steps``, then
+    η_t = η_end + ½(η − η_end)(1 + cos(π (t − w)/(T − w))) down to
+    η_end = ``end_lr_factor`` · η at T = `num_steps`
+    (`optax.warmup_cosine_decay_schedule`, Loshchilov & Hutter 2017).
+  - ``step``: η_t = η · ``step_factor``^k with k the number of
+    ``step_boundaries`` (update counts) ≤ t
+    (`optax.piecewise_constant_schedule`).
+
+  Raises:
+    ValueError: unknown schedule, or ``warmup_cosine`` without `num_steps` or
+      with warmup_steps ≥ num_steps.
+  """
+  lr = float(_get(opt_cfg, "learning_rate", 0.0))
+  kind = _get(opt_cfg, "schedule", "constant")
+  if kind == "constant":
+    return optax.constant_schedule(lr)
+  if kind == "warmup_cosine":
+    warmup = int(_get(opt_cfg, "warmup_steps", 0))
+    if num_steps is None or warmup >= num_steps:
+      raise ValueError(f"optimizer.warmup_steps={warmup}: must be < the number of steps ({num_steps})")
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0 if warmup else lr, peak_value=lr, warmup_steps=warmup,
+        decay_steps=int(num_steps), end_value=lr * float(_get(opt_cfg, "end_lr_factor", 0.0)))
+  if kind == "step":
+    bounds = [int(b) for b in _get(opt_cfg, "step_boundaries", ())]
+    factor = float(_get(opt_cfg, "step_factor", 0.1))
+    return optax.piecewise_constant_schedule(lr, {b: factor for b in bounds})
+  raise ValueError(f"optimizer.schedule={kind!r}: valid choices are {', '.join(SCHEDULES)}")
+
+
+def make_optimizer(opt_cfg: Any, num_steps: int | None = None) -> optax.GradientTransformation:
+  """The optax chain described by `opt_cfg`.
+
+  ``[clip_by_global_norm(clip_global_norm)] → [clip_output_layer(clip_output_norm)]
+  → [add_decayed_weights(weight_decay)] → optimizer(schedule)``; each bracket
+  only when its value is > 0.
+
+  Fields: ``name`` (one of `names()`), ``learning_rate`` and its
+  ``schedule`` (`make_schedule`; `num_steps` is the run's length, needed by
+  ``warmup_cosine``), ``momentum`` (0.9, heavy-ball SGD), ``decay`` (0.9,
+  RMSProp's second-moment EMA), ``eps`` (1e-8), ``clip_global_norm`` (0 =
+  off; g ← g · min(1, c/‖g‖₂) over all parameters), ``clip_output_norm`` (0 =
+  off; the same rule on the output layer only — Ramaswamy, Bhatnagar & Saxena
+  2023), ``weight_decay`` λ (0 = off; for ``adam`` decoupled, i.e. AdamW,
+  Loshchilov & Hutter 2019; otherwise the L2 term g ← g + λθ added before the
+  optimizer), ``avg_grad.method`` / ``avg_grad.num_points`` (for
   ``avg_grad_rmsprop``; see `stable_training.optim.avg_grad`).
 
   Updates: sgd −η g; momentum m ← μm + g, −η m; rmsprop ν ← ρν + (1−ρ)g²,
@@ -59,38 +104,50 @@ def make_optimizer(opt_cfg: Any) -> optax.GradientTransformation:
   avg_grad_rmsprop the RMSProp rule applied to the averaged gradient.
 
   Raises:
-    ValueError: unknown name (the message lists the valid ones).
+    ValueError: unknown name or schedule (the message lists the valid ones).
   """
   name = _get(opt_cfg, "name", None)
   lr = _get(opt_cfg, "learning_rate", None)
   if lr is None:
     raise ValueError("optimizer.learning_rate is required")
+  sched = make_schedule(opt_cfg, num_steps)
+  if _get(opt_cfg, "schedule", "constant") == "constant":
+    sched = lr  # a plain float keeps optax's state free of a step counter
   momentum = float(_get(opt_cfg, "momentum", 0.9))
   decay = float(_get(opt_cfg, "decay", 0.9))
   eps = float(_get(opt_cfg, "eps", 1e-8))
+  wd = float(_get(opt_cfg, "weight_decay", 0.0))
   if name == "sgd":
-    tx = optax.sgd(lr)
+    tx = optax.sgd(sched)
   elif name == "momentum":
-    tx = optax.sgd(lr, momentum=momentum)
+    tx = optax.sgd(sched, momentum=momentum)
   elif name == "rmsprop":
-    tx = optax.rmsprop(lr, decay=decay, eps=eps)
+    tx = optax.rmsprop(sched, decay=decay, eps=eps)
   elif name == "adam":
-    tx = optax.adam(lr, eps=eps)
+    tx = optax.adamw(sched, eps=eps, weight_decay=wd) if wd > 0 else optax.adam(sched, eps=eps)
   elif name == "adabelief":
-    tx = optax.adabelief(lr, eps=eps)
+    tx = optax.adabelief(sched, eps=eps)
   elif name == "avg_grad_rmsprop":
     method, num_points = _avg_grad_settings(opt_cfg)
-    tx = avg_grad_lib.avg_grad_rmsprop(lr, decay=decay, eps=eps, method=method,
+    tx = avg_grad_lib.avg_grad_rmsprop(sched, decay=decay, eps=eps, method=method,
                                        num_points=num_points)
   else:
     raise ValueError(
         f"unknown optimizer {name!r}; valid names: {', '.join(names())}")
+  parts = []
+  gclip = float(_get(opt_cfg, "clip_global_norm", 0.0))
+  if gclip < 0:
+    raise ValueError(f"optimizer.clip_global_norm must be >= 0 (0 = off), got {gclip}")
+  if gclip > 0:
+    parts.append(optax.clip_by_global_norm(gclip))
   clip = float(_get(opt_cfg, "clip_output_norm", 0.0))
   if clip < 0:
     raise ValueError(f"optimizer.clip_output_norm must be >= 0 (0 = off), got {clip}")
   if clip > 0:
-    tx = optax.chain(clip_output_layer(clip), tx)
-  return tx
+    parts.append(clip_output_layer(clip))
+  if wd > 0 and name != "adam":
+    parts.append(optax.add_decayed_weights(wd))
+  return optax.chain(*parts, tx) if parts else tx
 
 
 def make_grad_fn(opt_cfg: Any, loss_fn: Callable) -> Callable:

@@ -1,8 +1,13 @@
-"""`train_and_evaluate(config, workdir)`: the one train engine every study uses.
+"""`train_and_evaluate(config, workdir)`: the ``supervised`` trainer of the one engine.
 
-Data flow: load (numpy) → model from the registry → optax chain from the
-config → vmapped-over-seeds, scanned-over-steps compiled chunk, sharded over a
-``data`` mesh axis → metrics.jsonl / summary.json / orbax checkpoints.
+Data flow: data (arrays, or a generated sequence task) → model from the
+registry → optax chain from the config (`optim.make_optimizer`) → a
+vmapped-over-seeds, scanned-over-steps compiled chunk, sharded over a ``data``
+mesh axis → metrics.jsonl / summary.json / orbax checkpoints.
+
+The function is assembled from small parts: `load_data` (numpy arrays or a
+task), `build` (model, loss, optimizer, compiled chunk and evaluator),
+`init_state` (per-seed init), `MetricWriter` (records), and the host loop.
 
 Multi-host: call ``jax.distributed.initialize()`` in every process before
 this (``experiments.main --distributed``); the mesh then spans
@@ -11,12 +16,11 @@ the code path is identical to one CPU.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
 import os
-import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 import jax
@@ -28,26 +32,40 @@ from stable_training import config as config_lib
 from stable_training import data as data_lib
 from stable_training import models as models_lib
 from stable_training import optim as optim_lib
+from stable_training.data import sequence_tasks
 from stable_training.train import checkpoint as ckpt_lib
+from stable_training.train import losses as losses_lib
+from stable_training.train import records as rec_lib
 from stable_training.train import sharding as sharding_lib
-from stable_training.train.steps import (TrainState, cross_entropy, first_nonfinite_path,
-                                         layer_names, make_chunk_fn, make_eval_step,
-                                         make_objective, make_train_step)
+from stable_training.train.steps import (TrainState, first_nonfinite_path, gather_batch, layer_names,
+                                         make_chunk_fn, make_eval_step, make_objective, make_train_step)
 
 
 class NonFiniteError(FloatingPointError):
-  """Loss or gradient became NaN/Inf with ``on_nonfinite='stop'``."""
+  """Loss or gradient became NaN/Inf with ``on_nonfinite='stop'`` (or too many skips)."""
 
 
-def _stats(values) -> dict:
-  v = np.asarray(values, dtype=np.float64)
-  return {"per_seed": v.tolist(), "mean": float(v.mean(axis=0).mean()) if v.ndim > 1 else float(v.mean()),
-          "std": float(v.std())}
+def validate(config) -> None:
+  """The supervised trainer's config check (`stable_training.config.validate`)."""
+  config_lib.validate(config)
 
 
+# ----------------------------------------------------------------------------- data
 def load_data(config) -> dict[str, Any]:
-  """Train/test arrays after subsetting, view and standardization (numpy)."""
+  """The run's data as numpy arrays (or a generated task), after subsetting, split, view and standardization.
+
+  Keys: ``x_train``/``y_train`` (None for a generated task, whose batches are
+  drawn inside the step), ``x_val``/``y_val`` (the last ``dataset.num_val``
+  training examples, or a fixed generated set; None when num_val = 0),
+  ``x_test``/``y_test``, ``num_classes`` (output units), ``name``, ``task``
+  (a `sequence_tasks.TaskSpec` or None), ``info`` (e.g. the task's baseline loss).
+
+  Raises:
+    DataError: missing or malformed data files (the message names the file).
+  """
   dc = config.dataset
+  if dc.name in sequence_tasks.names():
+    return _load_task(config)
   data_dir = dc.data_dir or None
   train = data_lib.load(dc.name, "train", data_dir=data_dir, seed=config.seed)
   test = data_lib.load(dc.name, "test", data_dir=data_dir, seed=config.seed)
@@ -56,18 +74,141 @@ def load_data(config) -> dict[str, Any]:
     xtr, ytr = xtr[:dc.num_train], ytr[:dc.num_train]
   if dc.num_test:
     xte, yte = xte[:dc.num_test], yte[:dc.num_test]
-  if dc.get("standardize", True):
-    xtr, xte = data_lib.standardize(xtr, xte)
+  num_val = dc.get("num_val", 0)
+  if num_val >= len(xtr):
+    raise config_lib.ConfigError(f"config.dataset.num_val={num_val}: must be < the {len(xtr)} training examples")
+  xva, yva = (xtr[len(xtr) - num_val:], ytr[len(ytr) - num_val:]) if num_val else (None, None)
+  xtr, ytr = xtr[:len(xtr) - num_val], ytr[:len(ytr) - num_val]
+  if dc.get("standardize", True):  # statistics of the training part only
+    _, xte = data_lib.standardize(xtr, xte)
+    xtr, xva = data_lib.standardize(xtr, xva if xva is not None else xtr[:0])
+    xva = xva if num_val else None
   view_seed = dc.get("view_seed", 0)
-  xtr = data_lib.apply_view(xtr, dc.view, seed=view_seed)
-  xte = data_lib.apply_view(xte, dc.view, seed=view_seed)
-  return {"x_train": np.asarray(xtr, np.float32), "y_train": np.asarray(ytr, np.int32),
-          "x_test": np.asarray(xte, np.float32), "y_test": np.asarray(yte, np.int32),
-          "num_classes": train.num_classes, "name": train.name}
+  view = lambda a: None if a is None else np.asarray(data_lib.apply_view(a, dc.view, seed=view_seed), np.float32)
+  return {"x_train": view(xtr), "y_train": np.asarray(ytr, np.int32),
+          "x_val": view(xva), "y_val": None if yva is None else np.asarray(yva, np.int32),
+          "x_test": view(xte), "y_test": np.asarray(yte, np.int32),
+          "num_classes": train.num_classes, "name": train.name, "task": None, "info": {}}
+
+
+def _load_task(config) -> dict[str, Any]:
+  dc = config.dataset
+  task = sequence_tasks.get_task(dc.name)
+  xte, yte = sequence_tasks.fixed_set(dc.name, dc.num_test or 1000, dc.lag, "test")
+  xva = yva = None
+  if dc.get("num_val", 0):
+    xva, yva = sequence_tasks.fixed_set(dc.name, dc.num_val, dc.lag, "validation")
+  return {"x_train": None, "y_train": None, "x_val": xva, "y_val": yva, "x_test": xte, "y_test": yte,
+          "num_classes": task.num_outputs, "name": f"{dc.name}(T={dc.lag})", "task": task,
+          "info": {"baseline_loss": task.baseline(dc.lag), "lag": dc.lag}}
+
+
+def steps_per_epoch(config, d) -> int | None:
+  """⌊N_train / batch_size⌋ (`data.batch_indices` drops the remainder); None for a generated task."""
+  return None if d["task"] is not None else d["x_train"].shape[0] // config.batch_size
+
+
+def total_steps(config, d) -> int:
+  """``num_epochs`` · steps_per_epoch when num_epochs > 0, else ``num_steps``."""
+  if config.get("num_epochs", 0):
+    return int(config.num_epochs) * steps_per_epoch(config, d)
+  return int(config.num_steps)
+
+
+# ---------------------------------------------------------------------------- setup
+@dataclasses.dataclass
+class Setup:
+  """What the host loop needs: the model, optimizer, compiled pieces and data feeders."""
+  model: Any
+  tx: optax.GradientTransformation
+  loss: losses_lib.Loss
+  objective: Callable
+  chunk: Callable           # jitted (state, data, xs) -> (state, stopped, metrics)
+  evaluate: Callable        # jitted (params, x, y) -> {name: [S]}
+  batch_xs: Callable        # (step, k) -> xs [K, S, ...] on the host
+  host_batch: Callable      # (seed, step) -> batch, for error reports
+  device_data: Any
+  seeds: np.ndarray
+  num_steps: int
+  mesh: Any
+
+
+def build(config, d) -> Setup:
+  """Model, loss, optax chain, compiled chunk and evaluator for `config` on data `d`.
+
+  Raises:
+    ConfigError: values that only the data can rule out (batch size vs
+      examples or devices, a loss that does not fit the task).
+  """
+  task = d["task"]
+  loss_name = config.get("loss", "cross_entropy")
+  if task is not None and loss_name != task.loss:
+    raise config_lib.ConfigError(
+        f"config.loss={loss_name!r}: the {config.dataset.name} task needs loss {task.loss!r}")
+  loss = losses_lib.get_loss(loss_name)
+  seeds = config.seed + np.arange(config.num_seeds)
+  x_example = d["x_test"]
+  model = models_lib.build_model(config.model, num_classes=d["num_classes"], input_shape=x_example.shape[1:])
+  num_steps = total_steps(config, d)
+  tx = optim_lib.make_optimizer(config.optimizer, num_steps=num_steps)
+  skip = config.on_nonfinite == "skip"
+  if skip:  # the host stops the run after max_consecutive_skips (see _check_skips)
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=np.iinfo(np.int32).max)
+  loss_fn = losses_lib.mean_loss(loss_name)
+  objective = make_objective(model, loss_fn, loss.metrics)
+  grad_factory = functools.partial(optim_lib.make_grad_fn, config.optimizer)
+  train_step = make_train_step(model, loss_fn, tx, make_grad_fn=grad_factory, metrics_fn=loss.metrics)
+
+  mesh = sharding_lib.data_mesh()
+  n_dev = mesh.devices.size
+  if config.batch_size % n_dev:
+    raise config_lib.ConfigError(
+        f"config.batch_size={config.batch_size}: must be divisible by the {n_dev} devices of the data mesh")
+  repl = sharding_lib.replicated(mesh)
+  bs = config.batch_size
+  if task is None:
+    n_train = d["x_train"].shape[0]
+    if bs > n_train:
+      raise config_lib.ConfigError(f"config.batch_size={bs}: must be <= the {n_train} training examples")
+    device_data = (jax.device_put(d["x_train"], repl), jax.device_put(d["y_train"], repl))
+    make_batch = gather_batch
+
+    def batch_xs(step, k):
+      idx = np.stack([np.stack([data_lib.batch_indices(n_train, bs, seed=int(s), step=step + j) for s in seeds])
+                      for j in range(k)]).astype(np.int32)
+      return jax.device_put(idx, sharding_lib.batch_sharded(mesh, idx.ndim, axis=2))
+
+    def host_batch(seed, step):
+      idx = data_lib.batch_indices(n_train, bs, seed=int(seed), step=step)
+      return jnp.asarray(d["x_train"][idx]), jnp.asarray(d["y_train"][idx])
+  else:
+    lag = config.dataset.lag
+    device_data = ()
+
+    def make_batch(_, seed_step):  # drawn inside the step: nothing stored, resume exact
+      return task.sample(sequence_tasks.batch_key(seed_step[0], seed_step[1]), bs, lag)
+
+    def batch_xs(step, k):
+      ss = np.stack(np.broadcast_arrays(seeds[None, :], step + np.arange(k)[:, None]), -1)
+      return jax.device_put(ss.astype(np.int32), repl)
+
+    def host_batch(seed, step):
+      return jax.jit(make_batch)((), jnp.asarray([seed, step], jnp.int32))
+
+  unroll = config.get("scan_unroll", 1)
+  chunk = make_chunk_fn(train_step, stop_on_nonfinite=not skip, unroll=unroll, make_batch=make_batch)
+  n_eval = min(config.eval_batch_size, d["x_test"].shape[0])
+  evaluate = jax.jit(make_eval_step(model, loss, batch_size=n_eval))
+  return Setup(model, tx, loss, objective, jax.jit(chunk, donate_argnums=(0,)), evaluate, batch_xs,
+               host_batch, device_data, seeds, num_steps, mesh)
 
 
 def init_state(model, tx, seeds: np.ndarray, sample_x: jax.Array) -> TrainState:
-  """Per-seed init, stacked on a leading seed axis: seed s ↦ PRNGKey(s)."""
+  """Per-seed init, stacked on a leading seed axis: seed s ↦ PRNGKey(s).
+
+  The params are ``model.init(k_init, sample_x)['params']``, the optimizer
+  state ``tx.init(params)``, and ``k_init, k_run = split(PRNGKey(s))``.
+  """
   def one(seed):
     k_init, k_run = jax.random.split(jax.random.PRNGKey(seed))
     params = model.init(k_init, sample_x)["params"]
@@ -80,52 +221,118 @@ def init_state(model, tx, seeds: np.ndarray, sample_x: jax.Array) -> TrainState:
   return jax.tree.map(lambda *a: jnp.stack(a), *states)
 
 
-def _read_metrics(path: str, upto_step: int | None) -> list[dict]:
-  """Records of metrics.jsonl (those with step <= upto_step when given)."""
-  if not os.path.exists(path):
-    return []
-  out = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line:
-        continue
-      try:
-        rec = json.loads(line)
-      except json.JSONDecodeError:  # a line cut by a kill mid-write
-        continue
-      if upto_step is None or rec["step"] <= upto_step:
-        out.append(rec)
+# -------------------------------------------------------------------------- records
+class MetricWriter:
+  """metrics.jsonl records (each step once, even across resumes) and the summary."""
+
+  def __init__(self, workdir: str, start_step: int):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.records = rec_lib.truncate_records(self.path, start_step)  # drop records past the checkpoint
+
+  def write(self, rec: dict) -> None:
+    self.records.append(rec)
+    rec_lib.append_record(self.path, rec)
+
+
+def _train_record(step, m, state) -> dict:
+  """Means over the chunk's K steps, per seed."""
+  rec = {"step": step, "kind": "train"}
+  for key in m:
+    if key in ("layer_grad_norms", "finite"):
+      continue
+    rec[key if key.endswith(("_norm", "_var")) else f"train_{key}"] = rec_lib.stats(np.mean(m[key], axis=0))
+  if m["loss"].shape[0] > 1:  # loss smoothness: mean |L_k − L_{k−1}| within the chunk
+    rec["loss_abs_diff"] = rec_lib.stats(np.mean(np.abs(np.diff(m["loss"], axis=0)), axis=0))
+  lg = np.mean(m["layer_grad_norms"], axis=0)  # [S, L]
+  rec["layer_grad_norms"] = {"per_seed": lg.tolist(), "mean": lg.mean(0).tolist()}
+  if state is not None:  # optax.apply_if_finite counts skipped updates
+    rec["skipped_steps"] = np.asarray(state.opt_state.total_notfinite).tolist()
+  return rec
+
+
+def _eval_record(setup: Setup, state, d) -> dict:
+  """Held-out metrics as ``test_*`` (and ``val_*`` when a validation split exists)."""
+  out = {}
+  for prefix, x, y in (("test", d["x_test"], d["y_test"]), ("val", d["x_val"], d["y_val"])):
+    if x is None:
+      continue
+    vals = jax.device_get(setup.evaluate(state.params, x, y))
+    out.update({f"{prefix}_{k}": rec_lib.stats(v) for k, v in vals.items()})
   return out
 
 
-def _rewrite_metrics(path: str, records: list[dict]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    for r in records:
-      f.write(json.dumps(r) + "\n")
-  os.replace(tmp, path)
+def summarize(records, name, lnames, steps_per_sec, compile_seconds, info) -> dict:
+  """summary.json: final train/held-out stats, the best validation step, history, speed."""
+  train = [r for r in records if r.get("kind") == "train"]
+  evals = [r for r in train if "test_loss" in r]
+  final = {}
+  if train:
+    final.update({k: v for k, v in train[-1].items() if k not in ("step", "kind")})
+  if evals:
+    final.update({k: v for k, v in evals[-1].items() if k.startswith(("test_", "val_"))})
+  heldout = lambda r: {k: v for k, v in r.items() if k.startswith(("test_", "val_"))}
+  history = [{"step": r["step"], "train_loss": r["train_loss"], **heldout(r)} for r in train]
+  out = {"final": final, "history": history, "dataset": name, "layer_names": lnames,
+         "steps_per_sec": steps_per_sec, "compile_seconds": compile_seconds, "info": info}
+  vals = [r for r in evals if "val_loss" in r]
+  if vals:  # model selection on the validation split (mean over seeds)
+    key = "val_accuracy" if "val_accuracy" in vals[0] else "val_loss"
+    sign = -1.0 if key == "val_accuracy" else 1.0
+    best = min(vals, key=lambda r: sign * r[key]["mean"])
+    out["best"] = {"step": best["step"], "by": key, **heldout(best)}
+  lsc = [r for r in records if r.get("kind") == "lsc"]
+  if lsc:
+    out["lsc"] = {k: v for k, v in lsc[-1].items() if k not in ("step", "kind")}
+  return out
 
 
-class _Progress:
-  """tqdm on a terminal, absl log lines otherwise."""
+# ------------------------------------------------------------------------- the loop
+def _stops(config, d, num_steps):
+  """(next record step after `step`, whether to evaluate there, whether to checkpoint there)."""
+  spe = steps_per_epoch(config, d) if config.get("num_epochs", 0) else None
 
-  def __init__(self, total, initial, enabled):
-    self.bar = None
-    if enabled and sys.stderr.isatty():
-      from tqdm import tqdm
-      self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+  def next_stop(step):
+    nxt = min((step // config.log_every + 1) * config.log_every, num_steps)
+    if spe:
+      nxt = min(nxt, (step // spe + 1) * spe)
+    return nxt
 
-  def update(self, step, n, text):
-    if self.bar is not None:
-      self.bar.update(n)
-      self.bar.set_postfix_str(text)
-    else:
-      logging.info("step %d %s", step, text)
+  def is_eval(step):
+    return step % config.eval_every == 0 or step == num_steps or bool(spe and step % spe == 0)
 
-  def close(self):
-    if self.bar is not None:
-      self.bar.close()
+  def is_ckpt(step):
+    return step % config.checkpoint_every == 0 or step == num_steps
+  return next_stop, is_eval, is_ckpt
+
+
+def _run_chunk(setup: Setup, compiled: dict, state, step: int, k: int, host_loop: bool, skip: bool):
+  """Advances every seed k steps; compiles each chunk length once (time returned)."""
+  xs = setup.batch_xs(step, k)
+  kc = 1 if host_loop else k
+  t_compile = 0.0
+  if kc not in compiled:
+    t0 = time.perf_counter()
+    compiled[kc] = setup.chunk.lower(state, setup.device_data, xs[:kc]).compile()
+    t_compile = time.perf_counter() - t0
+  if not host_loop:
+    return (*compiled[k](state, setup.device_data, xs), t_compile)
+  ms = []
+  for j in range(k):
+    state, stopped, m = compiled[1](state, setup.device_data, xs[j:j + 1])
+    ms.append(m)
+    if not skip and bool(stopped):  # frozen at the last good state; the caller reports it
+      break
+  return state, stopped, jax.tree.map(lambda *a: jnp.concatenate(a), *ms), t_compile
+
+
+def _check_skips(state, config, step):
+  """Stops a skip-mode run whose last `max_consecutive_skips` updates were all skipped."""
+  limit = config.get("max_consecutive_skips", 100)
+  run = int(np.max(np.asarray(state.opt_state.notfinite_count)))
+  if run >= limit:
+    raise NonFiniteError(
+        f"{run} consecutive updates skipped as non-finite up to step {step} "
+        f"(config.max_consecutive_skips={limit}); the run cannot recover")
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -135,9 +342,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   See `experiments/configs/default.py` for the fields.
 
   Returns:
-    {'final': {'test_accuracy'|'test_loss'|'train_loss'|'train_accuracy':
-     {'per_seed', 'mean', 'std'}}, 'history': [...], 'steps_per_sec',
-     'compile_seconds', 'dataset', 'layer_names', 'skipped_steps'}.
+    {'final': {'train_loss', 'test_loss', 'test_accuracy' (classification),
+     'val_*' (with a validation split), ...: {'per_seed', 'mean', 'std'}},
+     'best' (with a validation split), 'history', 'steps_per_sec',
+     'compile_seconds', 'dataset', 'layer_names', 'info'}.
 
   Raises:
     ConfigError: invalid config (nothing written).
@@ -146,200 +354,93 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """
   config_lib.validate(config)
   d = load_data(config)
-  seeds = config.seed + np.arange(config.num_seeds)
-  model = models_lib.build_model(config.model, num_classes=d["num_classes"],
-                                 input_shape=d["x_train"].shape[1:])
-  tx = optim_lib.make_optimizer(config.optimizer)
+  setup = build(config, d)
   skip = config.on_nonfinite == "skip"
-  if skip:
-    tx = optax.apply_if_finite(tx, max_consecutive_errors=np.iinfo(np.int32).max)
-  grad_factory = functools.partial(optim_lib.make_grad_fn, config.optimizer)
-  train_step = make_train_step(model, cross_entropy, tx, make_grad_fn=grad_factory)
-  # scan_unroll = 0: a host loop over one-step programs. XLA:CPU runs convolutions
-  # inside a while loop ≈ 5× slower (ConvNet, 8 seeds, batch 256: 5.7 s vs 1.2 s
-  # per step), and fully unrolling K steps keeps every step's buffers alive
-  # (a 30-step unrolled ConvNet chunk ran out of 24 GiB).
-  host_loop = config.get("scan_unroll", 1) == 0
-  chunk_fn = make_chunk_fn(train_step, stop_on_nonfinite=not skip,
-                           unroll=config.get("scan_unroll", 1))
-
-  mesh = sharding_lib.data_mesh()
-  n_dev = mesh.devices.size
-  if config.batch_size % n_dev:
-    raise config_lib.ConfigError(
-        f"config.batch_size={config.batch_size}: must be divisible by the {n_dev} devices of the data mesh")
-  n_train = d["x_train"].shape[0]
-  if config.batch_size > n_train:
-    raise config_lib.ConfigError(
-        f"config.batch_size={config.batch_size}: must be <= the {n_train} training examples")
-
+  host_loop = config.get("scan_unroll", 1) == 0   # conv nets on XLA:CPU (see make_chunk_fn)
   resumed = ckpt_lib.check_or_write_config(workdir, config)
-  repl = sharding_lib.replicated(mesh)
-  x_all = jax.device_put(d["x_train"], repl)
-  y_all = jax.device_put(d["y_train"], repl)
-  x_test = jax.device_put(d["x_test"], repl)
-  y_test = jax.device_put(d["y_test"], repl)
-
-  state = init_state(model, tx, seeds, jnp.asarray(d["x_train"][:1]))
+  state = init_state(setup.model, setup.tx, setup.seeds, jnp.asarray(d["x_test"][:1]))
   manager = ckpt_lib.make_manager(workdir)
   restored = ckpt_lib.restore_latest(manager, state) if resumed else None
-  lsc_radii = None
+  start_step, state = restored if restored is not None else (0, state)
   if restored is not None:
-    start_step, state = restored
     logging.info("resumed %s at step %d", workdir, start_step)
-  else:
-    start_step = 0
-    if config.lsc.enabled:
-      state, lsc_radii = _lsc_pretrain(model, tx, state, d, config)
-  state = jax.device_put(state, repl)
-
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  records = _read_metrics(metrics_path, start_step)
-  _rewrite_metrics(metrics_path, records)  # drop records past the checkpoint
-  if lsc_radii is not None:
-    records.append({"step": 0, "kind": "lsc", **lsc_radii})
-    _append(metrics_path, records[-1])
-
-  diag = _make_diagnostics(config, model, workdir) if config.diagnostics.enabled else None
-  eval_fn = jax.jit(make_eval_step(model, batch_size=min(config.eval_batch_size, d["x_test"].shape[0])))
-  jitted_chunk = jax.jit(chunk_fn, donate_argnums=(0,))
-  compiled = {}
-  compile_seconds = 0.0
+  summary_path = os.path.join(workdir, "summary.json")
+  if start_step > setup.num_steps:
+    manager.close()
+    raise ckpt_lib.WorkdirConfigMismatch(
+        f"workdir {workdir} holds a run trained to step {start_step} > config.num_steps={setup.num_steps}; "
+        "use a new --workdir or at least that many steps")
+  if start_step == setup.num_steps and os.path.exists(summary_path):
+    manager.close()  # finished: leave its summary as it was
+    return rec_lib.read_json(summary_path)
+  writer = MetricWriter(workdir, start_step)
+  if restored is None and config.lsc.enabled:
+    state, lsc_radii = _lsc_pretrain(setup.model, setup.tx, state, d, config)
+    writer.write({"step": 0, "kind": "lsc", **lsc_radii})
+  state = jax.device_put(state, sharding_lib.replicated(setup.mesh))
+  diag = _make_diagnostics(config, setup, workdir) if config.diagnostics.enabled else None
   lnames = layer_names(jax.tree.map(lambda a: a[0], state.params))
-
-  def run_chunk(state, step, k):
-    nonlocal compile_seconds
-    idx = np.stack([np.stack([data_lib.batch_indices(n_train, config.batch_size, seed=int(s), step=step + j)
-                              for s in seeds]) for j in range(k)]).astype(np.int32)
-    idx = jax.device_put(idx, sharding_lib.batch_sharded(mesh, idx.ndim, axis=2))
-    kc = 1 if host_loop else k
-    if kc not in compiled:
-      t0 = time.perf_counter()
-      compiled[kc] = jitted_chunk.lower(state, x_all, y_all, idx[:kc]).compile()
-      compile_seconds += time.perf_counter() - t0
-    if not host_loop:
-      return compiled[k](state, x_all, y_all, idx)
-    ms = []
-    for j in range(k):
-      state, stopped, m = compiled[1](state, x_all, y_all, idx[j:j + 1])
-      ms.append(m)
-      if not skip and bool(stopped):  # frozen at the last good state; the caller reports it
-        break
-    return state, stopped, jax.tree.map(lambda *a: jnp.concatenate(a), *ms)
-
-  progress = _Progress(config.num_steps, start_step, config.progress == "auto")
+  next_stop, is_eval, is_ckpt = _stops(config, d, setup.num_steps)
+  compiled, compile_seconds, run_time, run_steps = {}, 0.0, 0.0, 0
+  progress = rec_lib.Progress(setup.num_steps, start_step, config.progress == "auto",
+                              desc=os.path.basename(os.path.normpath(workdir)))
   step = start_step
-  run_time, run_steps = 0.0, 0
   try:
-    while step < config.num_steps:
-      k = min(config.log_every, config.num_steps - step)
+    while step < setup.num_steps:
+      k = next_stop(step) - step
       t0 = time.perf_counter()
-      prev_state = state if not skip else None
-      state, stopped, m = run_chunk(state, step, k)
+      state, stopped, m, tc = _run_chunk(setup, compiled, state, step, k, host_loop, skip)
       m = jax.device_get(m)
-      dt = time.perf_counter() - t0
-      if step > start_step or len(compiled) > 1:
-        run_time += dt
-        run_steps += k
+      compile_seconds += tc
+      if not tc:
+        run_time, run_steps = run_time + time.perf_counter() - t0, run_steps + k
       if bool(stopped):
-        bad_step = int(np.asarray(state.step)[0])
-        raise NonFiniteError(_nonfinite_message(bad_step, state, model, tx, d, seeds, config))
-      del prev_state
+        raise NonFiniteError(_nonfinite_message(int(np.asarray(state.step)[0]), state, setup, manager))
       step += k
       rec = _train_record(step, m, state if skip else None)
-      if step % config.eval_every == 0 or step == config.num_steps:
-        tl, ta = jax.device_get(eval_fn(state.params, x_test, y_test))
-        rec["test_loss"], rec["test_accuracy"] = _stats(tl), _stats(ta)
-      if diag is not None and (step % config.diagnostics.every == 0):
+      if is_eval(step):
+        rec.update(_eval_record(setup, state, d))
+        progress.write(f"step {step}: " + " ".join(
+            f"{k}={v['mean']:.4f}" for k, v in rec.items() if k.startswith(("test_", "val_"))))
+      if diag is not None and step % config.diagnostics.every == 0:
         diag(step, state.params, d)
-      records.append(rec)
-      _append(metrics_path, rec)
+      writer.write(rec)
       progress.update(step, k, f"loss={rec['train_loss']['mean']:.4f}")
-      if step % config.checkpoint_every == 0 or step == config.num_steps:
+      if is_ckpt(step):
         ckpt_lib.save(manager, step, state)
+      if skip:
+        _check_skips(state, config, step)
   finally:
     progress.close()
     manager.wait_until_finished()
     manager.close()
-
-  summary = _summary(records, d["name"], lnames, run_steps / run_time if run_time else float("nan"),
-                     compile_seconds)
-  tmp = os.path.join(workdir, "summary.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(summary, f, indent=2)
-  os.replace(tmp, os.path.join(workdir, "summary.json"))
+  summary = summarize(writer.records, d["name"], lnames, run_steps / run_time if run_time else float("nan"),
+                      compile_seconds, d["info"])
+  rec_lib.write_json(summary_path, summary)
   return summary
 
 
-def _append(path, rec):
-  with open(path, "a") as f:
-    f.write(json.dumps(rec) + "\n")
-
-
-def _train_record(step, m, state) -> dict:
-  """Means over the chunk's K steps, per seed."""
-  rec = {"step": step, "kind": "train"}
-  for key, name in (("loss", "train_loss"), ("accuracy", "train_accuracy"),
-                    ("grad_norm", "grad_norm"), ("update_norm", "update_norm"),
-                    ("update_var", "update_var")):
-    rec[name] = _stats(np.mean(m[key], axis=0))
-  if m["loss"].shape[0] > 1:  # loss smoothness: mean |L_k − L_{k−1}| within the chunk
-    rec["loss_abs_diff"] = _stats(np.mean(np.abs(np.diff(m["loss"], axis=0)), axis=0))
-  lg = np.mean(m["layer_grad_norms"], axis=0)  # [S, L]
-  rec["layer_grad_norms"] = {"per_seed": lg.tolist(), "mean": lg.mean(0).tolist()}
-  if state is not None:  # optax.apply_if_finite counts skipped updates
-    rec["skipped_steps"] = np.asarray(state.opt_state.total_notfinite).tolist()
-  return rec
-
-
-def _summary(records, name, lnames, steps_per_sec, compile_seconds) -> dict:
-  train = [r for r in records if r.get("kind") == "train"]
-  evals = [r for r in train if "test_accuracy" in r]
-  final = {}
-  if train:
-    last = train[-1]
-    final["train_loss"] = last["train_loss"]
-    final["train_accuracy"] = last["train_accuracy"]
-    final["layer_grad_norms"] = last["layer_grad_norms"]
-    if "skipped_steps" in last:
-      final["skipped_steps"] = last["skipped_steps"]
-  if evals:
-    final["test_loss"] = evals[-1]["test_loss"]
-    final["test_accuracy"] = evals[-1]["test_accuracy"]
-  history = [{"step": r["step"], "train_loss": r["train_loss"],
-              **({"test_loss": r["test_loss"], "test_accuracy": r["test_accuracy"]}
-                 if "test_accuracy" in r else {})} for r in train]
-  lsc = [r for r in records if r.get("kind") == "lsc"]
-  out = {"final": final, "history": history, "dataset": name, "layer_names": lnames,
-         "steps_per_sec": steps_per_sec, "compile_seconds": compile_seconds}
-  if lsc:
-    out["lsc"] = {k: v for k, v in lsc[-1].items() if k not in ("step", "kind")}
-  return out
-
-
-def _nonfinite_message(bad_step, state, model, tx, d, seeds, config) -> str:
+def _nonfinite_message(bad_step, state, setup: Setup, manager) -> str:
   """Names the step and the first parameter whose gradient (or update) is not finite.
 
   `state` is the last good state, so re-running its step on the host finds
   the culprit without having stored anything extra.
   """
-  objective = make_objective(model, cross_entropy)
-  grad = jax.jit(jax.value_and_grad(lambda p, b: objective(p, b, None)[0]))
-  hint = "; kept the last good checkpoint; config.on_nonfinite='skip' skips such updates instead"
-  for i, s in enumerate(seeds):
-    idx = data_lib.batch_indices(d["x_train"].shape[0], config.batch_size, seed=int(s), step=bad_step)
+  grad = jax.jit(jax.value_and_grad(lambda p, b: setup.objective(p, b, None)[0]))
+  kept = manager.latest_step()
+  hint = ((f"; kept the last good checkpoint (step {kept})" if kept is not None else "; no checkpoint was saved")
+          + "; config.on_nonfinite='skip' skips such updates instead")
+  for i, s in enumerate(setup.seeds):
     params = jax.tree.map(lambda a: a[i], state.params)
-    batch = (jnp.asarray(d["x_train"][idx]), jnp.asarray(d["y_train"][idx]))
-    loss, g = grad(params, batch)
+    loss, g = grad(params, setup.host_batch(int(s), bad_step))
     where = f"at step {bad_step + 1} (seed {int(s)})"
-    if not bool(jnp.isfinite(loss)):
-      path = first_nonfinite_path(g)
-      return f"non-finite loss={float(loss)} {where}" + (f", first parameter: {path}" if path else "") + hint
     path = first_nonfinite_path(g)
+    if not bool(jnp.isfinite(loss)):
+      return f"non-finite loss={float(loss)} {where}" + (f", first parameter: {path}" if path else "") + hint
     if path is not None:
       return f"non-finite gradient {where}, first parameter: {path}" + hint
     opt_state = jax.tree.map(lambda a: a[i], state.opt_state)
-    updates, _ = tx.update(g, opt_state, params)
+    updates, _ = setup.tx.update(g, opt_state, params)
     path = first_nonfinite_path(updates)
     if path is not None:
       return f"non-finite update {where} (gradient finite), first parameter: {path}" + hint
@@ -349,7 +450,8 @@ def _nonfinite_message(bad_step, state, model, tx, d, seeds, config) -> str:
 def _lsc_pretrain(model, tx, state, d, config):
   """LSC pre-training (Herranz-Celotti & Rouat) of every seed before training."""
   from stable_training import lsc as lsc_lib
-  xb = jnp.asarray(d["x_train"][:config.batch_size])
+  x_src = d["x_train"] if d["x_train"] is not None else d["x_test"]
+  xb = jnp.asarray(x_src[:config.batch_size])
   new_params, before, after = [], [], []
   for i in range(config.num_seeds):
     params = jax.tree.map(lambda a: a[i], state.params)
@@ -364,7 +466,7 @@ def _lsc_pretrain(model, tx, state, d, config):
   return state, {"lsc_before": to_py(before), "lsc_after": to_py(after)}
 
 
-def _make_diagnostics(config, model, workdir):
+def _make_diagnostics(config, setup: Setup, workdir):
   """Per-layer monitoring every `diagnostics.every` steps (Glorot & Bengio 2010).
 
   A separate compiled function, traced only when enabled: the train chunk is
@@ -374,14 +476,15 @@ def _make_diagnostics(config, model, workdir):
   writer = diag_lib.DiagnosticsWriter(workdir)
   n = min(256, config.batch_size * 2)
   act = config.model.activation
+  loss_fn = losses_lib.mean_loss(config.get("loss", "cross_entropy"))
   # vmap over the seed axis of params; the monitoring batch is shared.
   per_seed = jax.jit(jax.vmap(
-      lambda p, x, y: diag_lib.compute_diagnostics(model, p, x, y, cross_entropy, activation_name=act),
+      lambda p, x, y: diag_lib.compute_diagnostics(setup.model, p, x, y, loss_fn, activation_name=act),
       in_axes=(0, None, None)))
 
   def run(step, params, d):
-    stats = jax.device_get(per_seed(params, jnp.asarray(d["x_train"][:n]),
-                                    jnp.asarray(d["y_train"][:n])))
+    x_src, y_src = (d["x_train"], d["y_train"]) if d["x_train"] is not None else (d["x_test"], d["y_test"])
+    stats = jax.device_get(per_seed(params, jnp.asarray(x_src[:n]), jnp.asarray(y_src[:n])))
     for i in range(config.num_seeds):
       writer.write(step, jax.tree.map(lambda a: a[i], stats), seed=int(config.seed) + i)
   return run

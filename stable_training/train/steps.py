@@ -37,14 +37,23 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def make_objective(model, loss_fn: Callable = cross_entropy) -> Callable:
-  """params-level objective ``(params, batch, rng) -> (loss, {'accuracy'})``."""
+def make_objective(model, loss_fn: Callable = cross_entropy,
+                   metrics_fn: Callable | None = None) -> Callable:
+  """params-level objective ``(params, batch, rng) -> (loss, metrics)``.
+
+  loss = `loss_fn`(f_θ(x), y); metrics = batch means of `metrics_fn`'s
+  per-example values (default: accuracy, argmax f_θ(x) = y, for the
+  classification `cross_entropy`).
+  """
+  if metrics_fn is None:
+    metrics_fn = lambda logits, y: {"accuracy": (jnp.argmax(logits, -1) == y).astype(jnp.float32)}
+
   def objective(params, batch, rng):
     del rng
     x, y = batch
     logits = model.apply({"params": params}, x)
-    acc = jnp.mean(jnp.argmax(logits, -1) == y)
-    return loss_fn(logits, y), {"accuracy": acc}
+    aux = {k: jnp.mean(v) for k, v in metrics_fn(logits, y).items()}
+    return loss_fn(logits, y), aux
   return objective
 
 
@@ -106,15 +115,17 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, *,
-                    make_grad_fn: Callable | None = None) -> Callable:
+                    make_grad_fn: Callable | None = None,
+                    metrics_fn: Callable | None = None) -> Callable:
   """One SGD-style step for one seed: ``(state, (x, y)) -> (state, metrics)``.
 
   grads = ∇_θ L(θ; x, y) (or an estimator from ``make_grad_fn(objective)``,
   e.g. the averaged gradient), then ``updates, s = tx.update(grads, s, θ)``
   and θ ← θ + updates. Metrics: loss, accuracy, ‖g‖, per-layer ‖g_l‖,
-  ‖updates‖, the variance of the update entries and whether loss and grads are finite.
+  ‖updates‖, the variance of the update entries and whether loss and grads are finite,
+  plus the batch means of `metrics_fn` (`make_objective`).
   """
-  objective = make_objective(model, loss_fn)
+  objective = make_objective(model, loss_fn, metrics_fn)
   if make_grad_fn is None:
     vg = jax.value_and_grad(objective, has_aux=True)
     grad_fn = lambda params, opt_state, batch, rng: vg(params, batch, rng)
@@ -128,7 +139,7 @@ def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, 
     params = optax.apply_updates(state.params, updates)
     metrics = {
         "loss": loss,
-        "accuracy": aux["accuracy"],
+        **aux,
         "grad_norm": optax.tree.norm(grads),
         "update_norm": optax.tree.norm(updates),
         "update_var": _tree_variance(updates),
@@ -141,60 +152,77 @@ def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, 
   return train_step
 
 
-def make_chunk_fn(train_step: Callable, *, stop_on_nonfinite: bool, unroll: int = 1) -> Callable:
-  """K steps for S seeds in one call: ``(state, x_all, y_all, idx[K,S,B]) -> (state, stopped, metrics[K,S])``.
+def gather_batch(data, idx):
+  """The array-dataset batch maker: ``(x_all[idx], y_all[idx])`` for ``data = (x_all, y_all)``."""
+  x_all, y_all = data
+  return x_all[idx], y_all[idx]
 
-  The whole train set lives on device; each step gathers its batch by index,
-  so the data order is a pure function of (seed, step) and resume is exact.
+
+def make_chunk_fn(train_step: Callable, *, stop_on_nonfinite: bool, unroll: int = 1,
+                  make_batch: Callable = gather_batch) -> Callable:
+  """K steps for S seeds in one call: ``(state, data, xs[K,S,...]) -> (state, stopped, metrics[K,S])``.
+
+  Step k of seed s trains on ``make_batch(data, xs[k, s])``. For an array
+  dataset `data` = (x_all, y_all) lives on device and xs holds each step's
+  example indices (`gather_batch`); for a generated task xs holds (seed,
+  step) and the batch is drawn inside the step. Either way the data order is
+  a pure function of (seed, step) and resume is exact.
   With `stop_on_nonfinite`, the first step whose loss or gradient is not
   finite for any seed freezes the state at the last good values (the host then
   reports that step and stops).
 
   `unroll` is `jax.lax.scan`'s: steps per loop iteration (compile time and
   memory grow with it). ``unroll=0`` builds a loop-free one-step program
-  (idx of shape [1, S, B]) for a host loop: XLA:CPU runs convolutions inside
+  (xs of leading size 1) for a host loop: XLA:CPU runs convolutions inside
   any while loop, even one of trip count 1, ≈ 5× slower.
   """
-  seed_step = jax.vmap(train_step)
+  def seed_step(state, data, xs_s):
+    return train_step(state, make_batch(data, xs_s))
+  seed_step = jax.vmap(seed_step, in_axes=(0, None, 0))
 
-  def chunk(state, x_all, y_all, idx):
-    def body(carry, idx_k):
+  def chunk(state, data, xs):
+    def body(carry, xs_k):
       state, stopped = carry
-      new_state, m = seed_step(state, (x_all[idx_k], y_all[idx_k]))
+      new_state, m = seed_step(state, data, xs_k)
       if stop_on_nonfinite:
         stopped = stopped | ~jnp.all(m["finite"])
         new_state = jax.tree.map(lambda n, o: jnp.where(stopped, o, n), new_state, state)
       return (new_state, stopped), m
     if unroll == 0:  # one step, no loop
-      (state, stopped), m = body((state, jnp.array(False)), idx[0])
+      (state, stopped), m = body((state, jnp.array(False)), xs[0])
       return state, stopped, jax.tree.map(lambda a: a[None], m)
-    (state, stopped), metrics = jax.lax.scan(body, (state, jnp.array(False)), idx, unroll=unroll)
+    (state, stopped), metrics = jax.lax.scan(body, (state, jnp.array(False)), xs, unroll=unroll)
     return state, stopped, metrics
   return chunk
 
 
-def make_eval_step(model, loss_fn: Callable = cross_entropy, *, batch_size: int) -> Callable:
-  """Test metrics for every seed: ``(params[S], x, y) -> (loss[S], accuracy[S])``.
+def make_eval_step(model, loss=None, *, batch_size: int) -> Callable:
+  """Held-out metrics for every seed: ``(params[S], x, y) -> {'loss': [S], metric: [S], …}``.
 
-  Evaluates in chunks of `batch_size` (padded; padding is masked out) with
-  `lax.map`, so memory does not grow with the test-set size.
+  `loss` is a `stable_training.train.losses.Loss` (default cross-entropy with
+  accuracy): the mean of its per-example values and metrics over the whole
+  set. Evaluates in chunks of `batch_size` (padded; padding is masked out)
+  with `lax.map`, so memory does not grow with the set's size.
   """
+  if loss is None:
+    from stable_training.train.losses import get_loss
+    loss = get_loss("cross_entropy")
+
   def eval_one(params, x, y):
     n = x.shape[0]
     nb = -(-n // batch_size)
     pad = nb * batch_size - n
     mask = jnp.concatenate([jnp.ones(n), jnp.zeros(pad)]).reshape(nb, batch_size)
     xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]).reshape(nb, batch_size, *x.shape[1:])
-    yp = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]).reshape(nb, batch_size)
+    yp = jnp.concatenate([y, jnp.zeros((pad, *y.shape[1:]), y.dtype)]).reshape(nb, batch_size, *y.shape[1:])
 
     def one(args):
       xb, yb, mb = args
-      logits = model.apply({"params": params}, xb)
-      per = optax.softmax_cross_entropy_with_integer_labels(logits, yb)
-      return jnp.sum(per * mb), jnp.sum((jnp.argmax(logits, -1) == yb) * mb)
-    losses, correct = jax.lax.map(one, (xp, yp, mask))
-    return losses.sum() / n, correct.sum() / n
-  del loss_fn  # eval reports cross-entropy and accuracy
+      out = model.apply({"params": params}, xb)
+      vals = {"loss": loss.per_example(out, yb), **loss.metrics(out, yb)}
+      return {k: jnp.sum(v * mb) for k, v in vals.items()}
+    sums = jax.lax.map(one, (xp, yp, mask))
+    return {k: v.sum() / n for k, v in sums.items()}
   return jax.vmap(eval_one, in_axes=(0, None, None))
 
 

@@ -1,0 +1,121 @@
+"""What a run writes to its workdir, shared by every trainer.
+
+- ``metrics.jsonl``: one JSON record per line (`append_record`); on resume the
+  records past the restored checkpoint are dropped (`truncate_records`), so the
+  file holds each step once.
+- ``summary.json``: written atomically (`write_json`); non-finite floats are
+  written as ``null`` so the file is always valid JSON.
+- `Progress`: a tqdm bar on a terminal, absl log lines otherwise.
+- `stats`: per-seed values with their mean and std across seeds.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any
+
+from absl import logging
+import numpy as np
+
+
+def stats(values) -> dict:
+  """``{'per_seed', 'mean', 'std'}`` of per-seed values (a leading seed axis).
+
+  For values with trailing axes the mean is over every entry.
+  """
+  v = np.asarray(values, dtype=np.float64)
+  return {"per_seed": v.tolist(), "mean": float(v.mean(axis=0).mean()) if v.ndim > 1 else float(v.mean()),
+          "std": float(v.std())}
+
+
+def _finite_json(obj: Any) -> Any:
+  """`obj` with NaN / ±inf floats replaced by None (strict JSON)."""
+  if isinstance(obj, float):
+    return obj if math.isfinite(obj) else None
+  if isinstance(obj, dict):
+    return {k: _finite_json(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_finite_json(v) for v in obj]
+  return obj
+
+
+def write_json(path: str, payload: Any) -> None:
+  """Writes `payload` to `path` atomically (temporary file + rename), strict JSON."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(_finite_json(payload), f, indent=2, allow_nan=False)
+  os.replace(tmp, path)
+
+
+def read_records(path: str, upto_step: int | None = None) -> list[dict]:
+  """Records of a metrics.jsonl (those with step <= upto_step when given)."""
+  if not os.path.exists(path):
+    return []
+  out = []
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if not line:
+        continue
+      try:
+        rec = json.loads(line)
+      except json.JSONDecodeError:  # a line cut by a kill mid-write
+        continue
+      if upto_step is None or rec["step"] <= upto_step:
+        out.append(rec)
+  return out
+
+
+def truncate_records(path: str, upto_step: int) -> list[dict]:
+  """Keeps only the records with step <= `upto_step` (atomic rewrite); returns them."""
+  records = read_records(path, upto_step)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    for r in records:
+      f.write(json.dumps(_finite_json(r)) + "\n")
+  os.replace(tmp, path)
+  return records
+
+
+def append_record(path: str, rec: dict) -> None:
+  """Appends one record as a JSON line (NaN written as null)."""
+  with open(path, "a") as f:
+    f.write(json.dumps(_finite_json(rec)) + "\n")
+
+
+class Progress:
+  """A tqdm bar named after the run on a terminal; absl INFO lines otherwise."""
+
+  def __init__(self, total: int, initial: int, enabled: bool, desc: str | None = None,
+               unit: str = "step"):
+    self.bar = None
+    self.desc = desc
+    if enabled and sys.stderr.isatty():
+      from tqdm import tqdm
+      self.bar = tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, desc=desc)
+
+  def update(self, step: int, n: int, text: str) -> None:
+    if self.bar is not None:
+      self.bar.update(n)
+      self.bar.set_postfix_str(text)
+    else:
+      logging.info("%sstep %d %s", f"[{self.desc}] " if self.desc else "", step, text)
+
+  def write(self, text: str) -> None:
+    """A line above the bar (or an INFO log line)."""
+    if self.bar is not None:
+      self.bar.write(text)
+    else:
+      logging.info("%s", text)
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()
+
+
+def read_json(path: str) -> Any:
+  """The JSON document at `path`."""
+  with open(path) as f:
+    return json.load(f)
