@@ -119,9 +119,11 @@ def main(argv):
     jax.distributed.initialize()
   from stable_training.data import DataError
   from stable_training.train import NonFiniteError, WorkdirConfigMismatch
+  from stable_training.train.checkpoint import CheckpointMismatch
+  from stable_training.train.lock import WorkdirBusy
   try:
-    summary = trainer.run(config, _WORKDIR.value)
-  except (ConfigError, WorkdirConfigMismatch, DataError) as e:
+    summary = trainers.run(config, _WORKDIR.value)
+  except (ConfigError, WorkdirConfigMismatch, DataError, WorkdirBusy, CheckpointMismatch) as e:
     _usage_error(str(e).splitlines()[0])
   except NonFiniteError as e:
     print(f"error: {e}", file=sys.stderr)

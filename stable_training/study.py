@@ -1,16 +1,89 @@
-"""Small helpers shared by the `scripts/reproduce_*.py` studies.
+"""What every `scripts/reproduce_*.py` sweep shares: flags, where runs and results go, running a config.
 
-A study is a list of configs run through `train_and_evaluate`, then a table:
-these helpers pick the offline dataset, set dotted config keys, and write a
-study's table and JSON under ``results/<study>/``.
+A study is a list of configs run through the one engine
+(`stable_training.train.trainers.run`), then tables and figures made from
+their ``summary.json`` files (big_vision's way). Flag convention, shared by
+every study script (absl)::
+
+  --out            results folder (default: results/<study> for the full setting;
+                   a fresh temporary folder for --quick / --tiny, so smoke budgets
+                   never write over committed results)
+  --workdir_root   where each run's workdir goes (default: a temporary folder);
+                   rerunning with the same root resumes killed runs
+  --quick / --tiny smaller budgets (minutes / seconds)
+  --tag            suffix of the output file names
 """
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any
 
+from absl import flags
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def define_flags(study: str) -> None:
+  """Defines the shared flags (see the module docstring) for study `study`."""
+  flags.DEFINE_string("out", None, f"Results folder (default: results/{study} for the full setting, "
+                      "a temporary folder for --quick/--tiny).")
+  flags.DEFINE_string("workdir_root", None, "Folder of the runs' workdirs (default: a temporary folder).")
+  flags.DEFINE_bool("quick", False, "Minutes-long budget.")
+  flags.DEFINE_bool("tiny", False, "Seconds-long smoke budget (the test suite's).")
+  flags.DEFINE_string("tag", "", "Suffix of the output file names (runs outside the presets).")
+  flags.DEFINE_string("data_dir", "", "Dataset folder (default: the loader's, e.g. " + FASHION_MNIST_DIR + ").")
+
+
+def setting() -> str:
+  """``tiny``, ``quick`` or ``full`` from the flags."""
+  f = flags.FLAGS
+  return "tiny" if f.tiny else "quick" if f.quick else "full"
+
+
+def out_dir(study: str) -> str:
+  """`--out`, else results/<study> (full) or a fresh temporary folder (--quick / --tiny)."""
+  f = flags.FLAGS
+  if f.out:
+    path = f.out
+  elif setting() == "full":
+    path = os.path.join("results", study)
+  else:
+    path = tempfile.mkdtemp(prefix=f"{study}_{setting()}_")
+  os.makedirs(path, exist_ok=True)
+  return path
+
+
+def stem(name: str) -> str:
+  """Output file stem: ``name[_quick|_tiny][_tag]``."""
+  s = setting()
+  tag = flags.FLAGS.tag
+  return name + ("" if s == "full" else f"_{s}") + (f"_{tag}" if tag else "")
+
+
+_ROOT: dict[str, str] = {}
+
+
+def workdir(study: str, run_name: str) -> str:
+  """The workdir of run `run_name`: ``--workdir_root/run_name`` (root: a temporary folder by default)."""
+  root = flags.FLAGS.workdir_root
+  if not root:
+    root = _ROOT.setdefault(study, tempfile.mkdtemp(prefix=f"{study}_runs_"))
+  return os.path.join(root, run_name)
+
+
+def run(config, study: str, run_name: str) -> dict:
+  """Runs `config` through its trainer in `workdir(study, run_name)`; returns the summary.
+
+  ``dataset.data_dir`` is set from ``--data_dir`` when given.
+  """
+  from stable_training.train import trainers
+  if "dataset" in config and flags.FLAGS.data_dir:
+    config.dataset.data_dir = flags.FLAGS.data_dir
+  wd = workdir(study, run_name)
+  print(f"[{study}] {run_name}: workdir {wd}", flush=True)
+  return trainers.run(config, wd)
 
 
 def pick_dataset(name: str = "auto") -> str:
@@ -35,16 +108,17 @@ def apply_overrides(config, overrides: dict[str, Any]):
 def set_budget(config, num_steps: int, *, log_every: int | None = None, eval_every: int | None = None):
   """Sets num_steps and keeps log/eval/checkpoint intervals consistent (multiples of log_every)."""
   config.num_steps = num_steps
+  config.num_epochs = 0
   config.log_every = log_every or min(config.log_every, num_steps)
   config.eval_every = eval_every or num_steps
   config.checkpoint_every = config.eval_every
   return config
 
 
-def write_results(out_dir: str, table: str, payload: dict) -> None:
-  """Writes ``table.md`` and ``results.json`` into `out_dir` (created)."""
+def write_results(out_dir: str, table: str, payload: dict, name: str = "table") -> None:
+  """Writes ``<name>.md`` and ``<name>.json`` (``results.json`` for the default name) into `out_dir`."""
   os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "table.md"), "w") as f:
+  with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
     f.write(table.rstrip() + "\n")
-  with open(os.path.join(out_dir, "results.json"), "w") as f:
+  with open(os.path.join(out_dir, "results.json" if name == "table" else f"{name}.json"), "w") as f:
     json.dump(payload, f, indent=2)

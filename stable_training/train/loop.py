@@ -34,6 +34,7 @@ from stable_training import models as models_lib
 from stable_training import optim as optim_lib
 from stable_training.data import sequence_tasks
 from stable_training.train import checkpoint as ckpt_lib
+from stable_training.train import lock as lock_lib
 from stable_training.train import losses as losses_lib
 from stable_training.train import records as rec_lib
 from stable_training.train import sharding as sharding_lib
@@ -351,10 +352,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
     ConfigError: invalid config (nothing written).
     WorkdirConfigMismatch: workdir holds another config's run.
     NonFiniteError: non-finite loss/gradient with ``on_nonfinite='stop'``.
+    WorkdirBusy: another process is running in `workdir`.
   """
   config_lib.validate(config)
   d = load_data(config)
   setup = build(config, d)
+  with lock_lib.workdir_lock(workdir):
+    return _train(config, workdir, d, setup)
+
+
+def _train(config, workdir: str, d, setup: Setup) -> dict:
+  """The host loop of `train_and_evaluate` (the workdir is locked)."""
   skip = config.on_nonfinite == "skip"
   host_loop = config.get("scan_unroll", 1) == 0   # conv nets on XLA:CPU (see make_chunk_fn)
   resumed = ckpt_lib.check_or_write_config(workdir, config)
@@ -380,6 +388,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   state = jax.device_put(state, sharding_lib.replicated(setup.mesh))
   diag = _make_diagnostics(config, setup, workdir) if config.diagnostics.enabled else None
   lnames = layer_names(jax.tree.map(lambda a: a[0], state.params))
+  info = {**d["info"], "num_params": int(sum(np.prod(a.shape[1:]) for a in jax.tree.leaves(state.params)))}
   next_stop, is_eval, is_ckpt = _stops(config, d, setup.num_steps)
   compiled, compile_seconds, run_time, run_steps = {}, 0.0, 0.0, 0
   progress = rec_lib.Progress(setup.num_steps, start_step, config.progress == "auto",
@@ -415,7 +424,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     manager.wait_until_finished()
     manager.close()
   summary = summarize(writer.records, d["name"], lnames, run_steps / run_time if run_time else float("nan"),
-                      compile_seconds, d["info"])
+                      compile_seconds, info)
   rec_lib.write_json(summary_path, summary)
   return summary
 

@@ -65,7 +65,9 @@ def trainer_name(config) -> str:
 
 
 def run(config, workdir: str) -> dict:
-  """Validates `config` with its trainer, then runs it in `workdir`; returns the summary."""
+  """Validates `config` with its trainer, then runs it in `workdir` (locked: one run per workdir); returns the summary."""
+  from stable_training.train.lock import workdir_lock
   trainer = get_trainer(trainer_name(config))
   trainer.validate(config)
-  return trainer.run(config, workdir)
+  with workdir_lock(workdir):
+    return trainer.run(config, workdir)
