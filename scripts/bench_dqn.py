@@ -26,15 +26,13 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from stable_training.rl import dqn  # noqa: E402
+from stable_training.rl import dqn
 
 
 def bench_ours(seeds: int, steps: int, warmup: int,

@@ -4,7 +4,15 @@ Arms: {GELU, tGELU(−1, 1)} × {Polyak target (τ = 0.005, λ = 2), no target
 (λ = 1)} plus tGELU without target and without output-layer clipping
 (ablation). SGD lr 3e-4, γ = 0.99, batch 256, one update per env step,
 uniform replay, 5 episodes of greedy evaluation capped at 1,000 steps.
-All seeds of an arm train in one `jax.jit(jax.vmap(train))` call.
+Each arm is one run of the ``dqn`` trainer (`stable_training.rl.trainer`,
+through `stable_training.train.trainers.run`): its seeds vmapped in one
+compiled program, a checkpoint every few evaluations, non-finite values
+recorded (``on_nonfinite = "continue"``: GELU without a target is expected to
+diverge on some seeds). It is what
+``python -m experiments.main --config=experiments/configs/dqn.py:ARM`` runs
+with the setting's overrides. Workdirs go to a temporary directory unless
+``--workdir_root`` is given; then ``ROOT/<setting>[_<env>]/<arm>`` are kept and
+rerunning the same command resumes a killed study.
 
 Settings (``--setting``; ``--quick`` / ``--tiny`` are shortcuts):
 
@@ -26,35 +34,39 @@ return (mean ± across-seed std), memory (bytes of params + target + optimizer
 state per seed) and env steps/s.
 
   .venv/bin/python scripts/reproduce_dqn.py --quick
-  .venv/bin/python scripts/reproduce_dqn.py --setting full
+  .venv/bin/python scripts/reproduce_dqn.py --setting full --workdir_root runs/dqn
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from experiments.configs.dqn import ARMS  # noqa: E402
-from stable_training.rl import dqn  # noqa: E402
+from experiments.configs import dqn as dqn_configs
+from experiments.configs.dqn import ARMS
+from stable_training.rl import trainer
+from stable_training.train import trainers
 
+# checkpoint_every: a multiple of eval_every (the end is always saved).
 SETTINGS = {
     "full": dict(seeds=8, config=dict(
         total_steps=50_000, learning_starts=5_000, eval_every=2_500,
-        eps_decay_steps=10_000, buffer_size=100_000)),
+        eps_decay_steps=10_000, buffer_size=100_000, checkpoint_every=10_000)),
     "quick": dict(seeds=2, config=dict(
         total_steps=12_000, learning_starts=2_000, eval_every=2_000,
-        eps_decay_steps=6_000, buffer_size=20_000)),
+        eps_decay_steps=6_000, buffer_size=20_000, checkpoint_every=4_000)),
     "tiny": dict(seeds=2, config=dict(
         total_steps=300, learning_starts=100, eval_every=100,
         eps_decay_steps=200, buffer_size=512, batch_size=32,
-        eval_max_steps=200, eval_episodes=2)),
+        eval_max_steps=200, eval_episodes=2, checkpoint_every=300)),
 }
 
 THRESHOLDS = {"CartPole-v1": 475.0, "CartPole-3a": 950.0}
@@ -113,41 +125,44 @@ def resummarize(path: str):
                        os.path.splitext(name)[0])
 
 
-def compile_arm(config: dict, seeds: int, seed0: int, fast_compile: bool):
-  """jit(vmap(train)) of one arm, compiled; returns (compiled, keys, seconds)."""
-  train = jax.jit(jax.vmap(dqn.make_train(config)))
-  keys = jax.random.split(jax.random.key(seed0), seeds)
-  # Tiny budgets: XLA's backend optimizations cost more than they save.
-  opts = {"xla_backend_optimization_level": 0} if fast_compile else {}
-  t0 = time.perf_counter()
-  compiled = train.lower(keys).compile(compiler_options=opts)
-  return compiled, keys, time.perf_counter() - t0
+def arm_config(arm: str, overrides: dict, seeds: int, seed: int):
+  """The launcher config (`experiments/configs/dqn.py`) of one arm with the
+  setting's `overrides`, resolved and validated."""
+  c = dqn_configs.get_config(arm)
+  c.update(dict(overrides, num_seeds=seeds, seed=seed, progress="none",
+                on_nonfinite="continue"))
+  return trainer.resolve(c)
 
 
-def run_arm(config: dict, compiled, keys, compile_s: float) -> dict:
-  """Runs one compiled arm over its seeds (one program); summarizes."""
-  seeds = keys.shape[0]
-  t0 = time.perf_counter()
-  state, metrics = jax.block_until_ready(compiled(keys))
-  run_s = time.perf_counter() - t0
-  c = dqn.resolve_config(config)
-  steps = dqn.eval_steps(c)
-  ret = np.asarray(metrics["eval_return"])  # [seeds, evals]
+def run_arm(config, workdir: str, compile_s: float = float("nan")) -> dict:
+  """Runs (or resumes) one arm through the trainer in `workdir`; summarizes."""
+  summary = trainers.run(config, workdir)
+  hist = summary["history"]
+  steps = np.asarray([h["step"] for h in hist])
+
+  def stat(key):  # [seeds, evals]; null (non-finite) → NaN
+    return np.asarray([h[key]["per_seed"] for h in hist], dtype=float).T
+
+  ret, loss = stat("eval_return"), stat("loss")
+  updates = np.asarray([h["updates"] for h in hist])
+  final = summary["final"]
   return dict(
-      config=c.to_dict(),
-      **summarize_returns(steps, ret, THRESHOLDS[c.env_name],
-                          c.learning_starts),
-      final_q_mean=float(np.asarray(metrics["q_mean"])[:, -1].mean()),
-      final_loss_mean=float(np.asarray(metrics["loss"])[:, -1].mean()),
+      config=config.to_dict(),
+      **summarize_returns(steps, ret, THRESHOLDS[config.env_name],
+                          config.learning_starts),
+      final_q_mean=float(np.mean(final["q_mean"]["per_seed"], dtype=float)),
+      final_loss_mean=float(np.mean(final["loss"]["per_seed"], dtype=float)),
       # Chunks inside the warm-up have no updates (loss NaN by design).
-      finite=bool(np.all(np.isfinite(ret)) and np.all(np.isfinite(
-          np.asarray(metrics["loss"])[np.asarray(metrics["updates"]) > 0]))),
-      memory_bytes=dqn.learner_state_bytes(jax.tree.map(lambda x: x[0],
-                                                        state)),
-      compile_seconds=compile_s,
-      run_seconds=run_s,
-      env_steps_per_sec=seeds * c.total_steps / run_s,
-      seeds=seeds)
+      finite=bool(np.all(np.isfinite(ret))
+                  and np.all(np.isfinite(loss[:, updates > 0]))),
+      first_nonfinite_step=summary["first_nonfinite_step"],
+      memory_bytes=summary["memory_bytes_per_seed"],
+      compile_seconds=(compile_s if np.isfinite(compile_s)
+                       else summary["compile_seconds"]),
+      run_seconds=summary["run_seconds"],
+      env_steps_per_sec=summary["env_steps_per_sec"],
+      seeds=config.num_seeds,
+      workdir=workdir)
 
 
 def _fmt(x, digits=0):
@@ -230,6 +245,10 @@ def main(argv=None):
                  help=f"comma-separated subset of {list(ARMS)}")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default="results/dqn")
+  p.add_argument("--workdir_root", default="",
+                 help="keep each arm's workdir (metrics, checkpoints) under "
+                 "ROOT/<setting>[_<env>]/<arm> and resume from it; default: "
+                 "a temporary directory, removed at the end")
   p.add_argument("--resummarize", default="",
                  help="a results JSON: recompute its statistics, no training")
   args = p.parse_args(argv)
@@ -246,32 +265,38 @@ def main(argv=None):
   base = dict(spec["config"], env_name=args.env)
   if args.total_steps:
     base["total_steps"] = args.total_steps
-  configs = {name: dict(base, **ARMS[name]) for name in arms}
-  # Compile every arm first, two at a time (XLA compiles release the GIL).
-  t0 = time.time()
-  with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    futures = {name: pool.submit(compile_arm, cfg, seeds, args.seed,
-                                 setting == "tiny")
-               for name, cfg in configs.items()}
-    compiled = {name: f.result() for name, f in futures.items()}
-  print(f"compiled {len(arms)} arms in {time.time() - t0:.0f} s", flush=True)
-  results = {}
-  for name in arms:
+  configs = {name: arm_config(name, base, seeds, args.seed) for name in arms}
+  stem = setting + ("" if args.env == "CartPole-v1" else "_" + args.env)
+  with contextlib.ExitStack() as stack:
+    root = args.workdir_root or stack.enter_context(
+        tempfile.TemporaryDirectory(prefix="reproduce_dqn_"))
+    # Compile every arm first, two at a time (XLA compiles release the GIL);
+    # the runs then find their programs compiled and are timed undisturbed.
     t0 = time.time()
-    results[name] = run_arm(configs[name], *compiled[name])
-    r = results[name]
-    print(f"{name}: final {r['final_return_mean']:.1f} ± "
-          f"{r['final_return_std']:.1f}, steps→thr "
-          f"{r['steps_to_threshold_mean_curve']}, "
-          f"{r['env_steps_per_sec']:.0f} env steps/s "
-          f"({time.time() - t0:.0f} s)", flush=True)
-  c = dqn.resolve_config(base)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+      compile_s = dict(zip(arms, pool.map(trainer.precompile,
+                                          configs.values())))
+    print(f"compiled {len(arms)} arms in {time.time() - t0:.0f} s", flush=True)
+    results = {}
+    for name in arms:
+      t0 = time.time()
+      results[name] = run_arm(configs[name], os.path.join(root, stem, name),
+                              compile_s[name])
+      r = results[name]
+      print(f"{name}: final {r['final_return_mean']:.1f} ± "
+            f"{r['final_return_std']:.1f}, steps→thr "
+            f"{r['steps_to_threshold_mean_curve']}, "
+            f"{r['env_steps_per_sec']:.0f} env steps/s "
+            f"({time.time() - t0:.0f} s)", flush=True)
+      if not args.workdir_root:
+        r["workdir"] = None  # removed with the temporary directory
+  c = next(iter(configs.values()))
   meta = dict(setting=setting, env=args.env, seeds=seeds,
               total_steps=c.total_steps, threshold=THRESHOLDS[args.env],
+              workdir_root=args.workdir_root or None,
               command="python scripts/reproduce_dqn.py "
               + " ".join(sys.argv[1:] if argv is None else argv),
               jax_version=jax.__version__, backend=jax.default_backend())
-  stem = setting + ("" if args.env == "CartPole-v1" else "_" + args.env)
   print(write_outputs(results, meta, args.out, stem))
 
 

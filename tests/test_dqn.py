@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import types
 
 import jax
@@ -10,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from stable_training.config import ConfigError
 from stable_training.rl import dqn
 
 TINY = dict(hidden=(8, 8), batch_size=8, buffer_size=64, learning_starts=16,
@@ -123,6 +125,19 @@ def test_config_validation():
   np.testing.assert_array_equal(dqn.eval_steps(TINY), [16, 32, 48])
   with pytest.raises(ValueError, match="learning_starts"):
     dqn.resolve_config(dict(learning_starts=10, batch_size=256))
+  # One-line ConfigErrors (a ValueError) naming the key; NaN/inf, wrong
+  # types and unknown keys are rejected, the launcher's engine keys dropped.
+  for bad, msg in ((dict(learning_rate=float("nan")), "config.learning_rate=nan"),
+                   (dict(tau=float("inf")), "config.tau=inf"),
+                   (dict(total_steps=1e5), "config.total_steps=100000.0"),
+                   (dict(lr=0.1), "config.lr=0.1: unknown key; valid keys are"),
+                   (dict(clip_output_norm=-2.0), "config.clip_output_norm=-2.0")):
+    with pytest.raises(ConfigError, match=re.escape(msg)) as e:
+      dqn.resolve_config(bad)
+    assert "\n" not in str(e.value)
+  c = dqn.resolve_config(dict(trainer="dqn", seed=3, num_seeds=2, progress="none",
+                              on_nonfinite="continue", checkpoint_every=5_000))
+  assert not set(dqn.ENGINE_KEYS) & set(c.keys())
 
 
 # Tiny programs: XLA's backend optimizations cost more compile time than

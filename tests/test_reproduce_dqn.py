@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.slow
 def test_reproduce_dqn_tiny(tmp_path):
   cmd = [sys.executable, os.path.join(ROOT, "scripts", "reproduce_dqn.py"),
-         "--tiny", "--arms", "tgelu_none,gelu_target", "--out", str(tmp_path)]
+         "--tiny", "--arms", "tgelu_none,gelu_target", "--out", str(tmp_path),
+         "--workdir_root", str(tmp_path / "runs")]
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                         cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -29,6 +30,11 @@ def test_reproduce_dqn_tiny(tmp_path):
   assert data["arms"]["tgelu_none"]["memory_bytes"] == 4 * n_params
   assert data["arms"]["gelu_target"]["memory_bytes"] == 8 * n_params
   for name, r in data["arms"].items():
+    # Each arm ran through the dqn trainer in its kept workdir.
+    wd = tmp_path / "runs" / "tiny" / name
+    assert r["workdir"] == str(wd) and (wd / "summary.json").exists()
+    assert [json.loads(l)["step"] for l in open(wd / "metrics.jsonl")] == [100, 200, 300]
+    assert r["first_nonfinite_step"] == [-1, -1]
     assert name in md
     assert r["finite"]
     assert len(r["eval_steps"]) == len(r["eval_return_mean"]) == 3

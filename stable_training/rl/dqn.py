@@ -11,7 +11,10 @@ as one pure function::
 
 Everything (acting, replay buffer, one SGD update per environment step, the
 target update and the periodic greedy evaluation) is one compiled program, so
-seeds are a batch dimension.
+seeds are a batch dimension. `make_train` is `make_init` followed by a
+`lax.scan` of `make_chunk` (``eval_every`` env steps and one evaluation per
+chunk); `stable_training.rl.trainer` runs the same two pieces from a host loop
+with checkpoints (``python -m experiments.main --config=experiments/configs/dqn.py``).
 
 Q-learning update on a uniformly sampled batch B from the replay buffer::
 
@@ -27,7 +30,9 @@ before the optimizer.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import math
+import numbers
+from typing import Any, Callable, Mapping, NamedTuple
 
 import flashbax as fbx
 import flax.linen as nn
@@ -38,11 +43,16 @@ import numpy as np
 import optax
 
 from stable_training import activations
+from stable_training.config import ConfigError
 from stable_training.rl import envs
 
 TARGETS = ("polyak", "none")
 ACTIVATIONS = ("gelu", "tgelu")
 OPTIMIZERS = ("sgd", "adam")
+# Keys of a launcher config (experiments/configs/dqn.py) that say how to run
+# the program, not what it computes: `resolve_config` accepts and drops them.
+ENGINE_KEYS = ("trainer", "seed", "num_seeds", "progress", "on_nonfinite",
+               "checkpoint_every")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -76,42 +86,125 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
+def _is_int(v) -> bool:
+  return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _int(c: Mapping, key: str, lo: int) -> int:
+  v = c[key]
+  if not _is_int(v) or v < lo:
+    raise ConfigError(f"config.{key}={v!r}: must be an integer >= {lo}")
+  return int(v)
+
+
+def _real(c: Mapping, key: str, lo: float, hi: float = math.inf,
+          lo_open: bool = False) -> float:
+  """A finite number in [lo, hi] (or (lo, hi] with `lo_open`)."""
+  v = c[key]
+  ok = (isinstance(v, numbers.Real) and not isinstance(v, bool)
+        and math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi)
+  if not ok:
+    if hi < math.inf:
+      what = f" in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    elif lo > -math.inf:
+      what = f" {'>' if lo_open else '>='} {lo:g}"
+    else:
+      what = ""
+    raise ConfigError(f"config.{key}={v!r}: must be a finite number{what}")
+  return float(v)
+
+
+def _choice(c: Mapping, key: str, valid, what: str = "") -> None:
+  if c[key] not in valid:
+    raise ConfigError(f"config.{key}={c[key]!r}: {what}valid choices are "
+                      f"{', '.join(valid)}")
+
+
+def check_config(config: Mapping) -> None:
+  """Validates a full DQN config (every key of `default_config`, plus any of
+  `ENGINE_KEYS`, whose values are not checked here).
+
+  Raises:
+    ConfigError: one line ``config.KEY=VALUE: what is valid`` for the first
+      unknown key or bad value (types, ranges, NaN/inf).
+  """
+  valid = set(default_config().keys())
+  for key in config:
+    if key not in valid and key not in ENGINE_KEYS:
+      raise ConfigError(
+          f"config.{key}={config[key]!r}: unknown key; valid keys are "
+          f"{', '.join(sorted(valid | set(ENGINE_KEYS)))}")
+  c = config
+  _choice(c, "env_name", sorted(envs.ENVS), "unknown env; ")
+  h = c["hidden"]
+  if (not isinstance(h, (tuple, list)) or not h
+      or not all(_is_int(w) and w >= 1 for w in h)):
+    raise ConfigError(f"config.hidden={h!r}: must be a non-empty tuple of "
+                      "integers >= 1 (layer widths)")
+  _choice(c, "activation", ACTIVATIONS)
+  _real(c, "t_left", -math.inf)
+  _real(c, "t_right", -math.inf)
+  if not c["t_left"] < 0 < c["t_right"]:
+    raise ConfigError(f"config.t_left={c['t_left']!r}: tGELU needs "
+                      f"t_left < 0 < t_right (t_right={c['t_right']!r})")
+  _choice(c, "optimizer", OPTIMIZERS)
+  _real(c, "learning_rate", 0.0, lo_open=True)
+  _real(c, "gamma", 0.0, 1.0)
+  batch = _int(c, "batch_size", 1)
+  if _int(c, "buffer_size", 1) < batch:
+    raise ConfigError(f"config.buffer_size={c['buffer_size']}: must be >= "
+                      f"config.batch_size={batch}")
+  if _int(c, "learning_starts", 0) < batch:
+    raise ConfigError(
+        f"config.learning_starts={c['learning_starts']}: must be >= "
+        f"config.batch_size={batch} so the buffer can be sampled")
+  _real(c, "eps_start", 0.0, 1.0)
+  _real(c, "eps_end", 0.0, 1.0)
+  _int(c, "eps_decay_steps", 1)
+  every = _int(c, "eval_every", 1)
+  total = _int(c, "total_steps", 1)
+  if total % every:
+    raise ConfigError(f"config.total_steps={total}: must be a positive "
+                      f"multiple of config.eval_every={every}")
+  if total <= c["learning_starts"]:
+    raise ConfigError(f"config.total_steps={total}: must exceed "
+                      f"config.learning_starts={c['learning_starts']}")
+  _choice(c, "target", TARGETS)
+  _real(c, "tau", 0.0, 1.0, lo_open=True)
+  clip = c["clip_output_norm"]
+  if clip != -1:
+    try:
+      _real(c, "clip_output_norm", 0.0)
+    except ConfigError:
+      raise ConfigError(
+          f"config.clip_output_norm={clip!r}: must be a finite number >= 0 "
+          "(0 = off) or -1 (the paper's λ: 2 with a target, 1 without)"
+      ) from None
+  _int(c, "eval_episodes", 1)
+  _int(c, "eval_max_steps", 1)
+
+
 def resolve_config(config) -> ml_collections.ConfigDict:
   """`default_config()` updated by `config` (dict or ConfigDict), validated.
 
+  Keys in `ENGINE_KEYS` (how the launcher runs the program) are accepted and
+  dropped; ``clip_output_norm = -1`` becomes the paper's λ (2 with a Polyak
+  target, 1 without).
+
   Raises:
-    ValueError: naming the offending value and the valid choices.
+    ConfigError (a ValueError): one line naming the offending key, its value
+      and what is valid.
   """
+  values = dict(config)
   c = default_config()
-  c.update(dict(config))
-  if c.target not in TARGETS:
-    raise ValueError(f"target must be one of {TARGETS}, got {c.target!r}")
-  if c.activation not in ACTIVATIONS:
-    raise ValueError(
-        f"activation must be one of {ACTIVATIONS}, got {c.activation!r}")
-  if c.optimizer not in OPTIMIZERS:
-    raise ValueError(
-        f"optimizer must be one of {OPTIMIZERS}, got {c.optimizer!r}")
-  envs.make(c.env_name)  # raises on an unknown name
-  if c.learning_starts < c.batch_size:
-    raise ValueError(
-        f"learning_starts ({c.learning_starts}) must be >= batch_size "
-        f"({c.batch_size}) so the buffer can be sampled")
-  if c.buffer_size < c.batch_size:
-    raise ValueError(f"buffer_size ({c.buffer_size}) must be >= batch_size "
-                     f"({c.batch_size})")
-  if c.eval_every <= 0 or c.total_steps % c.eval_every:
-    raise ValueError(
-        f"total_steps ({c.total_steps}) must be a positive multiple of "
-        f"eval_every ({c.eval_every})")
-  if c.total_steps <= c.learning_starts:
-    raise ValueError(f"total_steps ({c.total_steps}) must exceed "
-                     f"learning_starts ({c.learning_starts})")
+  merged = c.to_dict()
+  merged.update({k: v for k, v in values.items() if k not in ENGINE_KEYS})
+  check_config(dict(merged, **{k: v for k, v in values.items()
+                               if k in ENGINE_KEYS}))
+  merged["hidden"] = tuple(int(w) for w in merged["hidden"])
+  c.update(merged)
   if c.clip_output_norm == -1.0:
     c.clip_output_norm = 2.0 if c.target == "polyak" else 1.0
-  if c.clip_output_norm < 0:
-    raise ValueError(f"clip_output_norm must be >= 0 or -1 (paper default), "
-                     f"got {c.clip_output_norm}")
   return c
 
 
@@ -200,6 +293,7 @@ def epsilon(config, t):
 
 
 class Runner(NamedTuple):
+  """Everything a DQN run carries from one env step to the next (one seed)."""
   params: Any
   target_params: Any
   opt_state: Any
@@ -216,19 +310,14 @@ def tree_bytes(tree) -> int:
   return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
 
 
-def make_train(config) -> Callable[[jax.Array], tuple[dict, dict]]:
-  """Returns a pure ``train(rng) -> (state, metrics)`` (purejaxrl style).
+class _Program(NamedTuple):
+  """The pieces shared by `make_init`, `make_chunk` and `make_train`."""
+  c: ml_collections.ConfigDict
+  init: Callable[[jax.Array], Runner]
+  chunk: Callable[[Runner, jax.Array], tuple[Runner, dict]]
 
-  ``state`` holds the final ``params``, ``target_params`` (None without a
-  target network) and ``opt_state``. ``metrics`` has one entry per chunk of
-  ``eval_every`` env steps (evaluation after each chunk, see `eval_steps`):
-    eval_return: mean greedy return over ``eval_episodes`` episodes capped at
-      ``eval_max_steps`` steps;
-    loss, q_mean: mean TD loss and mean Q(s, a) over the chunk's updates
-      (NaN for a chunk inside the warm-up); updates: how many;
-    train_return: mean return of the training episodes that ended in the
-      chunk (NaN if none); episodes: how many ended.
-  """
+
+def _program(config) -> _Program:
   c = resolve_config(config)
   env = envs.make(c.env_name)
   net = make_network(c)
@@ -240,7 +329,6 @@ def make_train(config) -> Callable[[jax.Array], tuple[dict, dict]]:
                                 min_length=c.batch_size,
                                 sample_batch_size=c.batch_size,
                                 add_batches=False)
-  num_chunks = c.total_steps // c.eval_every
   gamma = c.gamma
 
   def evaluate(params, key):
@@ -317,24 +405,82 @@ def make_train(config) -> Callable[[jax.Array], tuple[dict, dict]]:
     def per(total, n):  # mean over the events, NaN when there were none
       return jnp.where(n > 0, total / jnp.maximum(n, 1), jnp.nan)
 
+    # First env step (a count, 1-based) of the chunk whose update had a
+    # non-finite loss or Q(s, a); the chunk's last step if only the final
+    # parameters are non-finite; −1 if none.
+    bad = info["learn"] & ~(jnp.isfinite(info["loss"])
+                            & jnp.isfinite(info["q_mean"]))
+    params_ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
+                                   for x in jax.tree.leaves(r.params)]))
+    nonfinite_step = jnp.where(
+        bad.any(), ts[jnp.argmax(bad)] + 1,
+        jnp.where(params_ok, -1, ts[-1] + 1)).astype(jnp.int32)
     metrics = dict(
         loss=per(info["loss"].sum(), updates),
         q_mean=per(info["q_mean"].sum(), updates),
         updates=updates, episodes=episodes,
         train_return=per(info["finished_return"].sum(), episodes),
-        eval_return=evaluate(r.params, k_eval))
+        eval_return=evaluate(r.params, k_eval),
+        nonfinite_step=nonfinite_step)
     return r, metrics
 
-  def train(rng):
+  def init(rng):
     rng, k_init, k_reset = jax.random.split(rng, 3)
     obs, env_state = env.reset(k_reset)
     params = net.init(k_init, obs)
     example = Transition(obs, jnp.zeros((), jnp.int32), jnp.zeros(()), obs,
                          jnp.zeros((), bool))
-    r = Runner(params, params if use_target else None, tx.init(params),
-               buffer.init(example), env_state, obs, jnp.zeros((), jnp.int32),
-               rng, jnp.zeros(()))
-    r, metrics = jax.lax.scan(chunk, r, jnp.arange(num_chunks))
+    return Runner(params, params if use_target else None, tx.init(params),
+                  buffer.init(example), env_state, obs,
+                  jnp.zeros((), jnp.int32), rng, jnp.zeros(()))
+
+  return _Program(c, init, chunk)
+
+
+def make_init(config) -> Callable[[jax.Array], Runner]:
+  """Returns a pure ``init(rng) -> Runner``: the network's initial parameters
+  (and the target's copy when ``target = "polyak"``, else None), optimizer
+  state, an empty replay buffer, a reset environment, t = 0 and the RNG key
+  the run continues from. Pure: vmap it over seeds' keys."""
+  return _program(config).init
+
+
+def make_chunk(config) -> Callable[[Runner, jax.Array], tuple[Runner, dict]]:
+  """Returns a pure ``chunk(runner, k) -> (runner, metrics)``: env steps
+  ``k·eval_every … (k+1)·eval_every − 1`` (one update each after the warm-up),
+  then one greedy evaluation.
+
+  ``k`` (the chunk index) must not carry a seed axis: under
+  ``jax.vmap(chunk, in_axes=(0, None))`` the warm-up test stays a real branch.
+  ``metrics`` are those of `make_train` for this chunk (scalars), plus
+  ``nonfinite_step``: the first env-step count of the chunk whose update had a
+  non-finite TD loss or Q(s, a) (the chunk's last step when only the final
+  parameters are non-finite), −1 if none.
+  """
+  return _program(config).chunk
+
+
+def make_train(config) -> Callable[[jax.Array], tuple[dict, dict]]:
+  """Returns a pure ``train(rng) -> (state, metrics)`` (purejaxrl style):
+  `make_init` then a `lax.scan` of `make_chunk` over the chunk indices.
+
+  ``state`` holds the final ``params``, ``target_params`` (None without a
+  target network) and ``opt_state``. ``metrics`` has one entry per chunk of
+  ``eval_every`` env steps (evaluation after each chunk, see `eval_steps`):
+    eval_return: mean greedy return over ``eval_episodes`` episodes capped at
+      ``eval_max_steps`` steps;
+    loss, q_mean: mean TD loss and mean Q(s, a) over the chunk's updates
+      (NaN for a chunk inside the warm-up); updates: how many;
+    train_return: mean return of the training episodes that ended in the
+      chunk (NaN if none); episodes: how many ended;
+    nonfinite_step: see `make_chunk` (−1 while everything is finite).
+  """
+  prog = _program(config)
+  num_chunks = prog.c.total_steps // prog.c.eval_every
+
+  def train(rng):
+    r = prog.init(rng)
+    r, metrics = jax.lax.scan(prog.chunk, r, jnp.arange(num_chunks))
     state = dict(params=r.params, target_params=r.target_params,
                  opt_state=r.opt_state)
     return state, metrics

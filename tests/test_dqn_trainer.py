@@ -1,0 +1,177 @@
+"""The ``dqn`` trainer: same numbers as `dqn.make_train`, resume after SIGKILL,
+one-line config errors, the non-finite guard."""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import types
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import dqn as dqn_configs
+from stable_training.config import ConfigError
+from stable_training.rl import dqn, trainer
+from stable_training.train import NonFiniteError, WorkdirConfigMismatch, trainers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 20 chunks of 16 env steps, a checkpoint after each: long enough to be
+# killed between its first checkpoint and its end.
+RUN = {"total_steps": 320, "checkpoint_every": 16, "progress": "none"}
+CLI = ["--config=experiments/configs/dqn.py:tiny"] + [f"--config.{k}={v}" for k, v in RUN.items()]
+
+
+def tiny(**over):
+  c = dqn_configs.get_config("tiny")
+  c.update(dict(RUN, **over))
+  return c
+
+
+def per_seed(rec, key):
+  return np.asarray(rec[key]["per_seed"], dtype=float)  # null (NaN) → nan
+
+
+def _kill_after_first_checkpoint(p: subprocess.Popen, ckpt, timeout=180) -> None:
+  deadline = time.time() + timeout
+  while time.time() < deadline and p.poll() is None:
+    if ckpt.exists() and any(d.isdigit() for d in os.listdir(ckpt)):
+      break
+    time.sleep(0.01)
+  p.send_signal(signal.SIGKILL)
+  p.wait()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """Three compiles overlapped on the two cores: a launcher run killed by a
+  watcher thread after its first checkpoint, `make_train`'s program (a
+  thread) and the uninterrupted trainer run (here)."""
+  base = tmp_path_factory.mktemp("dqn")
+  # A persistent compilation cache shared by the killed run and its rerun:
+  # the rerun does not compile again.
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(base / "jax_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  cmd = [sys.executable, "-m", "experiments.main", *CLI, f"--workdir={base / 'killed'}"]
+  killed = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  watcher = threading.Thread(target=_kill_after_first_checkpoint,
+                             args=(killed, base / "killed" / "checkpoints"))
+  watcher.start()
+  keys = trainer.seed_keys(tiny())
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    train = pool.submit(lambda: jax.jit(jax.vmap(dqn.make_train(tiny()))).lower(keys).compile())
+    summary = trainers.run(tiny(), str(base / "full"))
+    _, metrics = train.result()(keys)
+  watcher.join()
+  return types.SimpleNamespace(summary=summary, full=base / "full", metrics=metrics, keys=keys,
+                               killed=killed, rerun=cmd, env=env, wd=base / "killed")
+
+
+def test_trainer_equals_vmapped_make_train(runs):
+  summary, wd, m = runs.summary, runs.full, runs.metrics
+  c = tiny()
+  np.testing.assert_array_equal(np.asarray(runs.keys), np.stack([jax.random.PRNGKey(s) for s in (0, 1)]))
+  hist = summary["history"]
+  assert [r["step"] for r in hist] == list(dqn.eval_steps(c))
+  for key in trainer.STAT_KEYS:
+    got = np.stack([per_seed(r, key) for r in hist], axis=1)  # [seeds, chunks]
+    np.testing.assert_array_equal(got, np.asarray(m[key]), err_msg=key)
+  assert np.isfinite(per_seed(summary["final"], "loss")).all()
+  assert summary["seeds"] == [0, 1]
+  assert summary["first_nonfinite_step"] == [-1, -1]
+  # 4→8→8→2 MLP, no target, SGD + clipping keep no state.
+  assert summary["memory_bytes_per_seed"] == 4 * (4 * 8 + 8 + 8 * 8 + 8 + 8 * 2 + 2)
+  on_disk = json.load(open(wd / "summary.json"))
+  assert on_disk["final"]["eval_return"] == summary["final"]["eval_return"]
+  assert json.load(open(wd / "config.json"))["clip_output_norm"] == 1.0
+
+
+def test_resume_after_sigkill_matches_uninterrupted(runs):
+  full, wd = runs.summary, runs.wd
+  assert runs.killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+  assert not (wd / "summary.json").exists()
+  r = subprocess.run(runs.rerun, cwd=ROOT, env=runs.env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "resumed" in r.stderr
+  assert r.stdout.startswith("done: eval_return=")
+  got = json.load(open(wd / "summary.json"))
+  for key in trainer.STAT_KEYS:
+    np.testing.assert_array_equal(per_seed(got["final"], key), per_seed(full["final"], key))
+    np.testing.assert_array_equal([per_seed(h, key) for h in got["history"]],
+                                  [per_seed(h, key) for h in full["history"]])
+  steps = [json.loads(line)["step"] for line in open(wd / "metrics.jsonl")]
+  assert steps == list(range(16, 321, 16))  # each chunk once
+
+
+@pytest.mark.parametrize("over,expect", [
+    ({"target": "hard"}, "config.target='hard': valid choices are polyak, none"),
+    ({"learning_rate": float("nan")}, "config.learning_rate=nan: must be a finite number > 0"),
+    ({"gamma": float("inf")}, "config.gamma=inf: must be a finite number in [0, 1]"),
+    ({"hidden": (8, 0)}, "config.hidden=(8, 0): must be a non-empty tuple"),
+    ({"batch_size": 8.0}, "config.batch_size=8.0: must be an integer >= 1"),
+    ({"checkpoint_every": 24}, "config.checkpoint_every=24: must be a multiple of config.eval_every=16"),
+    ({"on_nonfinite": "skip"}, "config.on_nonfinite='skip': valid choices are stop, continue"),
+    ({"num_seeds": 0}, "config.num_seeds=0: must be an integer >= 1"),
+    ({"lr": 0.1}, "config.lr=0.1: unknown key; valid keys are activation, batch_size"),
+])
+def test_bad_value_one_line_writes_nothing(tmp_path, over, expect):
+  wd = tmp_path / "never"
+  with pytest.raises(ConfigError) as e:
+    trainers.run(dict(tiny(), **over), str(wd))
+  assert "\n" not in str(e.value) and str(e.value).startswith(expect), str(e.value)
+  assert not wd.exists()
+
+
+def test_workdir_of_other_eval_every_is_refused(runs):
+  wd = runs.full
+  with pytest.raises(WorkdirConfigMismatch, match=r"config.eval_every: 16 -> 32"):
+    trainers.run(tiny(eval_every=32, checkpoint_every=32), str(wd))
+
+
+# GELU with a Polyak target and lr 1e6 overflows within the first updates.
+DIVERGE = dict(activation="gelu", target="polyak", clip_output_norm=0.0, learning_rate=1e6,
+               total_steps=64, checkpoint_every=16)
+
+
+def test_nonfinite_stop_names_step_and_seed(tmp_path):
+  with pytest.raises(NonFiniteError, match=r"non-finite .* at env step \d+ \(seed [01]"):
+    trainers.run(tiny(**DIVERGE), str(tmp_path))
+  assert not (tmp_path / "summary.json").exists()
+
+
+def test_nonfinite_continue_records_and_resumes_with_target(tmp_path):
+  s = trainers.run(tiny(**DIVERGE, on_nonfinite="continue"), str(tmp_path))  # compiled above
+  first = s["first_nonfinite_step"]
+  assert all(17 <= f <= 64 for f in first), first  # after the 16 warm-up steps
+  assert np.all(np.isnan(per_seed(s["final"], "loss")))
+  recs = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert recs[-1]["loss"]["mean"] is None  # NaN written as null
+  # Rerunning the finished run restores the checkpoint holding the target
+  # network (checksums verified) and trains nothing.
+  again = trainers.run(tiny(**DIVERGE, on_nonfinite="continue"), str(tmp_path))
+  assert again["first_nonfinite_step"] == first
+  assert len(again["history"]) == 4
+
+
+def test_launcher_exit_codes(tmp_path, monkeypatch):
+  """`experiments.main.main` dispatches to the dqn trainer: exit status 3 on
+  non-finite values, 2 on a bad value (nothing written).
+
+  In-process with the parsed flags stubbed (flag parsing is tested in
+  tests/test_train.py), so the program compiled by the tests above is reused.
+  """
+  from experiments import main as launcher
+  monkeypatch.setattr(launcher, "_DISTRIBUTED", types.SimpleNamespace(value=False))
+  for over, code, wd in ((DIVERGE, 3, tmp_path / "nan"), ({"target": "hard"}, 2, tmp_path / "bad")):
+    monkeypatch.setattr(launcher, "_CONFIG", types.SimpleNamespace(value=tiny(**over)))
+    monkeypatch.setattr(launcher, "_WORKDIR", types.SimpleNamespace(value=str(wd)))
+    with pytest.raises(SystemExit) as e:
+      launcher.main([])
+    assert e.value.code == code
+  assert (tmp_path / "nan" / "config.json").exists() and not (tmp_path / "bad").exists()
