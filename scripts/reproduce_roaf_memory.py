@@ -1,120 +1,142 @@
-"""Long-lag memory (Ceni 2022): the adding problem with lag T, ROAF RNN vs tanh Elman RNN.
+"""Long-lag memory (Ceni 2022): the adding problem and the copy task at growing lag T, through the engine.
 
-Adding problem (Hochreiter & Schmidhuber 1997): each step carries
-(u_t ~ U(0, 1), m_t ∈ {0, 1}); exactly two markers, one in each half of the
-sequence; the target is the sum of the two marked values, read from the last
-state (``readout='last'``). The trivial predictor ŷ = 1 has MSE 1/6 ≈ 0.167;
-"solved" here means test MSE < 0.1 × that baseline. Ceni (2022) reports that
-the ROAF RNN learns dependencies 10,000 steps back where a tanh RNN fails.
+ROAF RNN vs tanh Elman vs LSTM vs GRU on the generated tasks of
+`stable_training.data.sequence_tasks` (fresh batches every step, drawn inside
+the compiled step). Each (task, cell, T) is the config
+``experiments/configs/roaf.py:TASK-CELL-T`` (hidden 64, Adam 3e-3 with
+global-norm clipping 1.0, batch 32), run by the engine with ``--seeds``
+seeds vmapped. "Solved" = test loss ≤ 0.1 × the task's constant-predictor
+baseline (adding: MSE 1/6; copy: 10 log 8 / (T + 20)). Ceni (2022) reports the
+ROAF RNN learning dependencies 10,000 steps back where a tanh RNN fails; a
+failure here means "not within this budget" (the table states it).
 
-Training: Adam, fresh batches every step, one compiled `lax.scan` over steps,
-our own loop (not the engine). The budget per lag is ``--steps`` — far fewer
-than the paper's, so a failure at a long lag here means "not within this
-budget". Writes results/roaf/memory.{md,json}.
+Writes ``<out>/memory[_SETTING][_TAG].{md,json,png}`` (learning curves: test
+loss / baseline vs step).
 
-  python scripts/reproduce_roaf_memory.py           # T = 100, 1000, 10000
-  python scripts/reproduce_roaf_memory.py --quick   # T = 100, 1000, shorter
-  python scripts/reproduce_roaf_memory.py --tiny    # smoke test
+  python scripts/reproduce_roaf_memory.py --tasks adding --lags 100,200,500,1000 --steps 3000
+  python scripts/reproduce_roaf_memory.py --quick   # T = 50, 100; short (temporary --out)
+  python scripts/reproduce_roaf_memory.py --tiny    # smoke test (temporary --out)
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import time
 
-import jax
-import jax.numpy as jnp
+from absl import app, flags
 import numpy as np
-import optax
 
-from stable_training.models.recurrent import RecurrentClassifier
+from experiments.configs import roaf
+from stable_training import study
 
-BASELINE_MSE = 1.0 / 6.0   # Var(u_i + u_j) for u ~ U(0,1): predicting the mean 1
-
-
-def adding_problem(key, batch: int, length: int):
-  """(x [B, T, 2], y [B]): values U(0,1) and two markers, one per half; y = their sum."""
-  k1, k2, k3 = jax.random.split(key, 3)
-  vals = jax.random.uniform(k1, (batch, length))
-  i = jax.random.randint(k2, (batch,), 0, length // 2)
-  j = jax.random.randint(k3, (batch,), length // 2, length)
-  marks = jax.nn.one_hot(i, length) + jax.nn.one_hot(j, length)
-  return jnp.stack([vals, marks], -1), jnp.sum(vals * marks, axis=1)
-
-
-def run(cell: str, length: int, *, hidden: int, steps: int, batch: int, lr: float, alpha: float,
-        seed: int = 0) -> dict:
-  """Trains one model on the adding problem with lag `length`; returns test MSE and timing."""
-  model = RecurrentClassifier(cell=cell, hidden=hidden, num_classes=1, alpha=alpha)
-  x0, _ = adding_problem(jax.random.PRNGKey(seed), batch, length)
-  params = model.init(jax.random.PRNGKey(seed + 1), x0)["params"]
-  tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
-
-  def loss(p, x, y):
-    return jnp.mean((model.apply({"params": p}, x)[:, 0] - y) ** 2)
-
-  def step(carry, key):
-    p, s = carry
-    x, y = adding_problem(key, batch, length)
-    l, g = jax.value_and_grad(loss)(p, x, y)
-    u, s = tx.update(g, s, p)
-    return (optax.apply_updates(p, u), s), l
-
-  train = jax.jit(lambda c, ks: jax.lax.scan(step, c, ks))
-  keys = jax.random.split(jax.random.PRNGKey(seed + 2), steps)
-  t0 = time.time()
-  (params, _), losses = train((params, tx.init(params)), keys)
-  losses = np.asarray(losses)
-  secs = time.time() - t0
-  xt, yt = adding_problem(jax.random.PRNGKey(seed + 99), 1000, length)
-  mse = float(jax.jit(loss)(params, xt, yt))
-  return {"cell": cell, "lag": length, "alpha": alpha if cell == "roaf" else None, "hidden": hidden,
-          "steps": steps, "batch": batch, "lr": lr, "test_mse": mse,
-          "mse_over_baseline": mse / BASELINE_MSE, "solved": bool(mse < 0.1 * BASELINE_MSE),
-          "final_train_loss": float(losses[-max(1, steps // 10):].mean()),
-          "finite": bool(np.all(np.isfinite(losses))), "seconds": secs}
+STUDY = "roaf"
+study.define_flags(STUDY)
+flags.DEFINE_list("tasks", ["adding", "copy"], "Generated tasks.")
+flags.DEFINE_list("lags", ["100", "200", "500", "1000"], "Lags T.")
+flags.DEFINE_list("cells", ["roaf", "elman", "lstm", "gru"], "Cells.")
+flags.DEFINE_integer("steps", 3000, "Train steps per run.")
+flags.DEFINE_integer("hidden", 64, "Hidden units.")
+flags.DEFINE_integer("batch", 32, "Batch size.")
+flags.DEFINE_float("lr", 3e-3, "Adam learning rate.")
+flags.DEFINE_float("alpha", 0.5, "ROAF α.")
+flags.DEFINE_integer("seeds", 1, "Seeds (vmapped).")
+flags.DEFINE_integer("eval_every", 250, "Steps between test evaluations (the learning curve).")
+FLAGS = flags.FLAGS
+SOLVED = 0.1
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  ap.add_argument("--quick", action="store_true")
-  ap.add_argument("--tiny", action="store_true")
-  ap.add_argument("--lags", default="100,1000,10000")
-  ap.add_argument("--cells", default="roaf,elman")
-  ap.add_argument("--alpha", type=float, default=0.5)
-  ap.add_argument("--hidden", type=int, default=64)
-  ap.add_argument("--steps", type=int, default=2000)
-  ap.add_argument("--batch", type=int, default=32)
-  ap.add_argument("--lr", type=float, default=3e-3)
-  ap.add_argument("--out", default="results/roaf")
-  args = ap.parse_args()
-  if args.quick:
-    args.lags, args.steps = "100,1000", 600
-  if args.tiny:
-    args.lags, args.steps, args.hidden, args.batch = "20", 30, 8, 8
+def make_config(task: str, cell: str, lag: int):
+  """Engine config of one (task, cell, lag) at the flags' budget."""
+  c = roaf.get_config(f"{task}-{cell}-{lag}")
+  c.model.width, c.model.alpha, c.batch_size = FLAGS.hidden, FLAGS.alpha, FLAGS.batch
+  c.optimizer.learning_rate, c.num_seeds = FLAGS.lr, FLAGS.seeds
+  c.num_steps, c.log_every = FLAGS.steps, min(50, FLAGS.eval_every)
+  c.eval_every = c.checkpoint_every = FLAGS.eval_every
+  c.progress = "auto"
+  if FLAGS.quick:
+    c.num_steps, c.eval_every, c.checkpoint_every, c.log_every = 600, 200, 200, 50
+  if FLAGS.tiny:
+    c.model.width, c.batch_size, c.num_steps = 8, 8, 20
+    c.eval_every = c.checkpoint_every = c.log_every = 10
+    c.dataset.num_test, c.eval_batch_size, c.progress = 32, 32, "none"
+  return c
+
+
+def main(argv):
+  del argv
+  lags = [int(t) for t in FLAGS.lags]
+  if FLAGS.quick:
+    lags = [50, 100]
+  if FLAGS.tiny:
+    lags = [10]
+  out = study.out_dir(STUDY)
   rows = []
-  for length in [int(t) for t in args.lags.split(",")]:
-    for cell in args.cells.split(","):
-      r = run(cell, length, hidden=args.hidden, steps=args.steps, batch=args.batch, lr=args.lr,
-              alpha=args.alpha)
-      rows.append(r)
-      print(json.dumps(r), flush=True)
-  os.makedirs(args.out, exist_ok=True)
-  stem = "memory" + ("_tiny" if args.tiny else "_quick" if args.quick else "")
-  with open(os.path.join(args.out, stem + ".json"), "w") as f:
-    json.dump({"setting": vars(args), "baseline_mse": BASELINE_MSE, "rows": rows}, f, indent=1)
-  lines = [f"# Adding problem (ROAF α = {args.alpha} vs tanh Elman), hidden {args.hidden}, "
-           f"{args.steps} Adam steps of batch {args.batch}, lr {args.lr}", "",
-           f"Trivial baseline MSE = 1/6 = {BASELINE_MSE:.4f}; solved = test MSE < 0.1 × baseline.", "",
-           "| cell | lag T | test MSE | MSE / baseline | solved | train s |", "|---|---|---|---|---|---|"]
+  for task in FLAGS.tasks:
+    for lag in lags:
+      for cell in FLAGS.cells:
+        c = make_config(task, cell, lag)
+        s = study.run(c, STUDY, f"{task}_{cell}_T{lag}")
+        base = s["info"]["baseline_loss"]
+        per_seed = np.asarray(s["final"]["test_loss"]["per_seed"])
+        rows.append({"task": task, "cell": cell, "lag": lag, "steps": c.num_steps, "seeds": c.num_seeds,
+                     "baseline_loss": base, "test_loss": float(per_seed.mean()),
+                     "ratio_per_seed": (per_seed / base).tolist(), "ratio": float(per_seed.mean() / base),
+                     "solved_seeds": int(np.sum(per_seed <= SOLVED * base)),
+                     "finite": bool(np.all(np.isfinite(per_seed))),
+                     "curve": [(h["step"], h["test_loss"]["mean"] / base) for h in s["history"] if "test_loss" in h],
+                     "steps_per_sec": s["steps_per_sec"]})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "curve"}), flush=True)
+  c = make_config(FLAGS.tasks[0], FLAGS.cells[0], lags[0])
+  name = study.stem("memory")
+  lines = [f"# Long-lag memory through the engine (`roaf.py:TASK-CELL-T`): hidden {c.model.width}, Adam "
+           f"{c.optimizer.learning_rate} + global-norm clipping {c.optimizer.clip_global_norm}, batch "
+           f"{c.batch_size}, {c.num_steps} steps, ROAF α = {c.model.alpha}, {c.num_seeds} seed(s)", "",
+           f"Solved = test loss ≤ {SOLVED} × the constant-predictor baseline (adding: MSE 1/6; "
+           "copy: 10 log 8 / (T + 20) cross-entropy per step).", "",
+           "Regenerate: `python scripts/reproduce_roaf_memory.py --tasks " + ",".join(FLAGS.tasks)
+           + " --lags " + ",".join(map(str, lags)) + f" --cells {','.join(FLAGS.cells)} --steps {c.num_steps}"
+           + f" --seeds {c.num_seeds}" + ("" if study.setting() == "full" else f" --{study.setting()}")
+           + (f" --tag {FLAGS.tag}" if FLAGS.tag else "") + "`", "",
+           "| task | T | cell | test loss / baseline | solved seeds | steps/s |", "|---|---|---|---|---|---|"]
   for r in rows:
-    lines.append(f"| {r['cell']} | {r['lag']} | {r['test_mse']:.4f} | {r['mse_over_baseline']:.3f} "
-                 f"| {'yes' if r['solved'] else 'no'} | {r['seconds']:.0f} |")
-  with open(os.path.join(args.out, stem + ".md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
-  print("\n".join(lines))
+    lines.append(f"| {r['task']} | {r['lag']} | {r['cell']} | {r['ratio']:.3f} | {r['solved_seeds']}/{r['seeds']} "
+                 f"| {r['steps_per_sec']:.1f} |")
+  lines += ["", "Largest T solved (by every seed) within the budget:", "",
+            "| task | " + " | ".join(FLAGS.cells) + " |", "|---|" + "---|" * len(FLAGS.cells)]
+  for task in FLAGS.tasks:
+    best = []
+    for cell in FLAGS.cells:
+      solved = [r["lag"] for r in rows if r["task"] == task and r["cell"] == cell and r["solved_seeds"] == r["seeds"]]
+      best.append(str(max(solved)) if solved else "none")
+    lines.append(f"| {task} | " + " | ".join(best) + " |")
+  table = "\n".join(lines)
+  study.write_results(out, table, {"setting": study.setting(), "rows": rows}, name=name)
+  _plot(rows, os.path.join(out, name + ".png"))
+  print(table)
+  print(f"wrote {os.path.join(out, name)}.md")
+
+
+def _plot(rows, path):
+  """Learning curves (test loss / baseline, log scale) per task and lag, one line per cell."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  panels = sorted({(r["task"], r["lag"]) for r in rows})
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3), squeeze=False)
+  for ax, (task, lag) in zip(axes[0], panels):
+    for r in rows:
+      if (r["task"], r["lag"]) == (task, lag) and r["curve"]:
+        st, v = zip(*r["curve"])
+        ax.plot(st, v, label=r["cell"])
+    ax.axhline(SOLVED, color="k", ls=":", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_title(f"{task}, T = {lag}", fontsize=9)
+    ax.set_xlabel("step")
+  axes[0][0].set_ylabel("test loss / baseline")
+  axes[0][-1].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -40,30 +40,3 @@ def test_depth_tiny(tmp_path):
   for t in res["training"]:
     assert t["finite"] and 0.0 <= t["test_accuracy"] <= 1.0
     assert 1.5 < t["first_loss"] < 3.5                  # ≈ ln 10 at init
-
-
-def test_memory_tiny(tmp_path):
-  _run("reproduce_roaf_memory.py", tmp_path)
-  res = json.loads((tmp_path / "memory_tiny.json").read_text())
-  assert res["baseline_mse"] == pytest.approx(1 / 6)
-  assert {r["cell"] for r in res["rows"]} == {"roaf", "elman"}
-  for r in res["rows"]:
-    assert r["finite"] and 0.0 <= r["test_mse"] < 10.0
-    assert r["mse_over_baseline"] == pytest.approx(r["test_mse"] * 6, rel=1e-6)
-  assert "Trivial baseline" in (tmp_path / "memory_tiny.md").read_text()
-
-
-@needs_fmnist
-def test_psmnist_tiny(tmp_path):
-  _run("reproduce_roaf_psmnist.py", tmp_path)
-  res = json.loads((tmp_path / "psmnist_tiny.json").read_text())
-  assert [r["cell"] for r in res["rows"]] == ["roaf", "elman", "lstm", "gru"]
-  for r in res["rows"]:
-    assert 0.0 <= r["test_acc_epoch1"] <= 1.0 and 0.0 <= r["test_acc_last"] <= 1.0
-    assert all(math.isfinite(l) and 0.5 < l < 5.0 for l in r["train_loss_per_epoch"])
-  # Matched hidden size H = 8, F = 1 input, 10 classes: Elman/ROAF have
-  # H + H + H² (W_x, b, W_h) + 10H + 10 parameters.
-  n = {r["cell"]: r["num_params"] for r in res["rows"]}
-  assert n["roaf"] == n["elman"] == 8 + 8 + 64 + 80 + 10
-  assert n["lstm"] == 4 * (8 + 64 + 8) + 90           # 4 gates: W_x, W_h, one bias
-  assert n["gru"] == 3 * (8 + 64) + 4 * 8 + 90        # flax GRU: biases on ir, iz, in, hn
