@@ -18,7 +18,9 @@ variables JAX expects, or none on Cloud TPU), which calls
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import shutil
 import sys
 
 from absl import app, flags, logging
@@ -102,13 +104,57 @@ def parse_flags(argv):
     _usage_error(_config_key_error(argv, e))
 
 
+def _config_or_exit():
+  """The parsed config, or one line naming the config file and why it could not be loaded (exit 2)."""
+  try:
+    config = _CONFIG.value
+    if config is not None:
+      config.keys()  # the lazy placeholder of a file that failed to load raises here
+    return config
+  except Exception as e:  # noqa: BLE001 - config_flags defers a broken/missing file to first access
+    cause = e.__cause__ or e
+    lines = [l.strip() for l in str(cause).splitlines() if l.strip()]
+    detail = next((l for l in reversed(lines) if "Errno" in l or "Error" in l), lines[-1] if lines else "")
+    arg = next((a for a in sys.argv if a.startswith("--config=")), "--config")
+    _usage_error(f"{arg}: cannot load the config file: {detail}")
+
+
+def _prepare_workdir(path: str) -> bool:
+  """Creates `path` (one line, exit 2, when it is a file or cannot be created); True if it was created."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    _usage_error(f"--workdir={path}: exists and is not a directory")
+  if os.path.isdir(path):
+    if not os.access(path, os.W_OK | os.X_OK):
+      _usage_error(f"--workdir={path}: not writable")
+    return False
+  try:
+    os.makedirs(path)
+    probe = os.path.join(path, ".write_test")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    _usage_error(f"--workdir={path}: cannot create it ({e.strerror or e})")
+  return True
+
+
+def _quiet_logging() -> None:
+  """Library INFO logging off unless ``--verbosity``/``-v`` was given (orbax, the JAX backend probe)."""
+  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+    logging.set_verbosity(logging.WARNING)
+    import logging as py_logging
+    for name in ("jax._src.xla_bridge", "absl"):
+      py_logging.getLogger(name).setLevel(py_logging.WARNING)
+
+
 def main(argv):
   del argv
-  if _CONFIG.value is None or not _WORKDIR.value:
+  _quiet_logging()
+  config = _config_or_exit()
+  if config is None or not _WORKDIR.value:
     _usage_error("--config and --workdir are required")
   from stable_training.config import ConfigError
   from stable_training.train import trainers
-  config = _CONFIG.value
   try:
     trainer = trainers.get_trainer(trainers.trainer_name(config))
     trainer.validate(config)
@@ -121,9 +167,13 @@ def main(argv):
   from stable_training.train import NonFiniteError, WorkdirConfigMismatch
   from stable_training.train.checkpoint import CheckpointMismatch
   from stable_training.train.lock import WorkdirBusy
+  workdir = _WORKDIR.value
+  created = _prepare_workdir(workdir)
   try:
-    summary = trainers.run(config, _WORKDIR.value)
+    summary = trainers.run(config, workdir)
   except (ConfigError, WorkdirConfigMismatch, DataError, WorkdirBusy, CheckpointMismatch) as e:
+    if created:  # a run refused before it started leaves nothing behind
+      shutil.rmtree(workdir, ignore_errors=True)
     _usage_error(str(e).splitlines()[0])
   except NonFiniteError as e:
     print(f"error: {e}", file=sys.stderr)

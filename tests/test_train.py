@@ -187,6 +187,15 @@ def test_nonfinite_skip_counts_and_stays_finite(tmp_path):
   assert np.all(np.isfinite(per_seed(s, "test_loss")))
 
 
+def test_skip_mode_stops_after_max_consecutive_skips(tmp_path):
+  # Every update is skipped (d√s/ds = ∞ at s = 0): the run cannot recover, so after
+  # max_consecutive_skips it stops instead of finishing with NaN metrics.
+  c = small_config(num_steps=40, on_nonfinite="skip", max_consecutive_skips=10,
+                   **{"model.name": "test_sqrt_net"})
+  with pytest.raises(train.NonFiniteError, match="10 consecutive updates skipped as non-finite up to step 10"):
+    train.train_and_evaluate(c, str(tmp_path))
+
+
 def test_nonfinite_cli_exit_code_keeps_checkpoint(tmp_path):
   wd = tmp_path / "nan"
   p = _cli(CLI_ARGS + [f"--workdir={wd}", "--config.optimizer.learning_rate=1e38"])
@@ -207,7 +216,7 @@ def test_nonfinite_cli_exit_code_keeps_checkpoint(tmp_path):
 def test_cli_validation_one_line_exit_2_writes_nothing(tmp_path, arg, expect):
   wd = tmp_path / "never"
   p = _cli(CLI_ARGS + [f"--workdir={wd}", arg])
-  out, err = p.communicate(timeout=120)
+  out, err = p.communicate(timeout=900)
   assert p.returncode == 2, (out, err)
   lines = [l for l in err.strip().splitlines() if l.strip()]
   assert len(lines) == 1 and expect in lines[0], err

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -281,7 +282,7 @@ def _train(c, workdir: str) -> dict:
     if int(np.asarray(runner.t)[0]) != start:
       raise RuntimeError(f"checkpoint {start} of {workdir} holds env step "
                          f"{int(np.asarray(runner.t)[0])}")
-    logging.info("resumed %s at env step %d", workdir, start)
+    print(f"resumed {workdir} at env step {start}", file=sys.stderr, flush=True)
   last_ckpt = start if restored is not None else None
 
   metrics_path = os.path.join(workdir, "metrics.jsonl")
@@ -290,6 +291,7 @@ def _train(c, workdir: str) -> dict:
                                   desc=os.path.basename(os.path.normpath(workdir)),
                                   unit="env step")
   run_s, run_steps = 0.0, 0
+  tb = records_lib.TensorBoard(workdir)
   chunks = range(start // c.eval_every, c.total_steps // c.eval_every)
   try:
     if len(chunks):
@@ -308,6 +310,7 @@ def _train(c, workdir: str) -> dict:
       rec = _record(step, m)
       records.append(rec)
       records_lib.append_record(metrics_path, rec)
+      tb.write(rec)
       progress.update(step, c.eval_every, f"eval_return={rec['eval_return']['mean']:.1f} "
                       f"loss={rec['loss']['mean']:.3g}")
       if step % c.checkpoint_every == 0 or step == c.total_steps:
@@ -317,6 +320,7 @@ def _train(c, workdir: str) -> dict:
         last_ckpt = step
   finally:
     progress.close()
+    tb.close()
     manager.wait_until_finished()
     manager.close()
 

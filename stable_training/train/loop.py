@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -150,6 +151,7 @@ def build(config, d) -> Setup:
   seeds = config.seed + np.arange(config.num_seeds)
   x_example = d["x_test"]
   model = models_lib.build_model(config.model, num_classes=d["num_classes"], input_shape=x_example.shape[1:])
+  check_model(model, config, x_example[:1])
   num_steps = total_steps(config, d)
   tx = optim_lib.make_optimizer(config.optimizer, num_steps=num_steps)
   skip = config.on_nonfinite == "skip"
@@ -204,6 +206,20 @@ def build(config, d) -> Setup:
                host_batch, device_data, seeds, num_steps, mesh)
 
 
+def check_model(model, config, sample_x) -> None:
+  """Traces ``model.init`` abstractly (`jax.eval_shape`: no FLOPs, no memory) before anything is written.
+
+  Raises:
+    ConfigError: the model rejects its settings (e.g. ROAF α ∉ (0, 1)); one
+      line naming ``config.model`` and the model's own message.
+  """
+  try:
+    jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), jnp.asarray(sample_x))
+  except (ValueError, TypeError) as e:
+    msg = next((l for l in str(e).splitlines() if l.strip()), type(e).__name__)
+    raise config_lib.ConfigError(f"config.model (name={config.model.name!r}): {msg}") from None
+
+
 def init_state(model, tx, seeds: np.ndarray, sample_x: jax.Array) -> TrainState:
   """Per-seed init, stacked on a leading seed axis: seed s ↦ PRNGKey(s).
 
@@ -224,15 +240,21 @@ def init_state(model, tx, seeds: np.ndarray, sample_x: jax.Array) -> TrainState:
 
 # -------------------------------------------------------------------------- records
 class MetricWriter:
-  """metrics.jsonl records (each step once, even across resumes) and the summary."""
+  """metrics.jsonl records (each step once, even across resumes) and TensorBoard events."""
 
-  def __init__(self, workdir: str, start_step: int):
+  def __init__(self, workdir: str, start_step: int, layer_names: list[str]):
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.records = rec_lib.truncate_records(self.path, start_step)  # drop records past the checkpoint
+    self.tb = rec_lib.TensorBoard(workdir, layer_names)
 
   def write(self, rec: dict) -> None:
     self.records.append(rec)
     rec_lib.append_record(self.path, rec)
+    if rec.get("kind") == "train":
+      self.tb.write(rec)
+
+  def close(self) -> None:
+    self.tb.close()
 
 
 def _train_record(step, m, state) -> dict:
@@ -371,7 +393,7 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
   restored = ckpt_lib.restore_latest(manager, state) if resumed else None
   start_step, state = restored if restored is not None else (0, state)
   if restored is not None:
-    logging.info("resumed %s at step %d", workdir, start_step)
+    print(f"resumed {workdir} at step {start_step}", file=sys.stderr, flush=True)
   summary_path = os.path.join(workdir, "summary.json")
   if start_step > setup.num_steps:
     manager.close()
@@ -381,13 +403,13 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
   if start_step == setup.num_steps and os.path.exists(summary_path):
     manager.close()  # finished: leave its summary as it was
     return rec_lib.read_json(summary_path)
-  writer = MetricWriter(workdir, start_step)
+  lnames = layer_names(jax.tree.map(lambda a: a[0], state.params))
+  writer = MetricWriter(workdir, start_step, lnames)
   if restored is None and config.lsc.enabled:
     state, lsc_radii = _lsc_pretrain(setup.model, setup.tx, state, d, config)
     writer.write({"step": 0, "kind": "lsc", **lsc_radii})
   state = jax.device_put(state, sharding_lib.replicated(setup.mesh))
   diag = _make_diagnostics(config, setup, workdir) if config.diagnostics.enabled else None
-  lnames = layer_names(jax.tree.map(lambda a: a[0], state.params))
   info = {**d["info"], "num_params": int(sum(np.prod(a.shape[1:]) for a in jax.tree.leaves(state.params)))}
   next_stop, is_eval, is_ckpt = _stops(config, d, setup.num_steps)
   compiled, compile_seconds, run_time, run_steps = {}, 0.0, 0.0, 0
@@ -413,6 +435,7 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
             f"{k}={v['mean']:.4f}" for k, v in rec.items() if k.startswith(("test_", "val_"))))
       if diag is not None and step % config.diagnostics.every == 0:
         diag(step, state.params, d)
+        writer.tb.histograms(step, jax.tree.map(lambda a: a[0], state.params))
       writer.write(rec)
       progress.update(step, k, f"loss={rec['train_loss']['mean']:.4f}")
       if is_ckpt(step):
@@ -421,6 +444,7 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
         _check_skips(state, config, step)
   finally:
     progress.close()
+    writer.close()
     manager.wait_until_finished()
     manager.close()
   summary = summarize(writer.records, d["name"], lnames, run_steps / run_time if run_time else float("nan"),

@@ -16,7 +16,6 @@ import os
 import sys
 from typing import Any
 
-from absl import logging
 import numpy as np
 
 
@@ -86,12 +85,17 @@ def append_record(path: str, rec: dict) -> None:
 
 
 class Progress:
-  """A tqdm bar named after the run on a terminal; absl INFO lines otherwise."""
+  """A tqdm bar named after the run on a terminal; one stderr line per update otherwise.
+
+  With ``enabled=False`` nothing is shown (``config.progress = 'none'``).
+  """
 
   def __init__(self, total: int, initial: int, enabled: bool, desc: str | None = None,
                unit: str = "step"):
     self.bar = None
     self.desc = desc
+    self.total = total
+    self.enabled = enabled
     if enabled and sys.stderr.isatty():
       from tqdm import tqdm
       self.bar = tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, desc=desc)
@@ -100,15 +104,15 @@ class Progress:
     if self.bar is not None:
       self.bar.update(n)
       self.bar.set_postfix_str(text)
-    else:
-      logging.info("%sstep %d %s", f"[{self.desc}] " if self.desc else "", step, text)
+    elif self.enabled:  # one concise line per record (CI logs, pipes)
+      print(f"{f'[{self.desc}] ' if self.desc else ''}step {step}/{self.total} {text}", file=sys.stderr, flush=True)
 
   def write(self, text: str) -> None:
     """A line above the bar (or an INFO log line)."""
     if self.bar is not None:
       self.bar.write(text)
-    else:
-      logging.info("%s", text)
+    elif self.enabled:
+      print(f"{f'[{self.desc}] ' if self.desc else ''}{text}", file=sys.stderr, flush=True)
 
   def close(self) -> None:
     if self.bar is not None:
@@ -119,3 +123,52 @@ def read_json(path: str) -> Any:
   """The JSON document at `path`."""
   with open(path) as f:
     return json.load(f)
+
+
+class TensorBoard:
+  """TensorBoard event files in the workdir (tensorboardX: no TensorFlow needed).
+
+  `write(rec)` logs every ``{'mean': …}`` statistic of a metrics record as a
+  scalar, grouped by split (``train/loss``, ``test/accuracy``, ``val/loss``,
+  ``grad_norm``…) at ``rec['step']``, and per-layer gradient norms as
+  ``layer_grad_norm/<layer>``; `histograms(step, tree)` logs a histogram per
+  top-level module of a parameter tree. ``tensorboard --logdir WORKDIR``.
+  """
+
+  def __init__(self, workdir: str, layer_names: list[str] | None = None):
+    from tensorboardX import SummaryWriter
+    self.writer = SummaryWriter(logdir=workdir, flush_secs=30)
+    self.layer_names = layer_names or []
+
+  @staticmethod
+  def tag(key: str) -> str:
+    """``train_loss`` → ``train/loss``; ``grad_norm`` stays."""
+    for split in ("train", "test", "val", "eval"):
+      if key.startswith(split + "_"):
+        return f"{split}/{key[len(split) + 1:]}"
+    return key
+
+  def write(self, rec: dict) -> None:
+    step = int(rec["step"])
+    for key, v in rec.items():
+      if isinstance(v, dict) and isinstance(v.get("mean"), (int, float)) and math.isfinite(v["mean"]):
+        self.writer.add_scalar(self.tag(key), v["mean"], step)
+    lg = rec.get("layer_grad_norms")
+    if isinstance(lg, dict) and self.layer_names:
+      for name, val in zip(self.layer_names, lg["mean"]):
+        if val is not None and math.isfinite(val):
+          self.writer.add_scalar(f"layer_grad_norm/{name}", val, step)
+
+  def histograms(self, step: int, tree: Any) -> None:
+    for name in tree:
+      leaves = [np.asarray(x).ravel() for x in _leaves(tree[name])]
+      if leaves:
+        self.writer.add_histogram(f"params/{name}", np.concatenate(leaves), step)
+
+  def close(self) -> None:
+    self.writer.close()
+
+
+def _leaves(tree):
+  import jax
+  return jax.tree.leaves(tree)

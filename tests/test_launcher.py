@@ -1,0 +1,162 @@
+"""A run you can trust and read: workdir lock, damaged checkpoints, bad paths, finished reruns,
+skip-mode limits, a quiet console, TensorBoard events, results hygiene."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from experiments.configs import default
+from stable_training import train
+from stable_training.data import idx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--config=experiments/configs/default.py:tiny"]
+
+
+def _cli(args, wait=True):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  p = subprocess.Popen([sys.executable, "-m", "experiments.main", *args], cwd=ROOT, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  if not wait:
+    return p
+  out, err = p.communicate(timeout=900)
+  return p.returncode, out, err
+
+
+def _one_line(err):
+  lines = [l for l in err.strip().splitlines() if l.strip()]
+  assert len(lines) == 1, err
+  return lines[0]
+
+
+def test_second_run_on_a_busy_workdir_is_refused_and_metrics_stay_clean(tmp_path):
+  wd = tmp_path / "wd"
+  first = _cli(TINY + [f"--workdir={wd}", "--config.num_steps=3000", "--config.log_every=100",
+                       "--config.eval_every=3000", "--config.checkpoint_every=1000"], wait=False)
+  deadline = time.time() + 600
+  while not (wd / "metrics.jsonl").exists() and first.poll() is None and time.time() < deadline:
+    time.sleep(0.1)
+  t0 = time.time()
+  rc, _, err = _cli(TINY + [f"--workdir={wd}", "--config.num_steps=3000", "--config.log_every=100",
+                            "--config.eval_every=3000", "--config.checkpoint_every=1000"])
+  refused_after = time.time() - t0
+  out1, err1 = first.communicate(timeout=900)
+  assert first.returncode == 0, err1[-2000:]
+  assert rc == 2 and f"pid {first.pid}" in _one_line(err), err
+  assert refused_after < 120   # at once, not after an orbax timeout (a hang guard, not a speed test)
+  steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
+  assert steps == list(range(100, 3001, 100))
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--config=experiments/configs/nosuch.py"], "cannot load the config file"),
+    (TINY + ["--config.dataset.name=fashion_mnist", "--config.dataset.data_dir=/nonexistent"], "file not found"),
+    (["--config=experiments/configs/roaf.py:tiny", "--config.model.alpha=1.5"], "0 < alpha < 1, got 1.5"),
+    (["--config=experiments/configs/roaf.py:tiny", "--config.model.alhpa=0.5"], "unknown key config.model.alhpa"),
+    (["--config=experiments/configs/roaf.py:tiny", "--config.optimizer.learning_rate=nan"], "finite"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, expect):
+  wd = tmp_path / "never"
+  rc, _, err = _cli(args + [f"--workdir={wd}"])
+  assert rc == 2 and expect in _one_line(err), err
+  assert not wd.exists()
+
+
+def test_bad_workdirs_and_truncated_data_are_one_line(tmp_path):
+  afile = tmp_path / "afile"
+  afile.write_text("keep me")
+  rc, _, err = _cli(TINY + [f"--workdir={afile}"])
+  assert rc == 2 and "not a directory" in _one_line(err) and afile.read_text() == "keep me"
+  rc, _, err = _cli(TINY + ["--workdir=/proc/stable_training_never"])
+  assert rc == 2 and "cannot create it" in _one_line(err)
+  # A truncated IDX file in data_dir: the reader's message, one line.
+  data = tmp_path / "fmnist"
+  data.mkdir()
+  rng = np.random.default_rng(0)
+  for prefix, n in (("train", 20), ("t10k", 5)):
+    idx.write_idx(str(data / f"{prefix}-images-idx3-ubyte"), rng.integers(0, 255, (n, 28, 28), dtype=np.uint8))
+    idx.write_idx(str(data / f"{prefix}-labels-idx1-ubyte"), rng.integers(0, 10, n, dtype=np.uint8))
+  img = data / "train-images-idx3-ubyte"
+  img.write_bytes(img.read_bytes()[:1000])
+  wd = tmp_path / "never"
+  rc, _, err = _cli(TINY + [f"--workdir={wd}", "--config.dataset.name=fashion_mnist",
+                            f"--config.dataset.data_dir={data}"])
+  assert rc == 2 and "train-images-idx3-ubyte" in _one_line(err) and not wd.exists()
+
+
+def _small(**over):
+  c = default.get_config("tiny")
+  c.num_steps, c.log_every, c.eval_every, c.checkpoint_every = 20, 10, 10, 10
+  c.update(over)
+  return c
+
+
+def test_finished_rerun_keeps_summary_and_fewer_steps_is_refused(tmp_path):
+  train.train_and_evaluate(_small(), str(tmp_path))
+  before = (tmp_path / "summary.json").read_bytes()
+  json.loads(before)  # strict JSON (no NaN)
+  train.train_and_evaluate(_small(), str(tmp_path))
+  assert (tmp_path / "summary.json").read_bytes() == before
+  with pytest.raises(train.WorkdirConfigMismatch, match="trained to step 20 > config.num_steps=10"):
+    train.train_and_evaluate(_small(num_steps=10), str(tmp_path))
+  assert (tmp_path / "summary.json").read_bytes() == before
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_same_result(tmp_path):
+  ref = train.train_and_evaluate(_small(), str(tmp_path / "ref"))
+  wd = tmp_path / "dmg"
+  train.train_and_evaluate(_small(), str(wd))
+  files = [f for f in glob.glob(str(wd / "checkpoints" / "20" / "state" / "**" / "*"), recursive=True)
+           if os.path.isfile(f) and os.path.getsize(f) > 200 and "METADATA" not in f]
+  big = max(files, key=os.path.getsize)
+  with open(big, "r+b") as f:
+    f.truncate(os.path.getsize(big) // 2)
+  os.remove(wd / "summary.json")
+  s = train.train_and_evaluate(_small(), str(wd))   # restores step 10, retrains 10 → 20
+  assert s["final"]["test_loss"]["per_seed"] == ref["final"]["test_loss"]["per_seed"]
+  steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
+  assert steps == [10, 20]
+
+
+def test_console_is_quiet_and_tensorboard_events_are_written(tmp_path):
+  wd = tmp_path / "wd"
+  rc, out, err = _cli(TINY + [f"--workdir={wd}", "--config.progress=auto"])
+  assert rc == 0, err
+  assert "orbax" not in err.lower() and "backend 'tpu'" not in err and "I1" not in err
+  assert "[wd] step 20/20" in err and "test_accuracy=" in err     # named bar lines, eval printed
+  events = glob.glob(str(wd / "events.out.tfevents.*"))
+  assert events
+  loss = [(st, v) for st, tag, v in _read_scalars(events[0]) if tag == "train/loss"]
+  summary = json.loads((wd / "summary.json").read_text())
+  assert [st for st, _ in loss] == [10, 20]
+  assert loss[-1][1] == pytest.approx(summary["final"]["train_loss"]["mean"], rel=1e-6)
+
+
+def _read_scalars(path):
+  """(step, tag, value) of an event file: TFRecord framing (u64 length, u32 crc, data, u32 crc)."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  out = []
+  with open(path, "rb") as f:
+    while header := f.read(12):
+      (n,) = struct.unpack("<Q", header[:8])
+      ev = event_pb2.Event.FromString(f.read(n))
+      f.read(4)
+      for v in ev.summary.value:
+        out.append((ev.step, v.tag, v.simple_value))
+  return out
+
+
+def test_every_committed_table_names_its_command():
+  tables = glob.glob(os.path.join(ROOT, "results", "**", "*.md"), recursive=True)
+  assert tables
+  missing = [os.path.relpath(t, ROOT) for t in tables
+             if "scripts/" not in open(t).read() and "python" not in open(t).read()]
+  assert not missing, f"tables without the command that regenerates them: {missing}"
