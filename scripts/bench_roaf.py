@@ -23,24 +23,50 @@ reported (with the count): on 2 shared cores its default threads can be 6×
 slower than one thread (measured: depth 1,000, 2.76 s vs 0.47 s per step while
 another job held both cores), which made an earlier table overstate JAX's lead.
 
+A benchmark, not a reproduction: it times hand-written steps (and PyTorch,
+which must be installed: ``pip install torch``), not engine runs.
+
+Writes ``<out>/bench[_quick|_tiny][_TAG].{md,json}`` (``--out`` default:
+results/roaf for the full setting, a temporary folder for --quick / --tiny).
+
   python scripts/bench_roaf.py            # full
   python scripts/bench_roaf.py --quick    # smaller depths / reps
+  python scripts/bench_roaf.py --tiny     # seconds: tiny depths, width and batch
   python scripts/bench_roaf.py --skip compile,rnn --filter_modes fast   # one part only
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
+import types
 
+from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from stable_training import study
 from stable_training.models.recurrent import RecurrentClassifier
 from stable_training.models.roaf import ROAFMLP
+
+STUDY = "roaf"
+study.define_flags(STUDY)
+flags.DEFINE_integer("width", 128, "ROAF MLP width.")
+flags.DEFINE_integer("batch", 128, "Batch size.")
+flags.DEFINE_string("compile_depths", "100,1000,10000,50000", "Depths of the compile-time table (comma list).")
+flags.DEFINE_string("step_depths", "1000,10000", "Depths of the JAX vs PyTorch train-step table (comma list).")
+flags.DEFINE_integer("reps", 5, "Timed repetitions (medians are reported).")
+flags.DEFINE_string("filter_modes", "fast,haar", "ROAF filter modes (comma list of fast, haar).")
+flags.DEFINE_string("skip", "", "Comma list of parts to skip: compile,step,rnn.")
+FLAGS = flags.FLAGS
+
+# Budgets of --quick / --tiny; a flag given on the command line wins.
+PRESETS = {
+    "quick": dict(compile_depths="100,1000,10000", step_depths="1000", reps=3),
+    "tiny": dict(compile_depths="10", step_depths="10", reps=1, width=16, batch=8),
+}
 
 
 def median_time(fn, reps):
@@ -183,27 +209,33 @@ def rnn_times(hidden, batch, steps, reps):
   return out
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  ap.add_argument("--quick", action="store_true")
-  ap.add_argument("--width", type=int, default=128)
-  ap.add_argument("--batch", type=int, default=128)
-  ap.add_argument("--compile_depths", default="100,1000,10000,50000")
-  ap.add_argument("--step_depths", default="1000,10000")
-  ap.add_argument("--reps", type=int, default=5)
-  ap.add_argument("--filter_modes", default="fast,haar")
-  ap.add_argument("--skip", default="", help="comma list of parts to skip: compile,step,rnn")
-  ap.add_argument("--out", default="results/roaf")
-  ap.add_argument("--tag", default="", help="suffix of the output file names")
-  args = ap.parse_args()
-  if args.quick:
-    args.compile_depths, args.step_depths, args.reps = "100,1000,10000", "1000", 3
-  import torch
-  res = {"setting": vars(args), "torch_threads": torch.get_num_threads(),
+def settings() -> dict:
+  """The flags' values with the setting's preset applied where a flag was not given."""
+  names = ("quick", "tiny", "width", "batch", "compile_depths", "step_depths", "reps", "filter_modes", "skip",
+           "tag")
+  s = {k: FLAGS[k].value for k in names}
+  for k, v in PRESETS.get(study.setting(), {}).items():
+    if not FLAGS[k].present:
+      s[k] = v
+  return s
+
+
+def main(argv):
+  del argv
+  args = types.SimpleNamespace(**settings())
+  skip = set(args.skip.split(","))
+  torch_threads = None
+  if not {"step", "rnn"} <= skip:   # the PyTorch comparisons
+    import torch
+    torch_threads = torch.get_num_threads()
+  out = study.out_dir(STUDY)
+  cmd = " ".join(["python scripts/bench_roaf.py", *(FLAGS[n].serialize() for n in
+                  ("quick", "tiny", "tag", "width", "batch", "compile_depths", "step_depths", "reps",
+                   "filter_modes", "skip") if FLAGS[n].present)])
+  res = {"setting": vars(args), "command": cmd, "torch_threads": torch_threads,
          "devices": str(jax.devices())}
   res["roofline_gflops"] = roofline(args.reps)
   print(f"roofline 2048² matmul: {res['roofline_gflops']:.1f} GFLOP/s", flush=True)
-  skip = set(args.skip.split(","))
   modes = args.filter_modes.split(",")
   res["compile"] = []
   for d in [] if "compile" in skip else [int(v) for v in args.compile_depths.split(",")]:
@@ -233,6 +265,7 @@ def main():
   roof = res["roofline_gflops"]
   lines = [f"# ROAF benchmarks ({os.cpu_count()} CPU cores; roofline {roof:.0f} GFLOP/s, "
            f"torch: faster of 1 and {res['torch_threads']} threads; width {args.width}, batch {args.batch})", "",
+           f"Regenerate: `{cmd}`", "",
            "| depth | filters | compile s | vs first depth | init s (run, not compile) | XLA peak MiB | params MiB |",
            "|---|---|---|---|---|---|---|"]
   for r in res["compile"]:
@@ -253,14 +286,14 @@ def main():
               "|---|---|---|---|"]
     for k, v in res["rnn"].items():
       lines.append(f"| {k} | {v['s']:.3f} | {tr / v['s']:.2f}× | {v['gflops']:.1f} |")
-  os.makedirs(args.out, exist_ok=True)
-  stem = "bench" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
-  with open(os.path.join(args.out, stem + ".json"), "w") as f:
+  stem = study.stem("bench")
+  with open(os.path.join(out, stem + ".json"), "w") as f:
     json.dump(res, f, indent=1)
-  with open(os.path.join(args.out, stem + ".md"), "w") as f:
+  with open(os.path.join(out, stem + ".md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))
+  print(f"wrote {os.path.join(out, stem)}.md")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

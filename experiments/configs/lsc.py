@@ -9,6 +9,11 @@ Variants:
                          0.5, unbalanced}. ALIF reads spike-latency encoded images
                          (28 steps × 784 inputs, no standardization); the others read
                          one 28-pixel row per step. e.g. ``lsc.py:rnn-lstm-2-0.5``.
+  ``tiny``               seconds-long smoke run on scikit-learn digits: ``ffn-sin-glorot-lsc``
+                         at depth 4, shrunk by `default.tiny`.
+  ``tiny-VARIANT``       any variant above shrunk the same way (``tiny-ffn`` = ``tiny``,
+                         ``tiny-rnn`` = ``tiny-rnn-lstm-2-1``); recurrent nets read digits
+                         one 8-pixel row per step.
 The optimizer is Adam (the paper sweeps the learning rate; the scripts do).
 """
 from __future__ import annotations
@@ -72,15 +77,31 @@ def _rnn(parts):
   return c
 
 
+TINY_DEFAULTS = {"": "ffn-sin-glorot-lsc", "ffn": "ffn-sin-glorot-lsc", "rnn": "rnn-lstm-2-1"}
+
+
+def tiny(c):
+  """Shrinks an arm's config to a seconds-long smoke run on digits (`default.tiny`, depth ≤ 4)."""
+  default.tiny(c)
+  c.model.depth = min(c.model.depth, 4)
+  if c.model.name == "deep_rnn" and c.dataset.name == "digits":
+    c.model.step_features = 8     # one row of the 8 × 8 image per step
+    c.model.latency_steps = 8
+  return c
+
+
 def get_config(variant: str = "rnn-lstm-2-1"):
   """The config of one study arm (see module doc)."""
+  if variant == "tiny" or variant.startswith("tiny-"):
+    rest = variant[len("tiny-"):] if variant != "tiny" else ""
+    return tiny(get_config(TINY_DEFAULTS.get(rest, rest)))
   kind, *parts = variant.split("-") if variant else ["rnn"]
   if kind == "ffn":
     c = _ffn(parts)
   elif kind == "rnn":
     c = _rnn(parts)
   else:
-    raise ValueError(f"lsc.py variant {variant!r}: expected ffn-ACT-INIT-ARM or rnn-CELL-DEPTH-RHO")
+    raise ValueError(f"lsc.py variant {variant!r}: expected ffn-ACT-INIT-ARM, rnn-CELL-DEPTH-RHO or tiny[-VARIANT]")
   c.dataset.name = "fashion_mnist"
   c.dataset.view = "flatten"
   c.optimizer.name = "adam"
