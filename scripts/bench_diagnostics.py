@@ -11,17 +11,21 @@ checkpoints, and for "on" the diagnostics' own compile, Jacobian SVDs and .npz w
 """
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from absl import app, flags
 
-from experiments.configs import stability  # noqa: E402
-from stable_training.study import pick_dataset  # noqa: E402
-from stable_training.train import train_and_evaluate  # noqa: E402
+from experiments.configs import stability
+from stable_training.study import pick_dataset
+from stable_training.train import train_and_evaluate
+
+flags.DEFINE_integer("num_steps", 2000, "Steps per run.")
+flags.DEFINE_integer("num_seeds", 1, "Seeds per run (vmapped).")
+flags.DEFINE_integer("every", 0, "Diagnostics interval (0 = the config's default).")
+flags.DEFINE_integer("repeats", 2, "Off/on pairs; the best of each is reported.")
+flags.DEFINE_string("dataset", "auto", "fashion_mnist | digits | auto (Fashion-MNIST if its files exist).")
+FLAGS = flags.FLAGS
 
 
 def run(enabled: bool, args, dataset: str, root: str) -> float:
@@ -42,14 +46,9 @@ def run(enabled: bool, args, dataset: str, root: str) -> float:
   return time.perf_counter() - t0
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--num_steps", type=int, default=2000)
-  ap.add_argument("--num_seeds", type=int, default=1)
-  ap.add_argument("--every", type=int, default=0, help="0 = the config's default interval")
-  ap.add_argument("--repeats", type=int, default=2)
-  ap.add_argument("--dataset", default="auto")
-  a = ap.parse_args()
+def main(argv):
+  del argv
+  a = FLAGS
   dataset = pick_dataset(a.dataset)
   every = a.every or stability.get_config("tanh-normalized").diagnostics.every
   root = tempfile.mkdtemp(prefix="bench_diag_")
@@ -64,4 +63,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -6,26 +6,28 @@ time roughly flat in depth (layers are one `nn.scan`), and N seeds costing far l
 N× one seed per step at small width (vmap batches the matmuls).
 
   python scripts/bench_train_step.py                 # depths 10,100,1000,10000; seeds 1,4,16
-  python scripts/bench_train_step.py --quick
+  python scripts/bench_train_step.py --quick         # writes to a temporary folder unless --out is given
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
+import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+from stable_training.models import DeepMLP
+from stable_training.train import cross_entropy, init_state, make_chunk_fn, make_train_step
 
-from stable_training.models import DeepMLP  # noqa: E402
-from stable_training.train import cross_entropy, make_chunk_fn, make_train_step  # noqa: E402
-from stable_training.train import init_state  # noqa: E402
+flags.DEFINE_bool("quick", False, "Depths 10, 100 and seeds 1, 4 only.")
+flags.DEFINE_string("out", None, "Output folder (default: results/bench_train_step; a temporary folder "
+                    "with --quick).")
+FLAGS = flags.FLAGS
 
 
 def bench(depth, seeds, width=128, batch=128, steps=10, remat=True, repeats=3):
@@ -54,11 +56,10 @@ def bench(depth, seeds, width=128, batch=128, steps=10, remat=True, repeats=3):
           "seed_steps_per_s": steps * seeds / best}
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--quick", action="store_true")
-  ap.add_argument("--out", default="results/bench_train_step")
-  a = ap.parse_args()
+def main(argv):
+  del argv
+  a = FLAGS
+  out = a.out or (tempfile.mkdtemp(prefix="bench_train_step_quick_") if a.quick else "results/bench_train_step")
   depths = [10, 100] if a.quick else [10, 100, 1000, 10000]
   seeds = [1, 4] if a.quick else [1, 4, 16]
   rows = []
@@ -81,13 +82,14 @@ def main():
                  f"{r['seed_steps_per_s']:.1f} | {rel} |")
   table = "\n".join(lines)
   print(table)
-  os.makedirs(a.out, exist_ok=True)
-  with open(os.path.join(a.out, "table.md"), "w") as f:
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "table.md"), "w") as f:
     f.write(f"Deep MLP train step (batch 128, remat, SGD, tanh; engine chunk of 10 steps), "
             f"{jax.devices()[0].platform}, {os.cpu_count()} cores\n\n{table}\n")
-  with open(os.path.join(a.out, "results.json"), "w") as f:
+  with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(rows, f, indent=2)
+  print(f"wrote {os.path.join(out, 'table.md')}")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -8,7 +8,7 @@ previous update) needs ≈ 3× fewer iterations than RMSProp to reach a given
 
 For each method (rmsprop; avg_grad_rmsprop with the secant / midpoint /
 2-point Gauss–Legendre estimator) × learning rate (1e-4 … 1e-2) it trains
-`num_seeds` seeds at once (one vmapped program, `train_and_evaluate`) and
+`num_seeds` seeds at once (one vmapped program of the engine) and
 reports, per arm:
   - iterations to reach the target training loss (median over seeds of the
     training loss averaged over each `log_every` window), and the ratio
@@ -25,31 +25,33 @@ a level every method reaches (with a 10% margin so the count is not decided
 by the last window's noise), so every method gets a finite count at its best
 rate.
 
-  python scripts/reproduce_avg_grad.py            # full sweep (long on 2 cores)
-  python scripts/reproduce_avg_grad.py --quick    # < 3 min on 2 idle cores
-  python scripts/reproduce_avg_grad.py --tiny     # smoke test (~30 s)
+Each arm is the config ``experiments/configs/avg_grad.py:METHOD[-shallow]`` at
+the sweep's learning rate and budget, run through the engine
+(`stable_training.study.run`); the tables come from the runs' summaries.
 
-Writes ``table.md`` and ``results.json`` to ``--out`` (results/avg_grad).
+  python scripts/reproduce_avg_grad.py --num_steps=600 --log_every=25   # results/avg_grad (hours on 2 cores)
+  python scripts/reproduce_avg_grad.py --quick    # < 3 min on 2 idle cores (temporary --out)
+  python scripts/reproduce_avg_grad.py --tiny     # smoke test on digits, seconds (temporary --out)
+
+Writes ``<out>/table[_SETTING][_TAG].md`` and its JSON (``results.json`` for the
+full setting without a tag, else ``table_SETTING[_TAG].json``); ``--out``
+defaults to results/avg_grad for the full setting, a temporary folder otherwise.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
-import tempfile
 import time
 
 from absl import app, flags
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from experiments.configs import avg_grad as avg_grad_cfg
+from experiments.configs import default
+from stable_training import study
 
-from experiments.configs import avg_grad as avg_grad_cfg  # noqa: E402
-
-FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "Reduced sweep, < 3 min on 2 idle cores.")
-flags.DEFINE_bool("tiny", False, "Smoke-test budget (tiny net, few steps, scikit-learn digits).")
+STUDY = "avg_grad"
+study.define_flags(STUDY)
 flags.DEFINE_list("methods", list(avg_grad_cfg.METHODS), "Methods (rmsprop, secant, midpoint, gauss_legendre).")
 flags.DEFINE_list("lrs", ["1e-4", "3e-4", "1e-3", "3e-3", "1e-2"], "Learning rates.")
 flags.DEFINE_integer("num_seeds", None, "Seeds per arm (vmapped); default 3.")
@@ -58,13 +60,15 @@ flags.DEFINE_integer("log_every", None, "Training-loss resolution (steps).")
 flags.DEFINE_integer("depth", None, "Hidden layers of the deep network (default 30).")
 flags.DEFINE_integer("width", None, "Hidden units per layer (default 64).")
 flags.DEFINE_bool("shallow", True, "Also run the 1-hidden-layer control.")
-flags.DEFINE_string("dataset", "auto", "fashion_mnist | digits | auto (Fashion-MNIST if its files exist).")
+flags.DEFINE_string("dataset", "auto", "fashion_mnist | digits | auto (Fashion-MNIST if its files exist; "
+                    "digits under --tiny).")
 flags.DEFINE_integer("num_train", None, "Use the first N training examples (0 = all).")
 flags.DEFINE_float("target_loss", 0.0, "Target training loss (0 = auto, see module doc).")
-flags.DEFINE_string("out", "results/avg_grad", "Output folder for table.md / results.json.")
-flags.DEFINE_string("workdir_root", None, "Where run workdirs go (default: a temp dir).")
+FLAGS = flags.FLAGS
 
-FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+# Flags that shape the results (the "Regenerate" line repeats the ones given).
+_RESULT_FLAGS = ("methods", "lrs", "num_seeds", "num_steps", "log_every", "depth", "width", "shallow",
+                 "dataset", "num_train", "target_loss", "quick", "tiny", "tag", "data_dir", "out")
 
 # (num_steps, log_every, num_seeds, depth, width, num_train, methods, lrs) per budget.
 BUDGETS = {
@@ -77,16 +81,9 @@ BUDGETS = {
 }
 
 
-def pick_dataset(name: str) -> str:
-  if name != "auto":
-    return name
-  have = os.path.exists(os.path.join(FASHION_DIR, "train-images-idx3-ubyte.gz"))
-  return "fashion_mnist" if have else "digits"
-
-
 def settings() -> dict:
   """The budget preset, overridden by explicit flags."""
-  b = dict(BUDGETS["tiny" if FLAGS.tiny else "quick" if FLAGS.quick else "full"])
+  b = dict(BUDGETS[study.setting()])
   for key in ("num_steps", "log_every", "num_seeds", "depth", "width", "num_train"):
     if getattr(FLAGS, key) is not None:
       b[key] = getattr(FLAGS, key)
@@ -98,36 +95,35 @@ def settings() -> dict:
     avg_grad_cfg.parse_variant(m)  # validates the name
   b["lrs"] = [float(x) for x in b["lrs"]]
   if FLAGS["dataset"].present or "dataset" not in b:
-    b["dataset"] = pick_dataset(FLAGS.dataset)
+    b["dataset"] = study.pick_dataset(FLAGS.dataset)
   return b
 
 
 def make_config(method: str, depth: int, lr: float, s: dict):
+  """The engine config of one arm: ``avg_grad.py:METHOD`` at depth `depth`, rate `lr`, budget `s`."""
   c = avg_grad_cfg.get_config(method)
+  if study.setting() == "tiny":
+    default.tiny(c)
   c.model.depth = depth
   c.model.width = s["width"]
   c.optimizer.learning_rate = lr
   c.dataset.name = s["dataset"]
   c.dataset.num_train = s["num_train"]
   c.num_seeds = s["num_seeds"]
-  c.num_steps = s["num_steps"]
-  c.log_every = s["log_every"]
-  c.eval_every = s["num_steps"]
-  c.checkpoint_every = s["num_steps"]
+  study.set_budget(c, s["num_steps"], log_every=s["log_every"])
   if s["dataset"] == "digits":
     c.batch_size = 64
     c.eval_batch_size = 360
   return c
 
 
-def run_arm(method: str, depth: int, lr: float, s: dict, root: str) -> dict:
-  """Trains one arm; returns its curve and final metrics (diverged=True on NaN/Inf)."""
-  from stable_training.train import NonFiniteError, train_and_evaluate
+def run_arm(method: str, depth: int, lr: float, s: dict) -> dict:
+  """Trains one arm through the engine; returns its curve and final metrics (diverged=True on NaN/Inf)."""
+  from stable_training.train import NonFiniteError
   c = make_config(method, depth, lr, s)
-  workdir = os.path.join(root, f"{method}-d{depth}-lr{lr:g}")
   t0 = time.perf_counter()
   try:
-    summary = train_and_evaluate(c, workdir)
+    summary = study.run(c, STUDY, f"{method}-d{depth}-lr{lr:g}")
   except NonFiniteError as e:
     return {"method": method, "depth": depth, "lr": lr, "diverged": True, "error": str(e)[:200],
             "wall_s": time.perf_counter() - t0}
@@ -144,6 +140,12 @@ def run_arm(method: str, depth: int, lr: float, s: dict, root: str) -> dict:
       "compile_seconds": summary["compile_seconds"],
       "wall_s": time.perf_counter() - t0,
   }
+
+
+def command() -> str:
+  """The command line that regenerates this table (the result-shaping flags that were given)."""
+  return " ".join(["python scripts/reproduce_avg_grad.py"]
+                  + [FLAGS[n].serialize() for n in _RESULT_FLAGS if FLAGS[n].present])
 
 
 def iterations_to(curve: list, target: float) -> int | None:
@@ -211,6 +213,8 @@ def table(arms: list[dict], analyses: list[dict], s: dict) -> str:
       f"{s['log_every']}-step windows; iterations = first window end where the median over seeds "
       f"≤ target. ms/step covers all seeds, compile excluded. 'trains': finite and final median "
       f"train loss < 0.75·ln 10.",
+      "",
+      f"Regenerate: `{command()}`",
       ""]
   for an in analyses:
     d = an["depth"]
@@ -243,14 +247,17 @@ def table(arms: list[dict], analyses: list[dict], s: dict) -> str:
 def main(argv):
   del argv
   s = settings()
-  root = FLAGS.workdir_root or tempfile.mkdtemp(prefix="avg_grad_")
+  out = study.out_dir(STUDY)
   depths = [s["depth"]] + ([avg_grad_cfg.SHALLOW_DEPTH] if FLAGS.shallow else [])
   arms = []
   t0 = time.perf_counter()
+  n_arms, i = len(depths) * len(s["methods"]) * len(s["lrs"]), 0
   for depth in depths:
     for method in s["methods"]:
       for lr in s["lrs"]:
-        arm = run_arm(method, depth, lr, s, root)
+        i += 1
+        print(f"[{i}/{n_arms}] depth={depth} {method} lr={lr:g}", flush=True)
+        arm = run_arm(method, depth, lr, s)
         arms.append(arm)
         loss = "diverged" if arm["diverged"] else f"{arm['final_train_loss_median']:.4f}"
         print(f"depth={depth} {method:15s} lr={lr:<8g} final train loss={loss} ({arm['wall_s']:.1f}s)",
@@ -258,14 +265,11 @@ def main(argv):
   target = FLAGS.target_loss if FLAGS.target_loss > 0 else None
   analyses = [analyse(arms, d, target) for d in depths]
   text = table(arms, analyses, s)
-  os.makedirs(FLAGS.out, exist_ok=True)
-  with open(os.path.join(FLAGS.out, "table.md"), "w") as f:
-    f.write(text + "\n")
-  with open(os.path.join(FLAGS.out, "results.json"), "w") as f:
-    json.dump({"settings": s, "arms": arms, "analysis": analyses,
-               "total_seconds": time.perf_counter() - t0}, f, indent=1)
+  name = study.stem("table")
+  study.write_results(out, text, {"settings": s, "arms": arms, "analysis": analyses,
+                                  "total_seconds": time.perf_counter() - t0}, name=name)
   print(text)
-  print(f"wrote {FLAGS.out}/table.md and results.json ({time.perf_counter() - t0:.0f}s)")
+  print(f"wrote {os.path.join(out, name)}.md ({time.perf_counter() - t0:.0f}s)")
 
 
 if __name__ == "__main__":

@@ -2,43 +2,50 @@
 
 Arms (experiments/configs/tgelu.py): tGELU(−1, 3) + output clipping λ = 1, GELU, GELU +
 clipping; the ConvNet on Fashion-MNIST, SGD lr 3e-3, batch 256, all seeds in one vmapped
-run per arm. Reports test accuracy mean ± std across seeds per epoch, the variance of the
-update values per step (the paper's instability symptom), and loss smoothness (mean
-|L_t − L_{t−1}| between consecutive steps). Writes results/tgelu_classification/.
+run per arm through the engine (`stable_training.study.run`). Reports test accuracy
+mean ± std across seeds per epoch, the variance of the update values per step (the
+paper's instability symptom), and loss smoothness (mean |L_t − L_{t−1}| between
+consecutive steps), both read from each run's metrics.jsonl.
 
-  python scripts/reproduce_tgelu_classification.py            # full: 8 seeds, 5 epochs
-  python scripts/reproduce_tgelu_classification.py --quick    # 4 seeds, 1 epoch on 12k examples
+  python scripts/reproduce_tgelu_classification.py --epochs 2 --num_train 30720   # results/tgelu_classification
+  python scripts/reproduce_tgelu_classification.py            # full: 8 seeds, 5 epochs on 60k
+  python scripts/reproduce_tgelu_classification.py --quick    # 4 seeds, 1 epoch on 12k (temporary --out)
+  python scripts/reproduce_tgelu_classification.py --tiny     # smoke test on digits (temporary --out)
+
+Writes ``<out>/table[_SETTING][_TAG].md`` and its JSON (``results.json`` for the
+full setting without a tag, else ``table_SETTING[_TAG].json``).
 """
 from __future__ import annotations
 
 import json
 import os
-import sys
-import tempfile
 
 from absl import app, flags, logging
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from experiments.configs import default
+from experiments.configs import tgelu
+from stable_training import study
 
-from experiments.configs import tgelu  # noqa: E402
-
-FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "4 seeds, 1 epoch on 12,288 training examples.")
-flags.DEFINE_bool("tiny", False, "Smoke-test budget (seconds).")
+STUDY = "tgelu_classification"
+study.define_flags(STUDY)
 flags.DEFINE_list("arms", list(tgelu.ARMS), "Arms to run.")
 flags.DEFINE_integer("num_seeds", None, "Override seeds.")
 flags.DEFINE_integer("epochs", None, "Override epochs.")
 flags.DEFINE_integer("num_train", None, "Override the number of training examples (a prefix).")
-flags.DEFINE_string("dataset", "auto", "fashion_mnist | digits | auto.")
-flags.DEFINE_string("out", "results/tgelu_classification", "Output folder.")
-flags.DEFINE_string("workdir_root", None, "Run workdirs (default: temp dir).")
+flags.DEFINE_string("dataset", "auto", "fashion_mnist | digits | auto (Fashion-MNIST if its files exist; "
+                    "digits under --tiny).")
+FLAGS = flags.FLAGS
+
+_RESULT_FLAGS = ("arms", "num_seeds", "epochs", "num_train", "dataset", "quick", "tiny", "tag", "data_dir", "out")
 
 
 def configure(arm: str, dataset: str):
   """The arm's config with the budget of the chosen setting."""
   c = tgelu.get_config(arm)
+  if FLAGS.tiny:
+    default.tiny(c)
   c.dataset.name = dataset
-  c.progress = "none"
+  c.progress = "none" if FLAGS.tiny else "auto"
   n_train, epochs, seeds = 60000, 5, 8
   if dataset == "digits":
     n_train, epochs = 1437, 20
@@ -57,51 +64,65 @@ def configure(arm: str, dataset: str):
     seeds = FLAGS.num_seeds
   if FLAGS.num_train:
     n_train = FLAGS.num_train
-  if n_train < 60000:
-    c.dataset.num_train = n_train
+  c.dataset.num_train = n_train if n_train < 60000 else 0
   spe = n_train // c.batch_size
   log_every = next(k for k in range(min(39, spe), 0, -1) if spe % k == 0)
   c.num_seeds = seeds
-  c.log_every, c.eval_every, c.checkpoint_every = log_every, spe, spe
-  c.num_steps = epochs * spe
+  study.set_budget(c, epochs * spe, log_every=log_every, eval_every=spe)  # evaluated after every epoch
   return c
+
+
+def command() -> str:
+  """The command line that regenerates this table (the result-shaping flags that were given)."""
+  return " ".join(["python scripts/reproduce_tgelu_classification.py"]
+                  + [FLAGS[n].serialize() for n in _RESULT_FLAGS if FLAGS[n].present])
+
+
+def row(c, s: dict, workdir: str) -> dict:
+  """Per-epoch test accuracy (summary history) and per-step update variance / |Δloss| (metrics.jsonl)."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    train_recs = [r for r in map(json.loads, f) if r.get("kind") == "train"]
+  per_epoch = [{"epoch": h["step"] // c.eval_every, "mean": h["test_accuracy"]["mean"],
+                "std": h["test_accuracy"]["std"], "per_seed": h["test_accuracy"]["per_seed"]}
+               for h in s["history"] if "test_accuracy" in h]
+  upd_var = sum(r["update_var"]["mean"] for r in train_recs) / len(train_recs)
+  smooth = [r["loss_abs_diff"]["mean"] for r in train_recs if "loss_abs_diff" in r]
+  return {"per_epoch": per_epoch, "update_var": upd_var,
+          "loss_abs_diff": sum(smooth) / len(smooth) if smooth else float("nan"),
+          "final_train_loss": s["final"]["train_loss"]["mean"],
+          "steps_per_sec": s["steps_per_sec"], "seeds": c.num_seeds, "steps": c.num_steps}
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from stable_training.study import pick_dataset, write_results
-  from stable_training.train import train_and_evaluate
-  dataset = pick_dataset(FLAGS.dataset)
-  root = FLAGS.workdir_root or tempfile.mkdtemp(prefix="tgelu_")
-  rows = {}
   for arm in FLAGS.arms:
+    tgelu.get_config(arm)  # unknown arm: fail before anything runs
+  dataset = "digits" if FLAGS.tiny and not FLAGS["dataset"].present else study.pick_dataset(FLAGS.dataset)
+  out = study.out_dir(STUDY)
+  rows = {}
+  for i, arm in enumerate(FLAGS.arms):
     c = configure(arm, dataset)
-    s = train_and_evaluate(c, os.path.join(root, arm))
-    recs = [json.loads(l) for l in open(os.path.join(root, arm, "metrics.jsonl"))]
-    train_recs = [r for r in recs if r.get("kind") == "train"]
-    per_epoch = [{"epoch": r["step"] // c.eval_every, "mean": r["test_accuracy"]["mean"],
-                  "std": r["test_accuracy"]["std"], "per_seed": r["test_accuracy"]["per_seed"]}
-                 for r in train_recs if "test_accuracy" in r]
-    upd_var = sum(r["update_var"]["mean"] for r in train_recs) / len(train_recs)
-    smooth = [r["loss_abs_diff"]["mean"] for r in train_recs if "loss_abs_diff" in r]
-    rows[arm] = {"per_epoch": per_epoch, "update_var": upd_var,
-                 "loss_abs_diff": sum(smooth) / len(smooth) if smooth else float("nan"),
-                 "final_train_loss": s["final"]["train_loss"]["mean"],
-                 "steps_per_sec": s["steps_per_sec"], "seeds": c.num_seeds, "steps": c.num_steps}
-    print(f"{arm}: " + ", ".join(f"ep{e['epoch']} {e['mean']:.4f}±{e['std']:.4f}" for e in per_epoch), flush=True)
+    print(f"[{i + 1}/{len(FLAGS.arms)}] {arm}: {c.num_seeds} seeds, {c.num_steps} steps on {dataset}", flush=True)
+    s = study.run(c, STUDY, arm)
+    rows[arm] = row(c, s, study.workdir(STUDY, arm))
+    print(f"{arm}: " + ", ".join(f"ep{e['epoch']} {e['mean']:.4f}±{e['std']:.4f}" for e in rows[arm]["per_epoch"]),
+          flush=True)
   epochs = max(len(r["per_epoch"]) for r in rows.values())
   head = "| arm | " + " | ".join(f"test acc ep {e + 1}" for e in range(epochs)) + \
          " | mean update variance / step | mean abs Δloss / step | final train loss |"
   lines = [f"ConvNet on {dataset} ({c.dataset.num_train or 'all'} train examples), SGD lr {c.optimizer.learning_rate}, "
            f"batch {c.batch_size}, {c.num_seeds} seeds per arm in one vmapped run, {c.num_steps} steps.",
+           "", f"Regenerate: `{command()}`",
            "", head, "|" + "---|" * (epochs + 4)]
   for arm, r in rows.items():
     accs = " | ".join(f"{e['mean']:.4f} ± {e['std']:.4f}" for e in r["per_epoch"])
     lines.append(f"| {arm} | {accs} | {r['update_var']:.3e} | {r['loss_abs_diff']:.4f} | {r['final_train_loss']:.4f} |")
   table = "\n".join(lines)
   print(table)
-  write_results(FLAGS.out, table, {"dataset": dataset, "rows": rows})
+  name = study.stem("table")
+  study.write_results(out, table, {"dataset": dataset, "rows": rows}, name=name)
+  print(f"wrote {os.path.join(out, name)}.md")
 
 
 if __name__ == "__main__":

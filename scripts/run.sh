@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
-# Creates .venv if missing, installs the package, and runs the default experiment
-# (the deep-MLP stability study), printing its table and writing results/stability/.
+# The default experiment: the deep-MLP stability study (scripts/stability_study.py).
+# Creates .venv if missing, installs the package, then runs every arm of
+# experiments/configs/stability.py through the engine, printing each arm and its workdir.
+#
+#   scripts/run.sh                # quick setting (600 steps, 2 seeds per arm, LSC 50 steps): ≈ 5 min on 2 cores;
+#                                 # the table goes to a temporary folder (printed), never results/
+#   scripts/run.sh --full         # the full study (3000 steps, 3 seeds; ≈ 20 min): writes results/stability/
+#   scripts/run.sh --tiny         # seconds-long smoke run on digits
+#   scripts/run.sh --arms=tanh-standard,roaf-tanh   # other flags go to stability_study.py
+#
+# JAX uses the accelerator when one is installed (JAX_PLATFORMS is left alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+setting=(--quick)
+args=()
+for a in "$@"; do
+  case "$a" in
+    --full) setting=() ;;
+    --quick|--tiny) setting=("$a") ;;
+    *) args+=("$a") ;;
+  esac
+done
+step() { echo "==> $*"; }
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$(id -u)" = 0 ] \
     && command -v apt-get >/dev/null; then
-  echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist)..."
+  step "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"
   (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
-    || echo "could not install dataset-fashion-mnist; falling back to scikit-learn digits"
+    || echo "could not install dataset-fashion-mnist; the study falls back to scikit-learn digits"
 fi
 if [ ! -x .venv/bin/python ]; then
+  step "creating .venv with $PY"
   "$PY" -m venv .venv
 fi
+step "installing the package into .venv (pip install -e .)"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e .
-export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
-exec .venv/bin/python scripts/stability_study.py "$@"
+step "JAX backend: $(.venv/bin/python -c 'import jax; print(jax.default_backend(), jax.devices())' 2>/dev/null)"
+step "python scripts/stability_study.py ${setting[*]-} ${args[*]-}"
+exec .venv/bin/python scripts/stability_study.py ${setting[@]+"${setting[@]}"} ${args[@]+"${args[@]}"}

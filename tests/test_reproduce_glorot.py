@@ -1,4 +1,4 @@
-"""Smoke test of scripts/reproduce_glorot_table1.py (subprocess, --tiny budget)."""
+"""Smoke test of scripts/reproduce_glorot_table1.py (subprocess, --tiny budget on generated Shapeset)."""
 from __future__ import annotations
 
 import json
@@ -13,19 +13,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_reproduce_glorot_tiny(tmp_path):
   out = tmp_path / "glorot"
+  runs = tmp_path / "runs"
   proc = subprocess.run(
       [sys.executable, os.path.join(ROOT, "scripts", "reproduce_glorot_table1.py"), "--tiny",
-       "--datasets", "shapeset", "--activations", "tanh", "--inits", "normalized",
-       "--out", str(out), "--workroot", str(tmp_path / "runs")],
-      capture_output=True, text=True, timeout=300, cwd=ROOT)
+       "--datasets=shapeset", "--activations=tanh", "--inits=normalized",
+       f"--out={out}", f"--workdir_root={runs}"],
+      capture_output=True, text=True, timeout=900, cwd=ROOT,  # hang guard only
+      env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert proc.returncode == 0, proc.stderr[-3000:]
-  table = (out / "table1.md").read_text()
+  table = (out / "table1_tiny.md").read_text()
   assert "Tanh N" in table and "Budget (tiny)" in table
-  res = json.loads((out / "table1.json").read_text())
-  assert len(res["runs"]) == 1
-  for r in res["runs"]:
-    assert r["status"] == "ok"
-    assert 0.0 <= r["test_error"] <= 100.0 and 0.0 <= r["val_error"] <= 100.0
+  assert ("Regenerate: `python scripts/reproduce_glorot_table1.py --datasets=shapeset --activations=tanh "
+          f"--inits=normalized --tiny --out={out}`") in table
+  res = json.loads((out / "table1_tiny.json").read_text())
+  assert res["preset"] == "tiny" and res["budget"]["num_val"] == 200
+  assert len(res["runs"]) == 1 and len(res["best"]) == 1
+  r = res["runs"][0]
+  assert r["status"] == "ok" and r["workdir"] == str(runs / "shapeset_tanh_normalized_lr0.1")
+  assert 0.0 <= r["test_error"] <= 100.0 and 0.0 <= r["val_error"] <= 100.0
+  # The errors are the engine's: its summary's best validation step (the only evaluation, the last step).
+  summary = json.loads((runs / "shapeset_tanh_normalized_lr0.1" / "summary.json").read_text())
+  assert summary["best"]["step"] == r["best_step"] == r["num_steps"] == 40
+  assert math.isclose(r["val_error"], 100 * (1 - summary["best"]["val_accuracy"]["mean"]))
+  assert math.isclose(r["test_error"], 100 * (1 - summary["best"]["test_accuracy"]["mean"]))
+  assert f"| Tanh N | {r['test_error']:.2f} | 0.1 | {r['val_error']:.2f} | 15.60 |" in table
   # Jacobian at init: finite, positive, and the normalized init has the larger
   # mean singular value for tanh (Glorot & Bengio 2010 §4.2.3).
   jac = {(j["activation"], j["init"]): j["mean_sv"] for j in res["jacobian_at_init"]}

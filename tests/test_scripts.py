@@ -1,6 +1,7 @@
-"""Smoke tests: the default study and the tGELU classification study run end to end (tiny budgets)."""
+"""Smoke tests: the default study and the tGELU classification study run end to end (--tiny, digits)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -9,39 +10,99 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(args, timeout=400):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  p = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                     timeout=timeout)
+def _run(args, **env):
+  p = subprocess.run([sys.executable, *args], cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu", **env},
+                     capture_output=True, text=True, timeout=900)  # hang guard only
   assert p.returncode == 0, p.stderr[-3000:]
   return p.stdout
 
 
-def test_stability_study_smoke(tmp_path):
-  out = _run(["scripts/stability_study.py", "--dataset=digits", "--num_steps=40", "--num_seeds=2",
-              "--arms=tanh-standard,softsign-normalized", f"--out={tmp_path}",
-              f"--workdir_root={tmp_path / 'runs'}"])
-  assert "dataset: digits" in out and "| tanh-standard |" in out
-  res = json.load(open(tmp_path / "results.json"))
-  for r in res["rows"].values():
+def _table_rows(md: str) -> dict[str, list[str]]:
+  """``| arm | c1 | c2 |`` lines of a markdown table → {arm: [c1, c2, ...]} (header and rule skipped)."""
+  rows = {}
+  for line in md.splitlines():
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if line.startswith("| ") and cells[0] not in ("arm",) and not set(cells[0]) <= {"-"}:
+      rows[cells[0]] = cells[1:]
+  return rows
+
+
+def test_stability_study_tiny(tmp_path):
+  out = _run(["scripts/stability_study.py", "--tiny", f"--out={tmp_path}", f"--workdir_root={tmp_path / 'runs'}"])
+  assert "dataset: digits" in out
+  for arm in ("tanh-standard", "tanh-normalized"):
+    assert f"[stability] {arm}: workdir {tmp_path / 'runs' / arm}" in out  # what runs where, as it runs
+    assert (tmp_path / "runs" / arm / "summary.json").exists()
+  md = (tmp_path / "table_tiny.md").read_text()
+  assert f"Regenerate: `python scripts/stability_study.py --tiny --out={tmp_path}`" in md
+  res = json.load(open(tmp_path / "table_tiny.json"))
+  assert res["dataset"] == "digits" and list(res["rows"]) == ["tanh-standard", "tanh-normalized"]
+  table = _table_rows(md)
+  assert list(table) == list(res["rows"])
+  for arm, r in res["rows"].items():
     assert 0.0 <= r["test_accuracy_mean"] <= 1.0 and np.isfinite(r["train_loss_mean"])
+    assert r["steps"] == 20 and r["seeds"] == 2 and r["depth"] == 20
     assert len(r["grad_ratio_first_last"]) == 2 and all(g > 0 for g in r["grad_ratio_first_last"])
-  assert (tmp_path / "table.md").read_text().count("\n| ") == 3
+    acc, loss, ratio, steps, seeds = table[arm]
+    assert acc == f"{r['test_accuracy_mean']:.4f} ± {r['test_accuracy_std']:.4f}"
+    assert loss == f"{r['train_loss_mean']:.4f}" and (steps, seeds) == ("20", "2")
+    assert ratio == f"{np.mean(r['grad_ratio_first_last']):.3g}"
+  # Glorot & Bengio: at depth 20 the standard init's gradients vanish toward the input.
+  rows = res["rows"]
+  assert max(rows["tanh-standard"]["grad_ratio_first_last"]) < 0.1 * min(rows["tanh-normalized"]["grad_ratio_first_last"])
   # --merge adds an arm (here ROAF, a different model family) and keeps the finished rows.
-  _run(["scripts/stability_study.py", "--dataset=digits", "--num_steps=20", "--num_seeds=1",
-        "--arms=roaf-tanh", "--merge", f"--out={tmp_path}", f"--workdir_root={tmp_path / 'runs2'}"])
-  merged = json.load(open(tmp_path / "results.json"))["rows"]
-  assert list(merged) == ["tanh-standard", "softsign-normalized", "roaf-tanh"]
+  _run(["scripts/stability_study.py", "--tiny", "--num_seeds=1", "--arms=roaf-tanh", "--merge",
+        f"--out={tmp_path}", f"--workdir_root={tmp_path / 'runs2'}"])
+  merged = json.load(open(tmp_path / "table_tiny.json"))["rows"]
+  assert list(merged) == ["tanh-standard", "tanh-normalized", "roaf-tanh"]
   assert merged["tanh-standard"] == res["rows"]["tanh-standard"]
-  assert merged["roaf-tanh"]["steps"] == 20 and merged["roaf-tanh"]["grad_ratio_first_last"][0] > 0
+  assert merged["roaf-tanh"]["steps"] == 20 and merged["roaf-tanh"]["seeds"] == 1
+  assert merged["roaf-tanh"]["grad_ratio_first_last"][0] > 0
+  md = (tmp_path / "table_tiny.md").read_text()
+  assert list(_table_rows(md)) == list(merged)
+  assert "--arms=tanh-standard,tanh-normalized,roaf-tanh" in md and "merged rows of earlier runs" in md
 
 
-def test_tgelu_classification_smoke(tmp_path):
-  _run(["scripts/reproduce_tgelu_classification.py", "--tiny", "--dataset=digits",
-        "--arms=tgelu-clip,gelu", "--epochs=1", f"--out={tmp_path}", f"--workdir_root={tmp_path / 'runs'}"])
-  res = json.load(open(tmp_path / "results.json"))
-  assert set(res["rows"]) == {"tgelu-clip", "gelu"}
-  for r in res["rows"].values():
+def test_tgelu_classification_tiny(tmp_path):
+  out = _run(["scripts/reproduce_tgelu_classification.py", "--tiny", "--arms=tgelu-clip,gelu",
+              f"--out={tmp_path}", f"--workdir_root={tmp_path / 'runs'}"])
+  assert f"[tgelu_classification] gelu: workdir {tmp_path / 'runs' / 'gelu'}" in out
+  res = json.load(open(tmp_path / "table_tiny.json"))
+  md = (tmp_path / "table_tiny.md").read_text()
+  assert md.startswith("ConvNet on digits (1024 train examples)")
+  assert "Regenerate: `python scripts/reproduce_tgelu_classification.py --arms=tgelu-clip,gelu --tiny" in md
+  assert res["dataset"] == "digits" and list(res["rows"]) == ["tgelu-clip", "gelu"]
+  table = _table_rows(md)
+  for arm, r in res["rows"].items():
     ep = r["per_epoch"]
-    assert len(ep) == 1 and 0.0 <= ep[0]["mean"] <= 1.0 and len(ep[0]["per_seed"]) == 2
-    assert r["update_var"] > 0 and np.isfinite(r["loss_abs_diff"])
+    assert len(ep) == 1 and ep[0]["epoch"] == 1 and 0.0 <= ep[0]["mean"] <= 1.0
+    assert len(ep[0]["per_seed"]) == 2 and np.isclose(ep[0]["mean"], np.mean(ep[0]["per_seed"]))
+    assert r["seeds"] == 2 and r["steps"] == 1024 // 64
+    assert r["update_var"] > 0 and np.isfinite(r["loss_abs_diff"]) and r["loss_abs_diff"] >= 0
+    assert 0.5 < r["final_train_loss"] < 5.0
+    assert table[arm] == [f"{ep[0]['mean']:.4f} ± {ep[0]['std']:.4f}", f"{r['update_var']:.3e}",
+                          f"{r['loss_abs_diff']:.4f}", f"{r['final_train_loss']:.4f}"]
+
+
+def _snapshot(folder):
+  """{relative path: (size, mtime_ns)} of every file under `folder`."""
+  snap = {}
+  for dirpath, _, files in os.walk(folder):
+    for name in files:
+      p = os.path.join(dirpath, name)
+      st = os.stat(p)
+      snap[os.path.relpath(p, folder)] = (st.st_size, st.st_mtime_ns)
+  return snap
+
+
+def test_tiny_without_out_leaves_results_untouched(tmp_path):
+  """A --tiny run with no --out writes to a fresh temporary folder, never over results/."""
+  results = os.path.join(ROOT, "results")
+  before = _snapshot(results)
+  out = _run(["scripts/stability_study.py", "--tiny", "--arms=tanh-normalized", "--num_seeds=1",
+              f"--workdir_root={tmp_path / 'runs'}"], TMPDIR=str(tmp_path))
+  assert _snapshot(results) == before
+  written = re.search(r"^wrote (.+\.md)$", out, re.M).group(1)
+  assert os.path.isabs(written) and written.startswith(str(tmp_path) + os.sep), written
+  assert os.path.basename(os.path.dirname(written)).startswith("stability_tiny_")
+  assert "| tanh-normalized |" in open(written).read()

@@ -12,6 +12,9 @@ see `stable_training.optim.avg_grad`); ``-shallow`` is the 1-hidden-layer
 control. The learning rate is swept by `scripts/reproduce_avg_grad.py`
 (1e-4 … 1e-2). Width 64 and batch 128 are this reproduction's choices (sized
 for a 2-core CPU), not the paper's.
+
+``tiny``: the secant arm (30 hidden layers) shrunk by `default.tiny` to a
+seconds-long smoke run on digits.
 """
 from __future__ import annotations
 
@@ -27,14 +30,16 @@ def parse_variant(variant: str) -> tuple[str, int]:
   parts = (variant or "rmsprop").split("-")
   method, rest = parts[0], parts[1:]
   if method not in METHODS:
-    raise ValueError(f"avg_grad.py method {method!r}; valid: {', '.join(METHODS)}")
+    raise ValueError(f"avg_grad.py method {method!r}; valid: {', '.join(METHODS)} (or the variant tiny)")
   if rest not in ([], ["shallow"]):
     raise ValueError(f"avg_grad.py variant {variant!r}: expected METHOD or METHOD-shallow")
   return method, SHALLOW_DEPTH if rest else DEEP_DEPTH
 
 
 def get_config(variant: str = "rmsprop"):
-  """The config for one (method, depth) arm; learning_rate set by the sweep."""
+  """The config for one (method, depth) arm (or ``tiny``); learning_rate set by the sweep."""
+  if variant == "tiny":
+    return default.tiny(get_config("secant"))
   method, depth = parse_variant(variant)
   c = default.get_config()
   c.dataset.name = "fashion_mnist"

@@ -8,6 +8,9 @@ U[−1/√n, 1/√n], glorot_normalized U[±√6/√(n_in+n_out)]), dataset ∈
 1000 units, plain SGD, minibatch 10, learning rate picked on validation
 (`scripts/reproduce_glorot_table1.py` does the picking), softmax output and
 the negative log-likelihood. Diagnostics (per-layer monitors) are on.
+
+``tiny``: the tanh-normalized cell shrunk by `default.tiny` (digits, width 16,
+20 steps) with a 64-example validation split, as the script uses it.
 """
 from __future__ import annotations
 
@@ -36,7 +39,11 @@ def parse_variant(variant: str) -> tuple[str, str, str]:
 
 
 def get_config(variant: str = "tanh-normalized"):
-  """The Table-1 config for one (activation, init, dataset) cell."""
+  """The Table-1 config for one (activation, init, dataset) cell (or ``tiny``)."""
+  if variant == "tiny":
+    c = get_config("tanh-normalized")
+    c.dataset.num_val = 64
+    return default.tiny(c)
   act, init, ds = parse_variant(variant)
   c = default.get_config()
   c.dataset.name = ds

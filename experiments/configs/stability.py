@@ -3,6 +3,8 @@
 A deep MLP (depth 20, width 128) trained with SGD under several arms; each
 arm is a variant of this config: ``stability.py:tanh-standard`` etc.
 Later methods add arms to `ARMS` (one line each) and appear as new rows.
+``stability.py:tiny`` is the tanh-normalized arm shrunk by `default.tiny`
+(digits, width 16, 20 steps; depth stays 20).
 """
 from experiments.configs import default
 from stable_training.study import apply_overrides
@@ -28,9 +30,11 @@ ARMS = {
 
 
 def get_config(arm: str = "tanh-standard"):
-  """Base config of the study with `arm` applied; raises ValueError for an unknown arm."""
+  """Base config of the study with `arm` applied (or ``tiny``); raises ValueError for an unknown arm."""
+  if arm == "tiny":
+    return default.tiny(get_config("tanh-normalized"))
   if arm not in ARMS:
-    raise ValueError(f"unknown arm {arm!r} of stability.py; valid: {', '.join(ARMS)}")
+    raise ValueError(f"unknown arm {arm!r} of stability.py; valid: {', '.join(ARMS)}, tiny")
   c = default.get_config()
   c.model.depth = 20
   c.model.width = 128

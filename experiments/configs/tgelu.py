@@ -2,7 +2,8 @@
 
 The ConvNet (conv 8→16→64, dense 1024→256) on Fashion-MNIST, SGD lr 3e-3,
 batch 256, many seeds in one vmapped run. Variants: ``tgelu-clip`` (tGELU(−1, 3)
-and output-layer clipping λ = 1), ``gelu``, ``gelu-clip``.
+and output-layer clipping λ = 1), ``gelu``, ``gelu-clip``; ``tiny``: the
+tgelu-clip arm shrunk by `default.tiny` (digits as 8×8 images, 2 seeds, 20 steps).
 """
 from experiments.configs import default
 from stable_training.study import apply_overrides
@@ -15,9 +16,11 @@ ARMS = {
 
 
 def get_config(arm: str = "tgelu-clip"):
-  """The study's config with `arm` applied; ValueError for an unknown arm."""
+  """The study's config with `arm` applied (or ``tiny``); ValueError for an unknown arm."""
+  if arm == "tiny":
+    return default.tiny(get_config("tgelu-clip"))
   if arm not in ARMS:
-    raise ValueError(f"unknown arm {arm!r} of tgelu.py; valid: {', '.join(ARMS)}")
+    raise ValueError(f"unknown arm {arm!r} of tgelu.py; valid: {', '.join(ARMS)}, tiny")
   c = default.get_config()
   c.dataset.name = "fashion_mnist"
   c.dataset.view = "image"
