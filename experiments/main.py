@@ -29,6 +29,9 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (optionally :variant).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics, checkpoints and summary.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
+_HOST_DEVICES = flags.DEFINE_integer(
+    "host_devices", 0, "Expose this many CPU devices (XLA's host platform; 0 = leave as is). With num_seeds a "
+    "multiple of it the seeds are split over them, one program per core; no effect on GPU/TPU backends.")
 
 
 def _usage_error(msg: str) -> None:
@@ -150,6 +153,11 @@ def _quiet_logging() -> None:
 def main(argv):
   del argv
   _quiet_logging()
+  if _HOST_DEVICES.value < 0:
+    _usage_error(f"--host_devices={_HOST_DEVICES.value}: must be >= 0")
+  if _HOST_DEVICES.value:  # read when the CPU backend starts, i.e. after this
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={_HOST_DEVICES.value}").strip()
   config = _config_or_exit()
   if config is None or not _WORKDIR.value:
     _usage_error("--config and --workdir are required")
@@ -160,15 +168,17 @@ def main(argv):
     trainer.validate(config)
   except (ConfigError, ValueError) as e:
     _usage_error(str(e).splitlines()[0])
+  primary = True
   if _DISTRIBUTED.value:
     import jax
     jax.distributed.initialize()
+    primary = jax.process_index() == 0  # process 0 prepares (and on refusal removes) the shared workdir
   from stable_training.data import DataError
   from stable_training.train import NonFiniteError, WorkdirConfigMismatch
   from stable_training.train.checkpoint import CheckpointMismatch
   from stable_training.train.lock import WorkdirBusy
   workdir = _WORKDIR.value
-  created = _prepare_workdir(workdir)
+  created = _prepare_workdir(workdir) if primary else False
   try:
     summary = trainers.run(config, workdir)
   except (ConfigError, WorkdirConfigMismatch, DataError, WorkdirBusy, CheckpointMismatch) as e:

@@ -9,11 +9,27 @@ from __future__ import annotations
 import math
 import numbers
 
-from stable_training import activations, initializers
+from stable_training.schema import ConfigError, Key, check_group  # noqa: F401  (re-exported)
 
-
-class ConfigError(ValueError):
-  """An invalid config value; the message names the key and what is valid."""
+# Top-level keys of a supervised config (the trainer's contract); the groups
+# (dataset, model, optimizer, lsc, diagnostics) have their own.
+TOP_KEYS = ("trainer", "loss", "seed", "num_seeds", "batch_size", "eval_batch_size", "num_steps", "num_epochs",
+            "log_every", "eval_every", "checkpoint_every", "scan_unroll", "on_nonfinite", "max_consecutive_skips",
+            "progress", "dataset", "model", "optimizer", "lsc", "diagnostics")
+DATASET_KEYS = {
+    "name": Key(str, "fashion_mnist"), "data_dir": Key(str, ""), "view": Key(str, "flatten"),
+    "num_train": Key(int, 0, lo=0, doc="0 = all"), "num_test": Key(int, 0, lo=0, doc="0 = all"),
+    "num_val": Key(int, 0, lo=0), "lag": Key(int, 100, lo=2), "standardize": Key(bool, True),
+    "view_seed": Key(int, 0, lo=0),
+}
+LSC_KEYS = {
+    "enabled": Key(bool, False), "rho": Key(str, "1", choices=("1", "0.5", "unbalanced")),
+    "steps": Key(int, 200, lo=1), "batch": Key(int, 16, lo=1), "batch_samples": Key(int, 4, lo=0),
+    "method": Key(str, "exact", choices=("exact", "power")), "time_samples": Key(int, 2, lo=1),
+    "lr": Key(float, 7e-3, lo=0.0, lo_open=True), "tol": Key(float, 0.08, lo=0.0, lo_open=True),
+    "patience": Key(int, 20, lo=1),
+}
+DIAGNOSTICS_KEYS = {"enabled": Key(bool, False), "every": Key(int, 500, lo=1)}
 
 
 def _int(c, key, lo=None):
@@ -58,6 +74,15 @@ def validate(config) -> None:
   from stable_training.data import sequence_tasks
   from stable_training.train import losses
 
+  unknown = sorted(set(config.keys()) - set(TOP_KEYS))
+  if unknown:
+    raise ConfigError(f"unknown key config.{unknown[0]}; valid top-level keys: {', '.join(sorted(TOP_KEYS))}")
+  from stable_training.optim.schema import OPTIMIZER_KEYS
+  check_group(config.dataset, DATASET_KEYS, "dataset")
+  check_group(config.optimizer, OPTIMIZER_KEYS, "optimizer")
+  check_group(config.lsc, LSC_KEYS, "lsc")
+  check_group(config.diagnostics, DIAGNOSTICS_KEYS, "diagnostics")
+  models.resolve_model_config(config.model)
   _choice(config, "trainer", ["supervised"])
   _choice(config, "loss", losses.names())
   _int(config, "seed", 0)
@@ -89,16 +114,6 @@ def validate(config) -> None:
     task = sequence_tasks.get_task(config.dataset.name)
     if config.loss != task.loss:
       raise ConfigError(f"config.loss={config.loss!r}: the {config.dataset.name} task needs {task.loss!r}")
-
-  _choice(config, "model.name", models.names())
-  _int(config, "model.width", 1)
-  _int(config, "model.depth", 1)
-  _choice(config, "model.activation", activations.names())
-  try:
-    activations.get_activation(config.model.activation, **dict(config.model.activation_kwargs))
-  except ValueError as e:
-    raise ConfigError(f"config.model.activation_kwargs: {e}") from None
-  _choice(config, "model.kernel_init", initializers.names())
 
   _choice(config, "optimizer.name", optim.names())
   if config.optimizer.name == "avg_grad_rmsprop":

@@ -1,6 +1,11 @@
-"""Tests for the averaged gradient ḡ = ∫₀¹ ∇L(w + tΔw) dt and avg-grad RMSProp."""
+"""Tests for the averaged gradient ḡ = ∫₀¹ ∇L(w + tΔw) dt and avg-grad RMSProp.
+
+ICLR 2025 submission "Efficient Gradient-Based Algorithm for Training Deep
+Learning Models With Many Nonlinear Activations".
+"""
 from __future__ import annotations
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -13,6 +18,7 @@ from stable_training import activations as acts
 from stable_training import optim
 from stable_training.models.mlp import DeepMLP
 from stable_training.optim import avg_grad as ag
+from stable_training.train import steps
 
 
 def _dot(a, b):
@@ -224,66 +230,225 @@ def test_bad_method_and_points():
     optim.avg_grad_rmsprop(0.1, method="simpson")
   with pytest.raises(ValueError, match="num_points"):
     optim.avg_grad_rmsprop(0.1, method="gauss_legendre", num_points=0)
-  with pytest.raises(ValueError, match="AvgGradState"):
-    optim.find_delta(optax.adam(0.1).init({"w": jnp.ones(2)}))
+  with pytest.raises(ValueError, match="num_points"):
+    optim.averaged_gradient_estimator("gauss_legendre", num_points=1.5)
 
 
-def test_find_delta_through_optax_wrappers():
-  # The engine may wrap the chain in apply_if_finite; Δw is the applied update.
-  tx = optax.apply_if_finite(optax.chain(optim.clip_output_layer(1.0),
-                                         optim.avg_grad_rmsprop(0.1)), 5)
-  p = {"output": {"kernel": jnp.ones(2)}, "h": {"k": jnp.ones(3)}}
-  s = tx.init(p)
-  assert all(float(jnp.abs(x).max()) == 0.0 for x in jax.tree.leaves(optim.find_delta(s)))
-  u, s = tx.update(p, s, p)
-  for a, b in zip(jax.tree.leaves(optim.find_delta(s)), jax.tree.leaves(u)):
-    np.testing.assert_array_equal(a, b)
-  # RMSProp first step on an unclipped leaf: −η g/√((1−ρ)g² + ε), g = 1.
-  np.testing.assert_allclose(u["h"]["k"], -0.1 / np.sqrt(0.1 + 1e-8), rtol=1e-6)
+def test_estimator_needs_grad_fn_and_params():
+  tx = optim.averaged_gradient_estimator("midpoint")
+  p = {"w": jnp.ones(2)}
+  with pytest.raises(ValueError, match="grad_fn"):
+    tx.update(p, tx.init(p), p)
+  with pytest.raises(ValueError, match="params"):
+    tx.update(p, tx.init(p), None, grad_fn=lambda q: q)
 
 
-@pytest.mark.parametrize("method", ["secant", "midpoint"])
-def test_avg_grad_rmsprop_step_under_jit_and_vmap(method):
-  model = DeepMLP(width=8, depth=3, num_classes=3)
-  x = jnp.asarray(np.random.default_rng(0).standard_normal((12, 5)), jnp.float32)
-  y = jnp.arange(12) % 3
+# ---------------------------------------------------------------- the engine path
+_X = jnp.asarray(np.random.default_rng(0).standard_normal((12, 5)), jnp.float32)
+_Y = jnp.arange(12) % 3
+_MODEL = DeepMLP(width=8, depth=3, num_classes=3)
 
-  def loss_fn(p, batch, rng):
-    del rng
-    logits = model.apply({"params": p}, batch[0])
-    return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean(), {}
 
+def _engine_run(tx, params0, num_steps, model=_MODEL, seeds_axis=True):
+  """`num_steps` engine steps (make_train_step → make_chunk_fn, vmapped seeds)."""
+  step = steps.make_train_step(model, steps.cross_entropy, tx)
+  chunk = jax.jit(steps.make_chunk_fn(step, stop_on_nonfinite=False,
+                                      make_batch=lambda data, xs: data))
+  n = jax.tree.leaves(params0)[0].shape[0]
+  state = steps.TrainState(step=jnp.zeros((n,), jnp.int32), params=params0,
+                           opt_state=jax.vmap(tx.init)(params0),
+                           rng=jnp.stack([jax.random.PRNGKey(i) for i in range(n)]))
+  state, _, metrics = chunk(state, (_X, _Y), jnp.zeros((num_steps, n), jnp.int32))
+  return state, metrics
+
+
+def _old_path(params, num_steps, method, lr, clip):
+  """The previous design, re-implemented (vmapped over the seed axis of `params`):
+  ḡ = averaged_gradient(w, Δw = the previous update) computed before the
+  optimizer, then clip_output_layer → RMSProp (ε in the sqrt)."""
+  ref = optax.chain(optim.clip_output_layer(clip), optax.rmsprop(lr, decay=0.9, eps=1e-8))
+  f = lambda p: (steps.cross_entropy(_MODEL.apply({"params": p}, _X), _Y), None)
+
+  def run(p):
+    def body(carry, _):
+      p, s, prev = carry
+      loss, _, g = optim.averaged_gradient(f, p, prev, method=method)
+      u, s = ref.update(g, s, p)
+      return (optax.apply_updates(p, u), s, u), loss
+    (p, _, _), losses = jax.lax.scan(body, (p, ref.init(p), jax.tree.map(jnp.zeros_like, p)),
+                                     None, length=num_steps)
+    return p, losses
+  return jax.jit(jax.vmap(run, out_axes=(0, 1)))(params)
+
+
+def _two_seeds():
+  return jax.tree.map(lambda a, b: jnp.stack([a, b]), _init_like(_MODEL, _X, 1), _init_like(_MODEL, _X, 2))
+
+
+@pytest.mark.parametrize("method", ag.METHODS)
+def test_engine_with_one_transform_equals_old_estimator_plus_optimizer(method):
+  # (a) The transform, driven by the engine's train step (vmapped seeds,
+  # scanned steps), reproduces the old two-part path: estimator before the
+  # optimizer, Δw read from the optimizer state. Clipping is active
+  # (c = 0.05 < the output gradient norm), so its order relative to ḡ matters.
+  # float64: in float32 the two differ by the rounding of Δw = w_t − w_{t−1}
+  # (vs. the stored update), which RMSProp's ḡ/√ν amplifies on tiny entries.
+  lr, clip, n = 0.05, 0.05, 3
   cfg = ml_collections.ConfigDict(dict(
-      name="avg_grad_rmsprop", learning_rate=0.05, decay=0.9, eps=1e-8, clip_output_norm=1.0,
+      name="avg_grad_rmsprop", learning_rate=lr, decay=0.9, eps=1e-8, clip_output_norm=clip,
       avg_grad=dict(method=method, num_points=2)))
+  with jax.enable_x64(True):
+    p0 = _to64(_two_seeds())
+    by_config, m_cfg = _engine_run(optim.make_optimizer(cfg), p0, n)
+    if method == "secant":  # what a user writes by hand is what the config builds
+      by_hand, _ = _engine_run(optax.chain(optim.averaged_gradient_estimator(method),
+                                           optim.clip_output_layer(clip),
+                                           optax.rmsprop(lr, decay=0.9, eps=1e-8)), p0, n)
+      chex.assert_trees_all_close(by_config.params, by_hand.params, rtol=1e-12, atol=1e-14)
+    want, want_losses = _old_path(p0, n, method, lr, clip)
+    chex.assert_trees_all_close(by_config.params, want, rtol=1e-9, atol=1e-12)
+    chex.assert_trees_all_close(m_cfg["loss"], want_losses, rtol=1e-12)
+    moved = jnp.abs(by_config.params["output"]["kernel"] - p0["output"]["kernel"])
+    assert float(jnp.max(moved)) > 1e-2
+
+
+def test_transform_before_the_estimator_is_an_error():
+  # chain(clip, avg_grad_rmsprop): the clipping would act on ∇L(w), which the
+  # estimator replaces by ḡ — lost; the engine's grad_fn.at_params lets it say so.
+  tx = optax.chain(optim.clip_output_layer(1.0), optim.avg_grad_rmsprop(1e-3, method="midpoint"))
+  with pytest.raises(ValueError, match="must come first"):
+    _engine_run(tx, _two_seeds(), 1)
+
+
+def test_delta_is_the_applied_update_whatever_follows():
+  # Transforms after the estimator (a scaling, apply_if_finite) do not change
+  # what Δw means: the update applied at the previous step, w₁ − w₀.
+  with jax.enable_x64(True):
+    loss_fn, p0, _ = _tiny_classifier()
+    grad_fn = jax.grad(lambda p: loss_fn(p)[0])
+    tx = optax.apply_if_finite(optax.chain(optim.averaged_gradient_estimator("midpoint"),
+                                           optax.scale(-0.05)), 3)
+
+    @jax.jit
+    def step(p, s):
+      u, s = tx.update(grad_fn(p), s, p, grad_fn=grad_fn)
+      return optax.apply_updates(p, u), s, u
+    p1, s, u1 = step(p0, tx.init(p0))
+    chex.assert_trees_all_close(u1, jax.tree.map(lambda g: -0.05 * g, grad_fn(p0)))  # Δw = 0
+    _, _, u2 = step(p1, s)
+    g_bar = jax.jit(lambda p, d: optim.averaged_gradient(loss_fn, p, d, method="midpoint")[2])(
+        p1, jax.tree.map(jnp.subtract, p1, p0))
+    chex.assert_trees_all_close(u2, jax.tree.map(lambda g: -0.05 * g, g_bar), rtol=1e-12)
+
+
+def _counting_loss():
+  calls = []
+
+  def loss_fn(logits, y):
+    calls.append(1)   # once per trace of the objective
+    return steps.cross_entropy(logits, y)
+  return loss_fn, calls
+
+
+@pytest.mark.parametrize("name,traces", [("sgd", 1), ("adam", 1), ("rmsprop", 1),
+                                         ("avg_grad_rmsprop", 2)])
+def test_plain_optimizers_trace_one_gradient(name, traces):
+  # The extra-arg gradient is traced only when a transform calls it: the plain
+  # optimizers' step holds exactly one forward+backward, as before.
+  cfg = ml_collections.ConfigDict(dict(name=name, learning_rate=0.01, clip_output_norm=1.0,
+                                       avg_grad=dict(method="midpoint", num_points=2)))
+  loss_fn, calls = _counting_loss()
   tx = optim.make_optimizer(cfg)
-  grad_fn = optim.make_grad_fn(cfg, loss_fn)
+  step = steps.make_train_step(_MODEL, loss_fn, tx)
+  p = _init_like(_MODEL, _X, 0)
+  state = steps.TrainState(step=jnp.zeros((), jnp.int32), params=p, opt_state=tx.init(p),
+                           rng=jax.random.PRNGKey(0))
+  jax.eval_shape(step, state, (_X, _Y))
+  assert len(calls) == traces, (name, len(calls))
 
-  def step(p, s):
-    (loss, _), g = grad_fn(p, s, (x, y), None)
-    u, s = tx.update(g, s, p)
-    return optax.apply_updates(p, u), s, g, u
 
-  p0 = jax.tree.map(lambda a, b: jnp.stack([a, b]), _init_like(model, x, 1), _init_like(model, x, 2))
-  s0 = jax.vmap(tx.init)(p0)
-  vstep = jax.jit(jax.vmap(step))
-  p1, s1, g1, u1 = vstep(p0, s0)
-  p2, s2, g2, u2 = vstep(p1, s1)
-  for a, b in zip(jax.tree.leaves(optim.find_delta(s1)), jax.tree.leaves(u1)):
-    np.testing.assert_array_equal(a, b)
-  f = lambda p: loss_fn(p, (x, y), None)
-  plain = jax.jit(jax.grad(lambda p: f(p)[0]))
-  avg = jax.jit(lambda p, d: optim.averaged_gradient(f, p, d, method=method)[2])
-  ref = optax.chain(optim.clip_output_layer(1.0), optax.rmsprop(0.05, decay=0.9, eps=1e-8))
-  ref_update = jax.jit(lambda g, p: ref.update(g, ref.init(p), p)[0])
-  for i in range(2):
-    sel = lambda t: jax.tree.map(lambda a: a[i], t)
-    # Step 0: Δw = 0 ⇒ the plain gradient; first update = clipped RMSProp.
-    for a, b in zip(jax.tree.leaves(sel(g1)), jax.tree.leaves(plain(sel(p0)))):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    for a, b in zip(jax.tree.leaves(sel(u1)), jax.tree.leaves(ref_update(sel(g1), sel(p0)))):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
-    # Step 1: the averaged gradient at w₁ over Δw = u₁ (the first update).
-    for a, b in zip(jax.tree.leaves(sel(g2)), jax.tree.leaves(avg(sel(p1), sel(u1)))):
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-  assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(p2))
+def test_sam_opaque_mode_runs_through_the_engine():
+  # The same extra-arg protocol serves optax.contrib.sam: grad_fn(params, i).
+  tx = optax.contrib.sam(optax.sgd(0.1), optax.sgd(0.05), sync_period=2, opaque_mode=True)
+  state, m = _engine_run(tx, _two_seeds(), 2)
+  assert bool(jnp.all(m["finite"]))
+  assert float(jnp.max(jnp.abs(state.params["output"]["kernel"] - _two_seeds()["output"]["kernel"]))) > 0
+
+
+# ------------------------------------------------------------ accuracy against the math
+def _tiny_classifier():
+  """1 hidden tanh layer (registry tanh) + linear output, softmax CE, float64."""
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.standard_normal((16, 4)))
+  y = jnp.arange(16) % 3
+  params = {"w1": jnp.asarray(r.standard_normal((4, 8))) / 2, "b1": jnp.asarray(0.1 * r.standard_normal(8)),
+            "w2": jnp.asarray(r.standard_normal((8, 3))) / np.sqrt(8), "b2": jnp.zeros(3)}
+  direction = jax.tree.map(lambda p: jnp.asarray(r.standard_normal(p.shape)), params)
+
+  def loss_fn(p):
+    logits = acts.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), None
+  return loss_fn, params, direction
+
+
+def _dense_average(loss_fn, params, delta, n=2000):
+  """∫₀¹ ∇L(w + tΔw) dt by composite Simpson on n intervals (error O(n⁻⁴), ≈ rounding here)."""
+  grad = jax.grad(lambda p: loss_fn(p)[0])
+  t = jnp.linspace(0.0, 1.0, n + 1)
+  gs = jax.vmap(lambda ti: grad(jax.tree.map(lambda a, b: a + ti * b, params, delta)))(t)
+  w = jnp.ones(n + 1).at[1:-1:2].set(4.0).at[2:-1:2].set(2.0) / (3.0 * n)
+  return jax.tree.map(lambda g: jnp.tensordot(w, g, 1), gs)
+
+
+def _err(a, b):
+  return float(jnp.sqrt(sum(jnp.sum((u - v) ** 2) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))))
+
+
+@pytest.mark.parametrize("method,num_points,ratio", [
+    ("midpoint", 1, 4.0),         # error f″/24 · O(|Δw|²)
+    ("gauss_legendre", 2, 16.0),  # error O(|Δw|⁴) (exact for degree ≤ 3 along the segment)
+    ("secant", 2, 4.0),           # activations exact; the CE on the linear output by the
+                                  # trapezoid rule: error −f″/12 · O(|Δw|²) (≈ 2× midpoint's)
+])
+def test_error_order_against_dense_quadrature(method, num_points, ratio):
+  # (b) Halving Δw divides the error to the dense average by 2^order.
+  with jax.enable_x64(True):
+    loss_fn, params, direction = _tiny_classifier()
+    est = jax.jit(lambda p, d: optim.averaged_gradient(loss_fn, p, d, method=method,
+                                                       num_points=num_points)[2])
+    dense = jax.jit(lambda p, d: _dense_average(loss_fn, p, d))
+    errs = []
+    for s in (0.1, 0.05, 0.025):
+      d = jax.tree.map(lambda a: s * a, direction)
+      errs.append(_err(est(params, d), dense(params, d)))
+    for big, small in zip(errs, errs[1:]):
+      assert abs(big / small / ratio - 1.0) < 0.2, (method, errs)
+    if method == "secant":  # the trapezoid constant: twice the midpoint error (to leading order)
+      mid = jax.jit(lambda p, d: optim.averaged_gradient(loss_fn, p, d, method="midpoint")[2])
+      d = jax.tree.map(lambda a: 0.025 * a, direction)
+      assert 1.5 < errs[-1] / _err(mid(params, d), dense(params, d)) < 2.5
+
+
+class _DirectTanhNet(nn.Module):
+  """Hidden layer through jnp.tanh directly (as the recurrent cells do): bypasses the registry."""
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(3, name="output")(jnp.tanh(nn.Dense(8, name="layer")(x)))
+
+
+def test_secant_on_activations_outside_the_registry_is_an_error():
+  # (c) The hook never fires: instead of silently using σ′ (the plain
+  # trapezoid rule), secant raises, naming the primitive and where it is called.
+  model = _DirectTanhNet()
+  p = _init_like(model, _X, 0)
+  f = lambda q: (steps.cross_entropy(model.apply({"params": q}, _X), _Y), None)
+  with pytest.raises(ValueError, match=r"(?s)secant.*tanh at .*test_avg_grad\.py"):
+    optim.averaged_gradient(f, p, jax.tree.map(jnp.zeros_like, p), method="secant")
+  # ... also at trace time of the engine's step, vmapped over seeds ...
+  p2 = jax.tree.map(lambda a: jnp.stack([a, a]), p)
+  with pytest.raises(ValueError, match="tanh at"):
+    _engine_run(optim.avg_grad_rmsprop(0.01, method="secant"), p2, 1, model=model)
+  # ... while the quadrature methods need no hook.
+  state, m = _engine_run(optim.avg_grad_rmsprop(0.01, method="midpoint"), p2, 2, model=model)
+  assert bool(jnp.all(m["finite"]))

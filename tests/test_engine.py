@@ -147,7 +147,7 @@ def test_num_epochs_and_validation_split(tmp_path):
 @pytest.mark.parametrize("key,value,match", [
     ("optimizer.learning_rate", float("nan"), "finite"),
     ("optimizer.schedule", "linear", "valid choices"),
-    ("optimizer.clip_global_norm", -1.0, ">= 0"),
+    ("optimizer.clip_global_norm", -1.0, "must be in \\[0, inf\\)"),
     ("loss", "hinge", "valid choices"),
     ("num_epochs", -1, ">= 0"),
 ])

@@ -58,7 +58,7 @@ def test_second_run_on_a_busy_workdir_is_refused_and_metrics_stay_clean(tmp_path
 @pytest.mark.parametrize("args,expect", [
     (["--config=experiments/configs/nosuch.py"], "cannot load the config file"),
     (TINY + ["--config.dataset.name=fashion_mnist", "--config.dataset.data_dir=/nonexistent"], "file not found"),
-    (["--config=experiments/configs/roaf.py:tiny", "--config.model.alpha=1.5"], "0 < alpha < 1, got 1.5"),
+    (["--config=experiments/configs/roaf.py:tiny", "--config.model.alpha=1.5"], "config.model.alpha=1.5: must be in (0, 1)"),
     (["--config=experiments/configs/roaf.py:tiny", "--config.model.alhpa=0.5"], "unknown key config.model.alhpa"),
     (["--config=experiments/configs/roaf.py:tiny", "--config.optimizer.learning_rate=nan"], "finite"),
 ])

@@ -233,3 +233,207 @@ def test_ffn_layer_spectra_match_numpy_on_explicit_jacobians():
     h = hn
   for k in s:
     np.testing.assert_allclose(s[k], ref[k], rtol=2e-4, atol=1e-6)
+
+
+# ------------------------------------------- the protocol: any declaring model ---
+from stable_training.models.recurrent import RecurrentClassifier  # noqa: E402
+from stable_training.models.roaf import ROAFMLP, fast_filter, fast_filter_perm_sign, layer_filter  # noqa: E402
+
+f64 = lambda a: np.asarray(a, np.float64)
+sig = lambda a: 1.0 / (1.0 + np.exp(-a))
+dW = lambda v, W: v[:, :, None] * W.T[None]          # diag(v) Wᵀ per example (flax kernel W [in, out])
+
+
+def _roaf_mlp_jacobians(m, p, x):
+  """Layer Jacobians J_l = α O_l + β diag(1 − tanh² z_l) W_lᵀ of a tanh ROAFMLP, numpy float64."""
+  alpha, beta = m.alpha, 1.0 - m.alpha
+  h = np.tanh(f64(x).reshape(x.shape[0], -1) @ f64(p["input"]["dense"]["kernel"]) + f64(p["input"]["dense"]["bias"]))
+  W, b = f64(p["hidden"]["layer"]["dense"]["kernel"]), f64(p["hidden"]["layer"]["dense"]["bias"])
+  Js = []
+  for l in range(1, m.depth):
+    if m.filter_mode == "haar":
+      O = f64(layer_filter(m.filter_seed, l, m.width))
+    else:
+      O = f64(fast_filter(m.filter_seed, *fast_filter_perm_sign(m.filter_seed, l, m.width)))
+    z = h @ W[l - 1] + b[l - 1]
+    Js.append(alpha * O[None] + beta * dW(1 - np.tanh(z) ** 2, W[l - 1]))
+    h = alpha * h @ O.T + beta * np.tanh(z)
+  return np.stack(Js), h
+
+
+@pytest.mark.parametrize("filter_mode", ["haar", "fast"])
+def test_roaf_mlp_radii_equal_eigvals_of_explicit_layer_jacobians(filter_mode):
+  m = ROAFMLP(width=6, depth=4, num_classes=3, alpha=0.6, kernel_init="glorot_normalized",
+              filter_mode=filter_mode, filter_seed=3)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  key = jax.random.PRNGKey(4)
+  r = jax.jit(lambda p, x: lsc.transition_radii(m, p, x, key))(p, x)
+  J, h_last = _roaf_mlp_jacobians(m, p, x)
+  assert r["depth"].shape == (3, 3)
+  np.testing.assert_allclose(r["depth"], np.abs(np.linalg.eigvals(J)).max(-1), rtol=1e-4)
+  # Read-out: W_outᵀ (3 × 6) square-subsampled with one key per example.
+  Wo = jnp.asarray(p["output"]["kernel"]).T
+  keys = jax.random.split(jax.random.split(key)[1], 3)
+  ref = [np.abs(np.linalg.eigvals(f64(lsc.square_subsample(Wo, k)))).max() for k in keys]
+  np.testing.assert_allclose(r["readout"], ref, rtol=1e-4)
+  # The spectra helper sees the same matrices.
+  s = lsc.layer_spectra(m, p, x)
+  np.testing.assert_allclose(s["max_abs_eig"], np.abs(np.linalg.eigvals(J)).max(-1).mean(-1), rtol=1e-4)
+  np.testing.assert_allclose(s["rms_sv"], np.sqrt((np.linalg.svd(J, compute_uv=False) ** 2).mean(-1)).mean(-1),
+                             rtol=1e-4)
+
+
+def _rnn_jacobians(m, p, x):
+  """∂s_t/∂s_{t−1} [B, T, S, S] of a RecurrentClassifier (numpy float64); s = h, or [h, c] for lstm."""
+  x = f64(x)
+  B, T, _ = x.shape
+  H = m.hidden
+  c = p["cell"]
+  K = lambda n: f64(c[n]["kernel"])
+  bias = lambda n: f64(c[n]["bias"])
+  h, cc = np.zeros((B, H)), np.zeros((B, H))
+  Js = []
+  for t in range(T):
+    xt = x[:, t]
+    if m.cell in ("elman", "roaf"):
+      z = xt @ f64(p["input_proj"]["kernel"]) + f64(p["input_proj"]["bias"]) + h @ K("h")
+      if m.cell == "elman":
+        h = np.tanh(z)
+        J = dW(1 - h ** 2, K("h"))
+      else:
+        a, b = m.alpha, 1.0 - m.alpha
+        O = f64(layer_filter(m.filter_seed, 0, H))
+        J = a * O[None] + b * dW(1 - np.tanh(z) ** 2, K("h"))
+        h = a * h @ O.T + b * np.tanh(z)
+    elif m.cell == "gru":
+      r = sig(xt @ K("ir") + bias("ir") + h @ K("hr"))
+      zg = sig(xt @ K("iz") + bias("iz") + h @ K("hz"))
+      u = h @ K("hn") + bias("hn")
+      n = np.tanh(xt @ K("in") + bias("in") + r * u)
+      dn = (1 - n ** 2)[:, :, None] * (u[:, :, None] * dW(r * (1 - r), K("hr")) + dW(r, K("hn")))
+      J = (1 - zg)[:, :, None] * dn + (h - n)[:, :, None] * dW(zg * (1 - zg), K("hz")) + \
+          np.eye(H)[None] * zg[:, :, None]
+      h = (1 - zg) * n + zg * h
+    else:  # lstm, flat state [h, c]
+      pre = {g: xt @ K("i" + g) + h @ K("h" + g) + bias("h" + g) for g in "ifgo"}
+      i, f, o, g = sig(pre["i"]), sig(pre["f"]), sig(pre["o"]), np.tanh(pre["g"])
+      c_new = f * cc + i * g
+      dc_dh = dW(cc * f * (1 - f), K("hf")) + dW(g * i * (1 - i), K("hi")) + dW(i * (1 - g ** 2), K("hg"))
+      dc_dc = np.eye(H)[None] * f[:, :, None]
+      k = o * (1 - np.tanh(c_new) ** 2)
+      dh_dh = dW(np.tanh(c_new) * o * (1 - o), K("ho")) + k[:, :, None] * dc_dh
+      dh_dc = k[:, :, None] * dc_dc
+      J = np.concatenate([np.concatenate([dh_dh, dh_dc], 2), np.concatenate([dc_dh, dc_dc], 2)], 1)
+      h, cc = o * np.tanh(c_new), c_new
+    Js.append(J)
+  return np.stack(Js, 1), h
+
+
+@pytest.mark.parametrize("cell", ["elman", "roaf", "gru", "lstm"])
+def test_recurrent_classifier_time_radii_equal_eigvals_of_explicit_jacobians(cell):
+  m = RecurrentClassifier(cell=cell, hidden=5, num_classes=3, alpha=0.6, filter_seed=2)
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 3))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  key = jax.random.PRNGKey(7)
+  r = jax.jit(lambda p, x: lsc.transition_radii(m, p, x, key, time_samples=4))(p, x)
+  t_idx = np.asarray(jax.random.choice(jax.random.split(key, 3)[0], 6, (4,), replace=False))
+  J, h_last = _rnn_jacobians(m, p, x)
+  assert set(r) == {"time", "readout"} and r["time"].shape == (1, 2, 4) and r["readout"].shape == (2,)
+  np.testing.assert_allclose(r["time"][0], np.abs(np.linalg.eigvals(J[:, t_idx])).max(-1), rtol=1e-4)
+  # The forward pass the points come from is the model's: its logits from our last h.
+  logits = np.asarray(m.apply({"params": p}, x))
+  np.testing.assert_allclose(logits, h_last @ f64(p["output"]["kernel"]) + f64(p["output"]["bias"]),
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_roaf_mlp_pretrain_reaches_rho_1():
+  import ml_collections
+  m = ROAFMLP(width=6, depth=4, num_classes=3, alpha=0.5, kernel_init="glorot_normalized", filter_mode="fast")
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 5))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  cfg = ml_collections.ConfigDict({"rho": "1", "steps": 300, "batch": 4})
+  p2, radii = lsc.pretrain_from_config(m, p, x, cfg, jax.random.PRNGKey(3))
+  assert np.max(np.abs(np.asarray(radii["before"]["depth"]) - 1.0)) > 0.1
+  np.testing.assert_allclose(radii["after"]["depth"], 1.0, atol=0.1)
+  np.testing.assert_allclose(radii["after"]["readout"], 1.0, atol=0.15)
+  # The radii the hook reports are those of the returned parameters.
+  J, _ = _roaf_mlp_jacobians(m, p2, x)
+  np.testing.assert_allclose(np.abs(np.linalg.eigvals(J)).max(-1).mean(-1), radii["after"]["depth"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["elman", "roaf"])
+def test_recurrent_classifier_pretrain_reaches_rho_1(cell):
+  m = RecurrentClassifier(cell=cell, hidden=6, num_classes=3, alpha=0.5)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 2))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  # Start off target: ROAF's critical init already puts ρ near 1, so shrink W_h.
+  p = {**p, "cell": {"h": {"kernel": 0.2 * p["cell"]["h"]["kernel"]}}}
+  key = jax.random.PRNGKey(9)
+  before = lsc.mean_radii(m, p, x, key, time_samples=8)
+  p2, hist = lsc.pretrain(m, p, x, {"time": 1.0, "readout": 1.0}, max_steps=300, time_samples=3,
+                          key=jax.random.PRNGKey(2), tol=0.05, patience=20)
+  after = lsc.mean_radii(m, p2, x, key, time_samples=8)
+  assert hist["time"].shape == (hist["steps"], 1) and "depth" not in hist
+  assert abs(float(before["time"][0]) - 1.0) > 0.1
+  np.testing.assert_allclose(after["time"], 1.0, atol=0.1)
+  np.testing.assert_allclose(after["readout"], 1.0, atol=0.15)
+  # Against the explicit Jacobians at every step of the new parameters.
+  J, _ = _rnn_jacobians(m, p2, x)
+  np.testing.assert_allclose(np.abs(np.linalg.eigvals(J)).max(-1).mean(), 1.0, atol=0.1)
+
+
+def test_supports_and_unsupported_model_message():
+  from stable_training.models.mlp import ConvNet
+  assert lsc.supports(DeepMLP(width=4, depth=2, num_classes=2))
+  assert lsc.supports(ROAFMLP(width=4, depth=2, num_classes=2))
+  assert lsc.supports(RecurrentClassifier(cell="gru", hidden=4, num_classes=2))
+  assert lsc.supports(DeepRNN(cell="lstm", depth=2, hidden=4, num_classes=2))
+  conv = ConvNet(num_classes=2)
+  assert not lsc.supports(conv)
+  with pytest.raises(ValueError, match="ConvNet does not"):
+    lsc.pretrain_from_config(conv, {}, jnp.zeros((1, 784)), {"rho": "1"}, jax.random.PRNGKey(0))
+
+
+def test_preset_targets_follow_the_declared_transitions():
+  x = jnp.zeros((2, 9, 1))
+  rc = RecurrentClassifier(cell="elman", hidden=3, num_classes=2)
+  p = rc.init(jax.random.PRNGKey(0), x)["params"]
+  assert lsc.declared_kinds(rc, p, x) == {"time": 9, "readout": 1}
+  assert lsc.preset_targets(rc, p, x, "unbalanced") == {"time": 9 / 10, "readout": 1.0}
+  rnn = DeepRNN(cell="tanh_rnn", depth=3, hidden=3, num_classes=2)
+  pr = rnn.init(jax.random.PRNGKey(0), x)["params"]
+  assert lsc.preset_targets(rnn, pr, x, "unbalanced") == {"time": 9 / 12, "depth": 3 / 12, "readout": 1.0}
+  mlp = ROAFMLP(width=3, depth=3, num_classes=2)
+  pm = mlp.init(jax.random.PRNGKey(0), x)["params"]
+  assert lsc.preset_targets(mlp, pm, x, "unbalanced") == {"depth": 1.0, "readout": 1.0}
+  assert lsc.preset_targets(mlp, pm, x, "0.5") == {"depth": 0.5, "readout": 1.0}
+
+
+def test_single_layer_deep_rnn_and_host_loop():
+  # depth 1: no depth transitions (an empty [0] mean), and the host-driven loop
+  # (compiled_loop=False) takes the same steps as the compiled one.
+  m = DeepRNN(cell="tanh_rnn", depth=1, hidden=4, num_classes=2, step_features=2)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (3, 8))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  r = lsc.mean_radii(m, p, x)
+  assert r["depth"].shape == (0,) and r["time"].shape == (1,)
+  kw = dict(max_steps=4, key=jax.random.PRNGKey(2), rho_time=1.0, rho_depth=1.0, patience=100)
+  pa, ha = lsc.lsc_pretrain(m, p, x, **kw)
+  pb, hb = lsc.lsc_pretrain(m, p, x, compiled_loop=False, **kw)
+  np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_memo_is_explicit():
+  m = DeepMLP(width=4, depth=3, num_classes=2)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  cfg = {"rho": "1", "steps": 3, "batch": 3}
+  memo = {}
+  a = lsc.pretrain_from_config(m, p, x, cfg, jax.random.PRNGKey(2), memo=memo)
+  assert len(memo) == 1
+  assert lsc.pretrain_from_config(m, p, x, cfg, jax.random.PRNGKey(2), memo=memo) is a
+  b = lsc.pretrain_from_config(m, p, x, cfg, jax.random.PRNGKey(2))
+  np.testing.assert_array_equal(a[1]["after"]["depth"], b[1]["after"]["depth"])

@@ -87,7 +87,7 @@ def test_registry_builds_and_rejects():
   m = models.build_model(cfg, num_classes=3, input_shape=(5,))
   assert isinstance(m, DeepMLP) and m.depth == 2
   cfg.name = "transformer"
-  with pytest.raises(ValueError, match="unknown model 'transformer'; valid names: .*deep_mlp"):
+  with pytest.raises(ValueError, match="config.model.name='transformer': valid choices are .*deep_mlp"):
     models.build_model(cfg, num_classes=3, input_shape=(5,))
   with pytest.raises(ValueError, match="depth must be >= 1"):
     DeepMLP(4, 0, 3).init(jax.random.PRNGKey(0), jnp.ones((1, 5)))

@@ -114,12 +114,16 @@ def _cfg(name, **kw):
     ("avg_grad_rmsprop", lambda: optax.rmsprop(0.1, decay=0.9, eps=1e-8)),
 ])
 def test_make_optimizer_matches_optax(name, ref):
+  # params held fixed ⇒ Δw = 0 and the averaged gradient is ∇L(w) = g (midpoint
+  # rule: grad_fn(w + Δw/2)), so avg_grad_rmsprop is RMSProp here.
   params = {"output": {"kernel": jnp.array([[1.0, -2.0]]), "bias": jnp.array([0.5, 0.0])}}
   grads = [jax.tree.map(lambda p, s=s: (s + 1.0) * p + s, params) for s in range(3)]
-  tx, tr = optim.make_optimizer(_cfg(name)), ref()
+  tx = optim.make_optimizer(_cfg(name, avg_grad=ml_collections.ConfigDict(
+      dict(method="midpoint", num_points=2))))
+  tr = ref()
   s, sr = tx.init(params), tr.init(params)
   for g in grads:
-    u, s = tx.update(g, s, params)
+    u, s = tx.update(g, s, params, grad_fn=lambda p, g=g: g)
     ur, sr = tr.update(g, sr, params)
     for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(ur)):
       np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=name)
@@ -136,16 +140,32 @@ def test_make_optimizer_chains_clip_first():
 def test_make_optimizer_unknown_name():
   with pytest.raises(ValueError, match="adabelief, adam, avg_grad_rmsprop"):
     optim.make_optimizer(_cfg("lamb"))
-  with pytest.raises(ValueError, match="lamb"):
-    optim.make_grad_fn(_cfg("lamb"), lambda p, b, r: (0.0, {}))
   assert optim.names() == sorted(
       ["sgd", "momentum", "rmsprop", "adam", "adabelief", "avg_grad_rmsprop"])
 
 
-def test_default_grad_fn_is_value_and_grad():
-  loss_fn = lambda p, batch, rng: (jnp.sum((p["w"] - batch) ** 2), {"b": batch})
-  gf = optim.make_grad_fn(_cfg("adam"), loss_fn)
-  (loss, aux), g = gf({"w": jnp.array([1.0, 2.0])}, None, jnp.array([0.0, 1.0]), None)
-  np.testing.assert_allclose(loss, 2.0)
-  np.testing.assert_allclose(g["w"], [2.0, 2.0])
-  np.testing.assert_allclose(aux["b"], [0.0, 1.0])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "rmsprop", "adam", "adabelief"])
+def test_plain_optimizers_ignore_the_grad_fn_extra_arg(name):
+  # The engine passes grad_fn to every optimizer; optax.chain drops it for
+  # plain transforms, so it is never called (no extra gradient evaluations),
+  # with or without clipping / weight decay in front.
+  def boom(*_):
+    raise AssertionError("grad_fn called by a plain optimizer")
+  g = _grads()
+  for extra in ({}, {"clip_output_norm": 1.0, "clip_global_norm": 5.0, "weight_decay": 1e-4}):
+    tx = optim.make_optimizer(_cfg(name, **extra))
+    u, _ = tx.update(g, tx.init(g), g, grad_fn=boom)
+    u_ref, _ = tx.update(g, tx.init(g), g)
+    for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(u_ref)):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_avg_grad_rmsprop_puts_the_estimator_first():
+  # clipping / weight decay act on ḡ, not on the discarded ∇L(w): the
+  # estimator is the chain's first transform.
+  tx = optim.make_optimizer(_cfg("avg_grad_rmsprop", clip_output_norm=1.0, weight_decay=1e-4))
+  g = _grads()
+  state = tx.init(g)
+  assert isinstance(state[0], optim.AvgGradState)
+  with pytest.raises(ValueError, match="grad_fn"):
+    tx.update(g, state, g)

@@ -87,22 +87,26 @@ import jax
 from tests.test_train import small_config
 from stable_training import train
 assert jax.device_count() == {n}, jax.devices()
-s = train.train_and_evaluate(small_config(num_seeds=2), {wd!r})
-print(json.dumps({{k: s["final"][k]["per_seed"] for k in ("train_loss", "test_loss")}}))
+s = train.train_and_evaluate(small_config(num_seeds={seeds}), {wd!r})
+print(json.dumps({{**{{k: s["final"][k]["per_seed"] for k in ("train_loss", "test_loss")}},
+                  "split": s["info"]["mesh_splits"]}}))
 """
 
 
-def _run_devices(n, wd):
+def _run_devices(n, wd, seeds=2):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-c", SHARD_SCRIPT.format(root=ROOT, n=n, wd=str(wd))],
-                       env=env, capture_output=True, text=True, timeout=300)
+  out = subprocess.run([sys.executable, "-c", SHARD_SCRIPT.format(root=ROOT, n=n, wd=str(wd), seeds=seeds)],
+                       env=env, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_sharded_over_four_devices_equals_one_device(tmp_path):
-  one = _run_devices(1, tmp_path / "one")
-  four = _run_devices(4, tmp_path / "four")
+@pytest.mark.parametrize("seeds,split", [(2, "batch"), (4, "seeds")])
+def test_sharded_over_four_devices_equals_one_device(tmp_path, seeds, split):
+  """2 seeds on 4 devices split each batch; 4 seeds are split over the devices, one seed each."""
+  one = _run_devices(1, tmp_path / "one", seeds)
+  four = _run_devices(4, tmp_path / "four", seeds)
+  assert four.pop("split") == split and one.pop("split") == "batch"
   for k in one:
     np.testing.assert_allclose(four[k], one[k], rtol=1e-5, atol=1e-5)
 
@@ -205,7 +209,7 @@ def test_nonfinite_cli_exit_code_keeps_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("arg,expect", [
-    ("--config.model.depth=-1", "config.model.depth=-1: must be an integer >= 1"),
+    ("--config.model.depth=-1", "config.model.depth=-1: must be in [1, inf)"),
     ("--config.optimizer.learning_rate=0", "config.optimizer.learning_rate=0"),
     ("--config.model.activation=swish", "valid choices are cos, gelu"),
     ("--config.optimizer.name=lbfgs", "config.optimizer.name='lbfgs': valid choices"),

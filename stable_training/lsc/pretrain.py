@@ -10,7 +10,14 @@ M_readout = ∂o/∂y^L_T = W_outᵀ (target 1; y is the last layer's output, e.
 h of the LSTM state [h, c], whose c-columns of ∂o/∂s would be zero),
 minimized with AdaBelief (lr 7e-3 by default) on a few input batches. Presets (`preset`): ``rho=1`` (ρ_t =
 ρ_d = 1), ``rho=0.5`` (ρ_t = ρ_d = 0.5) and ``unbalanced`` (ρ_d = L/(L+T),
-ρ_t = T/(L+T)). Feed-forward nets (`DeepMLP`): M_l = ∂h_{l+1}/∂h_l, target 1.
+ρ_t = T/(L+T)). Feed-forward nets: M_l = ∂h_{l+1}/∂h_l, target 1.
+
+Any model that declares its transition maps gets LSC: the model's
+``lsc_transitions(params, x, key, time_samples)`` returns the maps per kind
+(`stable_training.lsc.protocol.Transitions`) and everything here is generic
+(`transition_radii`, `pretrain`, `mean_radii`, `layer_spectra`,
+`pretrain_from_config`); `supports(model)` says whether a model has them.
+`DeepMLP`, `ROAFMLP`, `RecurrentClassifier` and `DeepRNN` declare theirs.
 
 Design choices (documented, not the paper's exact code):
   * "Local": the states s_{t−1}, s^{l−1}_t are computed by a forward pass
@@ -24,26 +31,32 @@ Design choices (documented, not the paper's exact code):
     step costs that many Jacobian eigendecompositions per transition rather
     than one per example (the exact radius is a host LAPACK eig: ≈ 5 ms for
     128 × 128 on this machine's cores).
-  * The optimisation is one compiled `lax.while_loop` (`COMPILED_LOOP`). A
+  * The optimisation is one compiled `lax.while_loop` (``compiled_loop=True``;
+    False: one compiled call per step driven by a host loop). A
     step whose per-layer mean radii are all within `tol` of their targets
     makes no update (the condition holds, so parameters already at target
     stay put); the loop stops after `patience` such steps in a row and
     returns those parameters, or at `max_steps` and returns the lowest-loss
     parameters seen.
+  * No module-level caches: the compiled functions are module-level `jax.jit`
+    functions with the model and the settings as static arguments (JAX's own
+    compilation cache reuses them across calls and seeds); results are
+    memoized only in a ``memo`` mapping the caller passes.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+import hashlib
+from typing import Any, Mapping, MutableMapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from stable_training.lsc.protocol import Transitions, _is_single_key, supports
 from stable_training.lsc.spectral import check_kind, radius, radius_of_map
-from stable_training.models import deep_rnn
-from stable_training.models.mlp import DeepMLP, DenseLayer, hidden_stack
 
 PRESETS = ("rho=1", "rho=0.5", "unbalanced")
 _ALIASES = {"1": "rho=1", "0.5": "rho=0.5", "rho=1": "rho=1", "rho=0.5": "rho=0.5",
@@ -99,19 +112,85 @@ def _rad_fn(kind, method, num_iters):
   return lambda f, s, key: radius_of_map(f, s, kind, num_iters=num_iters, key=key)
 
 
-def _readout_radii(out_params, ys, key, rad):
-  """ρ(∂o/∂y) per example, o = W y + b: a C × H matrix (Wᵀ) made square by a
-  random subset of its H columns, a different subset per example so the batch
-  mean averages over subsets (the reference subsamples the longer axis)."""
-  w, bias = out_params["kernel"], out_params["bias"]
-  keys = jax.random.split(key, ys.shape[0])
-  return jax.vmap(lambda y, k: rad(lambda u: u @ w + bias, y, k))(ys, keys)
+def _check_method(method):
+  if method not in METHODS:
+    raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
 
 
-def rnn_radii(model: deep_rnn.DeepRNN, params, x: jax.Array, key: jax.Array, *,
+def _unsupported(model) -> ValueError:
+  return ValueError(f"LSC needs a model that declares its transition Jacobians (a method "
+                    f"lsc_transitions(params, x, key, time_samples)); {type(model).__name__} does not")
+
+
+def _as_tuple(tr) -> tuple[Transitions, ...]:
+  return tuple(tr) if isinstance(tr, (tuple, list)) else (tr,)
+
+
+def _map_over_points(tr: Transitions, one):
+  """one(theta, context, u, key) → value, vmapped over the point (and layer) axes of `tr`."""
+  shared = tr.keys is None or _is_single_key(tr.keys)
+  k_ax = None if shared else 0
+  f = one
+  for _ in range(tr.points.ndim - 1 - int(tr.stacked)):
+    f = jax.vmap(f, in_axes=(None, 0, 0, k_ax))
+  if tr.stacked and tr.points.shape[0] == 1:  # one layer: no vmap over it (same program as unstacked)
+    first = lambda t: jax.tree.map(lambda a: a[0], t)
+    return jax.tree.map(lambda a: a[None], f(first(tr.theta), first(tr.context), tr.points[0],
+                                             tr.keys if shared else first(tr.keys)))
+  if tr.stacked:
+    f = jax.vmap(f, in_axes=(0, 0, 0, k_ax))
+  return f(tr.theta, tr.context, tr.points, tr.keys)
+
+
+def _radii_of(tr: Transitions, rad) -> jax.Array:
+  """ρ(∂fn(θ_l, c_p, u)/∂u at u_p) for every point: [L, *P] (stacked) or [*P]."""
+  if tr.stacked and tr.points.shape[0] == 0:
+    return jnp.zeros(tr.points.shape[:-1], tr.points.dtype)
+  return _map_over_points(tr, lambda th, c, u, k: rad(lambda v: tr.fn(th, c, v), u, k))
+
+
+def _measure(model, params, x, key, *, time_samples, kind, method, num_iters):
+  """(radii per kind, whether each kind has a layer axis) of `model`'s declared transitions."""
+  declared = model.lsc_transitions(params, x, key, time_samples=time_samples)
+  rad = _rad_fn(kind, method, num_iters)
+  radii, layered = {}, {}
+  for name, tr in declared.items():
+    trs = _as_tuple(tr)
+    if len(trs) > 1 and not all(t.stacked for t in trs):
+      raise ValueError(f"LSC transitions {name!r}: a tuple of Transitions must all be stacked")
+    rs = [_radii_of(t, rad) for t in trs]
+    radii[name] = rs[0] if len(rs) == 1 else jnp.concatenate(rs, axis=0)
+    layered[name] = trs[0].stacked
+  return radii, layered
+
+
+def transition_radii(model, params, x: jax.Array, key: jax.Array, *, time_samples: int = 2,
+                     kind: str = "spectral_radius", method: str = "exact",
+                     num_iters: int = 50) -> dict[str, jax.Array]:
+  """Radii of every transition Jacobian `model` declares (LSC, Herranz-Celotti & Rouat 2023/24).
+
+  For each kind k the model returns from ``lsc_transitions(params, x, key,
+  time_samples)`` (`stable_training.lsc.protocol.Transitions`) and each point
+  p of it: ρ(M_p) with M_p = ∂fn(θ_l, c_p, u)/∂u at u = u_p, where ρ is
+  max |eig| (``kind='spectral_radius'``; non-square M square-subsampled) or
+  σ_max (``'spectral_norm'``), computed exactly (``method='exact'``: the dense
+  Jacobian's eig/SVD on the host) or matrix-free (``'power'``: power
+  iteration with `num_iters` JVPs, `radius_of_map`). Shapes: [L, *P] for
+  layered kinds (depth [L−1, B(, K)], time [L, B, K]), [*P] for the read-out.
+  Differentiable w.r.t. `params` (through θ; the points are held fixed).
+  """
+  check_kind(kind)
+  _check_method(method)
+  if not supports(model):
+    raise _unsupported(model)
+  return _measure(model, params, x, key, time_samples=time_samples, kind=kind, method=method,
+                  num_iters=num_iters)[0]
+
+
+def rnn_radii(model, params, x: jax.Array, key: jax.Array, *,
               time_samples: int = 2, kind: str = "spectral_radius", method: str = "exact",
               num_iters: int = 50) -> dict[str, jax.Array]:
-  """Radii of a `DeepRNN`'s transition Jacobians (Herranz-Celotti & Rouat).
+  """Radii of a `DeepRNN`'s transition Jacobians (Herranz-Celotti & Rouat): `transition_radii`.
 
   At `time_samples` random steps t (drawn from `key`, without replacement)
   and every batch element b:
@@ -121,106 +200,113 @@ def rnn_radii(model: deep_rnn.DeepRNN, params, x: jax.Array, key: jax.Array, *,
   The states are computed with ``stop_gradient`` (the condition is local).
   Layers 1..L−1 are vmapped over their stacked parameters (no Python loop).
   """
-  check_kind(kind)
-  cell = deep_rnn.cell_module(model)
-  step = lambda p, s, xt: cell.apply({"params": p}, s, xt, method="step")
-  out = lambda p, s, xt: cell.apply({"params": p}, s, xt, method="output")
-  rad = _rad_fn(kind, method, num_iters)
-  x0, s0, xh, sh = jax.lax.stop_gradient(deep_rnn.layer_trajectories(model, params, x))
-  p0, ph = deep_rnn.layer_params(params)
-  B, T = s0.shape[:2]
-  k_t, k_r, k_m = jax.random.split(key, 3)
-  K = min(time_samples, T)
-  t_idx = jax.random.choice(k_t, T, (K,), replace=False)
-  prev = lambda s: jnp.concatenate([jnp.zeros_like(s[:, :1]), s[:, :-1]], axis=1)
-
-  def time_radii(p, xs, ss):  # xs [B, T, D], ss [B, T, S] → [B, K]
-    sp = prev(ss)[:, t_idx]
-    xt = xs[:, t_idx]
-    one = lambda s, xv: rad(lambda u: step(p, u, xv), s, k_m)
-    return jax.vmap(jax.vmap(one))(sp, xt)
-
-  def depth_radii(p, p_below, xs_below, ss_below, ss):  # layer l w.r.t. layer l−1 at t
-    sp = prev(ss)[:, t_idx]
-    sb = ss_below[:, t_idx]
-    xb = xs_below[:, t_idx]
-    one = lambda s_prev, s_b, x_b: rad(lambda u: step(p, s_prev, out(p_below, u, x_b)), s_b, k_m)
-    return jax.vmap(jax.vmap(one))(sp, sb, xb)
-
-  t0 = time_radii(p0, x0, s0)[None]
-  if ph is None:
-    rt, rd = t0, jnp.zeros((0, B, K), t0.dtype)
-    x_last, s_last, p_last = x0, s0, p0
-  else:
-    rt = jnp.concatenate([t0, jax.vmap(time_radii)(ph, xh, sh)], axis=0)
-    d1 = depth_radii(jax.tree.map(lambda a: a[0], ph), p0, x0, s0, sh[0])[None]
-    if sh.shape[0] > 1:
-      rest = jax.vmap(depth_radii)(jax.tree.map(lambda a: a[1:], ph), jax.tree.map(lambda a: a[:-1], ph),
-                                   xh[:-1], sh[:-1], sh[1:])
-      rd = jnp.concatenate([d1, rest], axis=0)
-    else:
-      rd = d1
-    x_last, s_last, p_last = xh[-1], sh[-1], jax.tree.map(lambda a: a[-1], ph)
-  ys = jax.lax.stop_gradient(out(p_last, s_last[:, -1], x_last[:, -1]))  # [B, H]
-  rr = _readout_radii(params["output"], ys, k_r, rad)
-  return {"time": rt, "depth": rd, "readout": rr}
+  return transition_radii(model, params, x, key, time_samples=time_samples, kind=kind, method=method,
+                          num_iters=num_iters)
 
 
-def ffn_radii(model: DeepMLP, params, x: jax.Array, key: jax.Array, *,
+def ffn_radii(model, params, x: jax.Array, key: jax.Array, *,
               kind: str = "spectral_radius", method: str = "exact",
               num_iters: int = 50) -> dict[str, jax.Array]:
-  """Radii of a `DeepMLP`'s layer Jacobians (LSC for feed-forward nets).
+  """Radii of a feed-forward net's layer Jacobians (LSC, Herranz-Celotti & Rouat): `transition_radii`.
 
+  For a `DeepMLP`:
     depth [L−1, B]: ρ(∂h_{l+1}/∂h_l) = ρ(diag φ'(z_{l+1}) W_{l+1}ᵀ), l = 0..L−2
     readout [B]:    ρ(∂o/∂h_{L−1}) = ρ(W_outᵀ), square-subsampled per example
-  Hidden layers are vmapped over the stacked ``hidden/layer`` parameters.
+  (a `ROAFMLP` layer: α O_l + β diag φ'(z_l) W_lᵀ). Hidden layers are vmapped
+  over their stacked parameters.
   """
-  check_kind(kind)
-  rad = _rad_fn(kind, method, num_iters)
-  _, inter = model.apply({"params": params}, x.reshape(x.shape[0], -1), mutable=["intermediates"])
-  acts = jax.lax.stop_gradient(hidden_stack(inter["intermediates"]))  # [L, B, W]
-  layer = DenseLayer(model.width, model.activation, model.kernel_init, parent=None)
-  k_d, k_r = jax.random.split(key)
-  B = acts.shape[1]
-  if "hidden" in params:
-    def one_layer(p, h):  # h [B, W]
-      return jax.vmap(lambda hb: rad(lambda u: layer.apply({"params": p}, u), hb, k_d))(h)
-    rd = jax.vmap(one_layer)(params["hidden"]["layer"], acts[:-1])
-  else:
-    rd = jnp.zeros((0, B), acts.dtype)
-  rr = _readout_radii(params["output"], acts[-1], k_r, rad)
-  return {"depth": rd, "readout": rr}
+  return transition_radii(model, params, x, key, kind=kind, method=method, num_iters=num_iters)
 
 
-def ffn_layer_spectra(model: DeepMLP, params, x) -> dict[str, np.ndarray]:
-  """Eigen/singular-value summary of each layer Jacobian J_l = ∂h_{l+1}/∂h_l (host, exact).
+def layer_spectra(model, params, x, kind: str = "depth", *, key: jax.Array | None = None,
+                  time_samples: int = 2) -> dict[str, np.ndarray]:
+  """Eigen/singular-value summary of each layer's transition Jacobians (host, exact).
 
-  For l = 0..L−2 and each example, with λ the eigenvalues and σ the singular
-  values of J_l = diag φ'(z_{l+1}) W_{l+1}ᵀ, averaged over the examples:
-    max_abs_eig = ρ(J_l) (what LSC targets), second_abs_eig, median_abs_eig
-    (the bulk of the spectrum), rms_sv = √(mean σ²) = ‖J_l‖_F/√n (the factor by
-    which J_lᵀ scales a random direction: how back-propagated gradient norms
-    grow or decay per layer; Glorot & Bengio 2010 §4.2.3 use the mean σ).
-  Arrays of shape [L−1]. An analysis helper (NumPy eig per matrix), not jitted.
+  For the layered transition kind `kind` ('depth' or 'time') of a model that
+  declares its transitions, and each layer l: with λ the eigenvalues and σ
+  the singular values of every (square) Jacobian M_p of that layer, averaged
+  over its points p (examples, sampled steps):
+    max_abs_eig = ρ(M) (what LSC targets, Herranz-Celotti & Rouat),
+    second_abs_eig, median_abs_eig (the bulk of the spectrum),
+    rms_sv = √(mean σ²) = ‖M‖_F/√n (the factor by which Mᵀ scales a random
+    direction: how back-propagated gradient norms grow or decay per layer;
+    Glorot & Bengio 2010 §4.2.3 use the mean σ).
+  Arrays of shape [L]. An analysis helper (NumPy eig per matrix), not a loss.
   """
-  x = jnp.asarray(x).reshape(x.shape[0], -1)
-  _, inter = model.apply({"params": params}, x, mutable=["intermediates"])
-  acts = np.asarray(hidden_stack(inter["intermediates"]))  # [L, B, W]
-  layer = DenseLayer(model.width, model.activation, model.kernel_init, parent=None)
-  jac = jax.jit(jax.vmap(jax.vmap(lambda p, h: jax.jacfwd(lambda u: layer.apply({"params": p}, u))(h),
-                                  in_axes=(None, 0)), in_axes=(0, 0)))
-  J = np.asarray(jac(params["hidden"]["layer"], jnp.asarray(acts[:-1])), np.float64)  # [L−1, B, W, W]
+  if not supports(model):
+    raise _unsupported(model)
+  key = jax.random.PRNGKey(0) if key is None else key
+
+  @jax.jit
+  def jacobians(params, x, key):
+    trs = _as_tuple(model.lsc_transitions(params, x, key, time_samples=time_samples)[kind])
+    if not all(t.stacked for t in trs):
+      raise ValueError(f"layer_spectra needs a layered transition kind (depth, time), got {kind!r}")
+    js = [_map_over_points(t, lambda th, c, u, k, t=t: jax.jacfwd(lambda v: t.fn(th, c, v))(u))
+          for t in trs if t.points.shape[0]]
+    return jnp.concatenate(js, axis=0) if js else None
+
+  J = jacobians(params, jnp.asarray(x), key)
+  if J is None:
+    return {k: np.zeros((0,)) for k in ("max_abs_eig", "second_abs_eig", "median_abs_eig", "rms_sv")}
+  J = np.asarray(J, np.float64)  # [L, *P, n, n]
+  if J.shape[-1] != J.shape[-2]:
+    raise ValueError(f"layer_spectra needs square Jacobians, got {J.shape[-2:]}")
   ev = -np.sort(-np.abs(np.linalg.eigvals(J)), axis=-1)
   sv = np.linalg.svd(J, compute_uv=False)
-  return {"max_abs_eig": ev[..., 0].mean(1), "second_abs_eig": ev[..., 1].mean(1),
-          "median_abs_eig": np.median(ev, axis=-1).mean(1), "rms_sv": np.sqrt((sv ** 2).mean(-1)).mean(1)}
+  axes = tuple(range(1, J.ndim - 2))
+  return {"max_abs_eig": ev[..., 0].mean(axes), "second_abs_eig": ev[..., 1].mean(axes),
+          "median_abs_eig": np.median(ev, axis=-1).mean(axes), "rms_sv": np.sqrt((sv ** 2).mean(-1)).mean(axes)}
+
+
+def ffn_layer_spectra(model, params, x) -> dict[str, np.ndarray]:
+  """`layer_spectra` of the depth transitions (the matrices LSC sets, Herranz-Celotti & Rouat).
+
+  For a `DeepMLP`, J_l = diag φ'(z_{l+1}) W_{l+1}ᵀ, l = 0..L−2.
+
+  Arrays of shape [L−1], averaged over the examples (see `layer_spectra`).
+  """
+  return layer_spectra(model, params, x, "depth")
 
 
 # ----------------------------------------------------------------- the loop ---
-def _layer_means(r: dict[str, jax.Array]) -> dict[str, jax.Array]:
+def _layer_means(r: dict[str, jax.Array], layered: dict[str, bool]) -> dict[str, jax.Array]:
   """Per-layer mean radius: time/depth [L, ...] → [L]; readout → scalar."""
-  return {k: (v.reshape(v.shape[0], -1).mean(axis=1) if k != "readout" else v.mean())
-          for k, v in r.items()}
+  def mean(k, v):
+    if not layered[k]:
+      return v.mean()
+    if v.shape[0] == 0:
+      return jnp.zeros((0,), v.dtype)
+    return v.reshape(v.shape[0], -1).mean(axis=1)
+  return {k: mean(k, v) for k, v in r.items()}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Measure:
+  """Static description of what is measured: the model and the radius settings.
+
+  Hashed and compared through ``repr(model)`` (flax modules holding dicts are
+  not hashable), so the module-level `jax.jit` functions below reuse their
+  compilations across calls with an equal model and settings.
+  """
+  model: Any
+  time_samples: int = 2
+  kind: str = "spectral_radius"
+  method: str = "exact"
+  num_iters: int = 50
+
+  def _id(self):
+    return (type(self.model), repr(self.model), self.time_samples, self.kind, self.method, self.num_iters)
+
+  def __hash__(self):
+    return hash(self._id())
+
+  def __eq__(self, other):
+    return isinstance(other, _Measure) and self._id() == other._id()
+
+  def radii(self, params, x, key):
+    return _measure(self.model, params, x, key, time_samples=self.time_samples, kind=self.kind,
+                    method=self.method, num_iters=self.num_iters)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,22 +321,15 @@ class _Spec:
   batch_samples: int = 0
 
 
-_CACHE: dict[Any, Any] = {}
-
-# True: the whole optimisation is one compiled `lax.while_loop`; False: one
-# compiled call per step driven by a host loop (a scalar sync per step).
-COMPILED_LOOP = True
-
-
-def _optimize(radii_fn, params, inputs, key, spec: _Spec, cache_key):
-  """The optimisation loop shared by `lsc_pretrain` and `lsc_pretrain_ffn`."""
+def _loop(measure: _Measure, spec: _Spec):
+  """(init, cond, body, finish) of the pre-training loop (pure functions of the carry)."""
   targets = dict(spec.targets)
   tx = optax.adabelief(spec.lr)
 
   def losses(p, x, k):
-    r = radii_fn(p, x, k)
+    r, layered = measure.radii(p, x, k)
     loss = sum(jnp.mean((v - targets[name]) ** 2) for name, v in r.items() if v.size)
-    return loss, _layer_means(r)
+    return loss, _layer_means(r, layered)
 
   grad_fn = jax.value_and_grad(losses, has_aux=True)
 
@@ -299,22 +378,41 @@ def _optimize(radii_fn, params, inputs, key, spec: _Spec, cache_key):
     out = jax.tree.map(lambda a, b: jnp.where(done, a, b), c["params"], c["best"])
     return out, c["i"], c["streak"], c["hist"], c["loss_hist"], c["best_loss"]
 
-  ck = (cache_key, spec, COMPILED_LOOP, jax.tree.structure(params), inputs.shape, str(inputs.dtype))
-  if ck not in _CACHE:
-    if COMPILED_LOOP:
-      _CACHE[ck] = (None, None, jax.jit(lambda p, x, k: finish(jax.lax.while_loop(cond, body, init(p, x, k)))))
-    else:
-      _CACHE[ck] = (jax.jit(init), jax.jit(body), jax.jit(finish))
-  j_init, j_body, j_finish = _CACHE[ck]
-  if COMPILED_LOOP:
-    best, n, streak, hist, loss_hist, best_loss = j_finish(params, inputs, key)
+  return init, cond, body, finish
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run_compiled(measure, spec, params, inputs, key):
+  init, cond, body, finish = _loop(measure, spec)
+  return finish(jax.lax.while_loop(cond, body, init(params, inputs, key)))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run_init(measure, spec, params, inputs, key):
+  return _loop(measure, spec)[0](params, inputs, key)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run_body(measure, spec, c):
+  return _loop(measure, spec)[2](c)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run_finish(measure, spec, c):
+  return _loop(measure, spec)[3](c)
+
+
+def _optimize(measure: _Measure, params, inputs, key, spec: _Spec, compiled_loop: bool):
+  """The optimisation loop shared by every pre-training entry point."""
+  if compiled_loop:
+    best, n, streak, hist, loss_hist, best_loss = _run_compiled(measure, spec, params, inputs, key)
   else:
-    c = j_init(params, inputs, key)
+    c = _run_init(measure, spec, params, inputs, key)
     n_steps, streak = 0, 0
     while n_steps < spec.max_steps and streak < spec.patience:
-      c = j_body(c)
+      c = _run_body(measure, spec, c)
       n_steps, streak = int(c["i"]), int(c["streak"])
-    best, n, streak, hist, loss_hist, best_loss = j_finish(c)
+    best, n, streak, hist, loss_hist, best_loss = _run_finish(measure, spec, c)
   n = int(n)
   history = {k: np.asarray(v)[:n] for k, v in hist.items()}
   history["loss"] = np.asarray(loss_hist)[:n]
@@ -324,160 +422,211 @@ def _optimize(radii_fn, params, inputs, key, spec: _Spec, cache_key):
   return best, history
 
 
-def lsc_pretrain(model: deep_rnn.DeepRNN, params, inputs: jax.Array, *, rho_time: float = 0.5,
+def declared_kinds(model, params, x, *, time_samples: int = 2) -> dict[str, int]:
+  """{kind: length} of the transitions `model` declares, traced abstractly (no FLOPs).
+
+  length: how many such transitions the network chains (T for 'time', the
+  number of layers L for 'depth'); the 'unbalanced' preset of Herranz-Celotti
+  & Rouat, ρ_depth = L/(L+T), ρ_time = T/(L+T), reads it.
+  """
+  if not supports(model):
+    raise _unsupported(model)
+  found = {}
+
+  def trace(p, x):
+    for name, tr in model.lsc_transitions(p, x, jax.random.PRNGKey(0), time_samples=time_samples).items():
+      found[name] = int(_as_tuple(tr)[0].length)
+    return jnp.zeros(())
+  jax.eval_shape(trace, params, jnp.asarray(x))
+  return found
+
+
+def pretrain(model, params, inputs: jax.Array, targets: Mapping[str, float], *, max_steps: int = 200,
+             lr: float = 7e-3, tol: float = 0.08, patience: int = 20, key: jax.Array | None = None,
+             time_samples: int = 2, kind: str = "spectral_radius", method: str = "exact",
+             num_iters: int = 50, noise: bool = False, batch_samples: int = 0,
+             compiled_loop: bool = True):
+  """LSC pre-training of any model that declares its transitions (Herranz-Celotti & Rouat 2023/24).
+
+  Minimizes Σ_k mean_{l,p} (ρ(M_k^{l,p}) − ρ_k)² over the kinds k the model
+  declares (`transition_radii`; `targets` maps each kind to ρ_k, targets of
+  kinds the model does not have are ignored) with `optax.adabelief(lr)` on
+  `inputs` (a batch of training inputs; with ``noise=True`` fresh N(0, 1)
+  inputs of that shape at every step; ``batch_samples`` > 0: a fresh random
+  subset of that many examples per step, 0 = all). No update while every
+  per-layer mean radius is within `tol` of its target; stops after
+  `patience` such steps in a row (returning those parameters) or after
+  `max_steps` (returning the lowest-loss ones). ``compiled_loop=True``: one
+  compiled `lax.while_loop`; False: a host loop of compiled steps.
+
+  Returns:
+    (params, history): history[k] [n, L] per layered kind (time, depth) and
+    ['readout'] [n] (per-step mean radii at the parameters before that
+    step's update), ['loss'] [n], 'steps' n, 'converged', 'best_loss'.
+  Raises:
+    ValueError: a target ≤ 0, a declared kind without a target, a bad
+      kind/method, a model that declares no transitions.
+  """
+  _check_targets(**targets)
+  check_kind(kind)
+  _check_method(method)
+  if not supports(model):
+    raise _unsupported(model)
+  inputs = jnp.asarray(inputs)
+  kinds = declared_kinds(model, params, inputs, time_samples=time_samples)
+  missing = [k for k in kinds if k not in targets]
+  if missing:
+    raise ValueError(f"LSC targets: no target for {', '.join(missing)} (declared by {type(model).__name__})")
+  key = jax.random.PRNGKey(0) if key is None else key
+  spec = _Spec(targets=tuple((k, float(targets[k])) for k in kinds), max_steps=int(max_steps), lr=float(lr),
+               tol=float(tol), patience=int(patience), noise=bool(noise),
+               batch_samples=_check_samples(batch_samples))
+  measure = _Measure(model, int(time_samples), kind, method, int(num_iters))
+  return _optimize(measure, params, inputs, key, spec, bool(compiled_loop))
+
+
+def lsc_pretrain(model, params, inputs: jax.Array, *, rho_time: float = 0.5,
                  rho_depth: float = 0.5, rho_readout: float = 1.0, max_steps: int = 200,
                  lr: float = 7e-3, tol: float = 0.08, patience: int = 20,
                  key: jax.Array | None = None, time_samples: int = 2,
                  kind: str = "spectral_radius", method: str = "exact", num_iters: int = 50,
-                 noise: bool = False, batch_samples: int = 0):
-  """LSC pre-training of a `DeepRNN` (Herranz-Celotti & Rouat 2023/24).
+                 noise: bool = False, batch_samples: int = 0, compiled_loop: bool = True):
+  """LSC pre-training with separate time/depth/read-out targets (Herranz-Celotti & Rouat 2023/24).
 
-  Minimizes Σ_k mean_{l,t,b} (ρ(M_k) − ρ_k)² over k ∈ {time, depth, readout}
-  (see `rnn_radii`) with `optax.adabelief(lr)`, on `inputs` (a batch of
-  training inputs; with ``noise=True`` fresh N(0, 1) inputs of that shape at
-  every step; ``batch_samples`` > 0: a fresh random subset of that many
-  examples per step, 0 = all). No update while every per-layer mean radius is within `tol`
-  of its target; stops after `patience` such steps in a row (returning
-  those parameters) or after `max_steps` (returning the lowest-loss ones).
-  One compiled `lax.while_loop` (see `COMPILED_LOOP`).
-
-  Returns:
-    (params, history): history['time'] [n, L], ['depth'] [n, L−1],
-    ['readout'] [n], ['loss'] [n] (per-step mean radii and loss at the
-    parameters before that step's update), 'steps' n, 'converged', 'best_loss'.
+  `pretrain` with targets {time: rho_time, depth: rho_depth, readout:
+  rho_readout}, e.g. for a `DeepRNN` (see `rnn_radii`) or a
+  `RecurrentClassifier`. Returns (params, history): history['time'] [n, L],
+  ['depth'] [n, L−1], ['readout'] [n], ['loss'] [n], 'steps', 'converged',
+  'best_loss'.
   Raises:
-    ValueError: a target ≤ 0, a bad kind/method.
+    ValueError: a target ≤ 0, a bad kind/method, a model without transitions.
   """
   _check_targets(rho_time=rho_time, rho_depth=rho_depth, rho_readout=rho_readout)
-  check_kind(kind)
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-  if not isinstance(model, deep_rnn.DeepRNN):
-    raise ValueError(f"lsc_pretrain needs a DeepRNN, got {type(model).__name__}; use lsc_pretrain_ffn for DeepMLP")
-  key = jax.random.PRNGKey(0) if key is None else key
-  spec = _Spec(targets=(("time", float(rho_time)), ("depth", float(rho_depth)),
-                        ("readout", float(rho_readout))),
-               max_steps=int(max_steps), lr=float(lr), tol=float(tol), patience=int(patience),
-               noise=bool(noise), batch_samples=_check_samples(batch_samples))
-  fn = lambda p, x, k: rnn_radii(model, p, x, k, time_samples=time_samples, kind=kind,
-                                 method=method, num_iters=num_iters)
-  return _optimize(fn, params, jnp.asarray(inputs), key, spec,
-                   ("rnn", repr(model), time_samples, kind, method, num_iters))
+  return pretrain(model, params, inputs, {"time": rho_time, "depth": rho_depth, "readout": rho_readout},
+                  max_steps=max_steps, lr=lr, tol=tol, patience=patience, key=key,
+                  time_samples=time_samples, kind=kind, method=method, num_iters=num_iters, noise=noise,
+                  batch_samples=batch_samples, compiled_loop=compiled_loop)
 
 
-def lsc_pretrain_ffn(model: DeepMLP, params, inputs: jax.Array, *, rho: float = 1.0,
+def lsc_pretrain_ffn(model, params, inputs: jax.Array, *, rho: float = 1.0,
                      rho_readout: float = 1.0, max_steps: int = 200, lr: float = 7e-3,
                      tol: float = 0.08, patience: int = 20, key: jax.Array | None = None,
                      kind: str = "spectral_radius", method: str = "exact", num_iters: int = 50,
-                     noise: bool = False, batch_samples: int = 0):
-  """LSC pre-training of a `DeepMLP`: every ρ(∂h_{l+1}/∂h_l) → `rho` (default 1).
+                     noise: bool = False, batch_samples: int = 0, compiled_loop: bool = True):
+  """LSC pre-training of a feed-forward net: every ρ(∂h_{l+1}/∂h_l) → `rho` (default 1).
 
-  Same loop as `lsc_pretrain` (AdaBelief, best-loss parameters, early stop)
-  with the radii of `ffn_radii` (``batch_samples``: examples per step,
-  0 = all). Returns (params, history) with
+  `pretrain` with targets {depth: rho, readout: rho_readout} on the inputs
+  flattened to [B, −1] (`DeepMLP`, `ROAFMLP`; Herranz-Celotti & Rouat's LSC
+  for feed-forward nets). Returns (params, history) with
   history['depth'] [n, L−1], ['readout'] [n], ['loss'] [n].
   """
   _check_targets(rho=rho, rho_readout=rho_readout)
-  check_kind(kind)
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-  if not isinstance(model, DeepMLP):
-    raise ValueError(f"lsc_pretrain_ffn needs a DeepMLP, got {type(model).__name__}")
-  key = jax.random.PRNGKey(0) if key is None else key
-  spec = _Spec(targets=(("depth", float(rho)), ("readout", float(rho_readout))),
-               max_steps=int(max_steps), lr=float(lr), tol=float(tol), patience=int(patience),
-               noise=bool(noise), batch_samples=_check_samples(batch_samples))
   inputs = jnp.asarray(inputs)
   inputs = inputs.reshape(inputs.shape[0], -1)
-  fn = lambda p, x, k: ffn_radii(model, p, x, k, kind=kind, method=method, num_iters=num_iters)
-  return _optimize(fn, params, inputs, key, spec, ("ffn", repr(model), kind, method, num_iters))
+  return pretrain(model, params, inputs, {"depth": rho, "readout": rho_readout}, max_steps=max_steps,
+                  lr=lr, tol=tol, patience=patience, key=key, kind=kind, method=method, num_iters=num_iters,
+                  noise=noise, batch_samples=batch_samples, compiled_loop=compiled_loop)
 
 
-def mean_radii(model, params, inputs, key=None, **kw) -> dict[str, jax.Array]:
-  """Per-layer mean radii {'time': [L], 'depth': [L−1], 'readout': scalar} (DeepRNN or DeepMLP).
+@functools.partial(jax.jit, static_argnums=(0,))
+def _mean_radii(measure, params, inputs, key):
+  return _layer_means(*measure.radii(params, inputs, key))
 
-  kw: time_samples (DeepRNN only), kind, method, num_iters. Compiled once per
-  (model, settings, shapes).
+
+def mean_radii(model, params, inputs, key=None, *, time_samples: int = 2, kind: str = "spectral_radius",
+               method: str = "exact", num_iters: int = 50) -> dict[str, jax.Array]:
+  """Per-layer mean radii {'time': [L], 'depth': [L−1], 'readout': scalar} (Herranz-Celotti & Rouat).
+
+  The means over the points (examples, sampled steps) of `transition_radii`,
+  per layer for the layered kinds; only the kinds `model` declares (no
+  'time' for feed-forward nets). Compiled once per (model, settings, shapes).
   """
+  check_kind(kind)
+  _check_method(method)
+  if not supports(model):
+    raise _unsupported(model)
   key = jax.random.PRNGKey(0) if key is None else key
-  if isinstance(model, DeepMLP):
-    fn = lambda p, x, k: _layer_means(ffn_radii(model, p, x, k, **kw))
-  elif isinstance(model, deep_rnn.DeepRNN):
-    fn = lambda p, x, k: _layer_means(rnn_radii(model, p, x, k, **kw))
+  return _mean_radii(_Measure(model, int(time_samples), kind, method, int(num_iters)), params,
+                     jnp.asarray(inputs), key)
+
+
+def preset_targets(model, params, x, name: str, *, time_samples: int = 2) -> dict[str, float]:
+  """Targets {kind: ρ_k} of preset `name` for the kinds `model` declares (Herranz-Celotti & Rouat).
+
+  With time transitions: `preset`(name, L, T) with L the depth length (1
+  without depth transitions) and T the time length of the declared
+  transitions. Feed-forward (no time): ρ_depth = 1 for ``rho=1`` and
+  ``unbalanced`` (nothing to balance against), 0.5 for ``rho=0.5``.
+  The read-out target is 1.
+  """
+  kinds = declared_kinds(model, params, x, time_samples=time_samples)
+  if "time" in kinds:
+    t = preset(name, kinds.get("depth", 1), kinds["time"])
   else:
-    raise ValueError(f"LSC supports DeepMLP and DeepRNN models, got {type(model).__name__}")
-  inputs = jnp.asarray(inputs)
-  ck = ("mean", repr(model), tuple(sorted(kw.items())), jax.tree.structure(params), inputs.shape)
-  if ck not in _CACHE:
-    _CACHE[ck] = jax.jit(fn)
-  return _CACHE[ck](params, inputs, key)
+    t = preset(name, 1, 1)
+    if _ALIASES[str(name)] == "unbalanced":
+      t["rho_depth"] = 1.0
+  full = {"time": t["rho_time"], "depth": t["rho_depth"], "readout": t["rho_readout"]}
+  return {k: full[k] for k in kinds if k in full}
 
 
 def _cfg(c, k, d):
   return c.get(k, d) if hasattr(c, "get") else getattr(c, k, d)
 
 
-def pretrain_from_config(model, params, x_batch, lsc_cfg, key):
+def pretrain_from_config(model, params, x_batch, lsc_cfg, key, *,
+                         memo: MutableMapping | None = None, compiled_loop: bool = True):
   """Engine hook: LSC pre-training as set by ``config.lsc`` (Herranz-Celotti & Rouat).
 
-  lsc_cfg: rho ('1' | '0.5' | 'unbalanced'), steps (max_steps); optional
-  batch (examples used, default 16), batch_samples (random examples per
-  step, default 0 = all of them), method ('exact' | 'power'), lr (7e-3), tol (0.08), patience (20),
-  time_samples (2), kind ('spectral_radius'). For a `DeepMLP` the depth
-  target is the preset's ρ_depth (1 or 0.5; 'unbalanced' → 1) and the read-out 1.
+  Works for any model that declares its transitions (`supports`). lsc_cfg:
+  rho ('1' | '0.5' | 'unbalanced', see `preset_targets`), steps (max_steps);
+  optional batch (examples used, default 16), batch_samples (random
+  examples per step, default 0 = all of them), method ('exact' | 'power'),
+  lr (7e-3), tol (0.08), patience (20), time_samples (2), kind
+  ('spectral_radius').
 
   Returns:
-    (params, {'before': radii, 'after': radii}) with per-layer mean radii
-    {'time': [L], 'depth': [L−1], 'readout': scalar} (no 'time' for DeepMLP);
-    also 'info': {'steps', 'converged'} of the pre-training loop. Results are
-    memoized per (model, params, inputs, lsc_cfg, key) within the process.
+    (params, {'before': radii, 'after': radii, 'info': {'steps', 'converged'}})
+    with per-layer mean radii {'time': [L], 'depth': [L−1], 'readout':
+    scalar} (the kinds the model declares). With a `memo` mapping, results
+    are memoized in it per (model, params, inputs, lsc_cfg, key), e.g. across
+    a learning-rate sweep that re-initializes the same seeds.
+  Raises:
+    ValueError: a model that declares no transitions, a bad preset.
   """
+  if not supports(model):
+    raise _unsupported(model)
   rho = str(_cfg(lsc_cfg, "rho", "1"))
   n = int(_cfg(lsc_cfg, "batch", 16))
   x = jnp.asarray(x_batch)[:n]
-  # A learning-rate sweep re-initializes the same seeds: pre-train each
-  # (model, params, inputs, settings, key) once per process.
-  memo_key = (repr(model), _digest(params), _digest(x), _digest(key),
-              tuple(sorted((k, str(v)) for k, v in dict(lsc_cfg).items())) if hasattr(lsc_cfg, "items")
-              else repr(lsc_cfg))
-  if memo_key in _MEMO:
-    return _MEMO[memo_key]
+  memo_key = None
+  if memo is not None:
+    memo_key = (repr(model), _digest(params), _digest(x), _digest(key),
+                tuple(sorted((k, str(v)) for k, v in dict(lsc_cfg).items())) if hasattr(lsc_cfg, "items")
+                else repr(lsc_cfg))
+    if memo_key in memo:
+      return memo[memo_key]
+  ts = int(_cfg(lsc_cfg, "time_samples", 2))
   common = dict(max_steps=int(_cfg(lsc_cfg, "steps", 200)), lr=float(_cfg(lsc_cfg, "lr", 7e-3)),
                 tol=float(_cfg(lsc_cfg, "tol", 0.08)), patience=int(_cfg(lsc_cfg, "patience", 20)),
                 kind=str(_cfg(lsc_cfg, "kind", "spectral_radius")),
                 batch_samples=int(_cfg(lsc_cfg, "batch_samples", 0)),
-                method=str(_cfg(lsc_cfg, "method", "exact")))
+                method=str(_cfg(lsc_cfg, "method", "exact")), time_samples=ts)
+  targets = preset_targets(model, params, x, rho, time_samples=ts)
   k_before, k_run, k_after = jax.random.split(key, 3)
-  if isinstance(model, DeepMLP):
-    t = preset(rho, model.depth, 1)
-    rho_d = 1.0 if _ALIASES[rho] == "unbalanced" else t["rho_depth"]
-    kw = dict(kind=common["kind"], method=common["method"])
-    before = mean_radii(model, params, x, k_before, **kw)
-    new, hist = lsc_pretrain_ffn(model, params, x, rho=rho_d, key=k_run, **common)
-  elif isinstance(model, deep_rnn.DeepRNN):
-    T = deep_rnn.to_sequence(model, x).shape[1]
-    t = preset(rho, model.depth, T)
-    ts = int(_cfg(lsc_cfg, "time_samples", 2))
-    kw = dict(kind=common["kind"], method=common["method"], time_samples=ts)
-    before = mean_radii(model, params, x, k_before, **kw)
-    new, hist = lsc_pretrain(model, params, x, key=k_run, time_samples=ts, **t, **common)
-  else:
-    raise ValueError(f"LSC supports DeepMLP and DeepRNN models, got {type(model).__name__}")
+  kw = dict(kind=common["kind"], method=common["method"], time_samples=ts)
+  before = mean_radii(model, params, x, k_before, **kw)
+  new, hist = pretrain(model, params, x, targets, key=k_run, compiled_loop=compiled_loop, **common)
   after = mean_radii(model, new, x, k_after, **kw)
   result = (new, {"before": before, "after": after,
                   "info": {"steps": hist["steps"], "converged": hist["converged"]}})
-  if len(_MEMO) >= 64:
-    _MEMO.pop(next(iter(_MEMO)))
-  _MEMO[memo_key] = result
+  if memo is not None:
+    memo[memo_key] = result
   return result
-
-
-_MEMO: dict[Any, Any] = {}
 
 
 def _digest(tree) -> str:
   """Content hash of a pytree of arrays (for the pre-training memo)."""
-  import hashlib
   h = hashlib.sha1()
   for leaf in jax.tree.leaves(tree):
     a = np.asarray(jax.random.key_data(leaf) if jnp.issubdtype(jnp.asarray(leaf).dtype, jax.dtypes.prng_key)

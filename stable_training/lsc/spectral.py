@@ -39,6 +39,7 @@ KINDS = ("spectral_radius", "spectral_norm")
 
 
 def check_kind(kind: str) -> str:
+  """`kind` if it is a radius LSC knows: ρ = max |eig| or σ_max (see module doc); else ValueError."""
   if kind not in KINDS:
     raise ValueError(f"unknown radius kind {kind!r}; valid kinds: {', '.join(KINDS)}")
   return kind

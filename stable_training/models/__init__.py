@@ -5,7 +5,7 @@ this package imports them all, so `build_model(config.model, ...)` sees every
 model by name.
 """
 from stable_training.models.mlp import ConvNet, DeepMLP, DenseLayer, hidden_stack, scan_layers
-from stable_training.models.registry import build_model, names, register_model
+from stable_training.models.registry import build_model, model_keys, names, register_model, resolve_model_config
 
 __all__ = ["ConvNet", "DeepMLP", "DenseLayer", "build_model", "hidden_stack",
            "names", "register_model", "scan_layers"]

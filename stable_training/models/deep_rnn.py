@@ -34,7 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from stable_training import initializers as inits
-from stable_training.models.registry import register_model
+from stable_training.models.registry import common_keys, register_model
+from stable_training.schema import Key
 
 CELLS = ("lstm", "gru", "relu_rnn", "sigmoid_rnn", "tanh_rnn", "alif", "lru")
 READOUTS = ("last", "mean")
@@ -365,6 +366,52 @@ class DeepRNN(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=inits.get_initializer(self.kernel_init),
                     name="output")(feat)
 
+  @nn.nowrap
+  def lsc_transitions(self, params, x: jax.Array, key: jax.Array, time_samples: int = 2) -> dict:
+    """The transitions whose Jacobians LSC sets (Herranz-Celotti & Rouat 2023/24; `stable_training.lsc`).
+
+    At K = min(time_samples, T) steps t drawn from `key` without replacement
+    (the same steps for every layer and example), with the states of a
+    forward pass held fixed:
+      time  [L, B, K]:   s^l_{t−1} ↦ step_l(s^l_{t−1}, x^l_t), Jacobian ∂s^l_t/∂s^l_{t−1}
+                         (s^l_{−1} = 0); length T.
+      depth [L−1, B, K]: s^{l−1}_t ↦ step_l(s^l_{t−1}, output_{l−1}(s^{l−1}_t, x^{l−1}_t)),
+                         Jacobian ∂s^l_t/∂s^{l−1}_t, l = 1..L−1; length L.
+      readout [B]:       y^{L−1}_{T−1} ↦ W_outᵀ y + b (`dense_readout`).
+    Layer 0 (input width D) and the stacked layers 1.. are separate
+    `Transitions` of one kind (concatenated along the layer axis).
+    """
+    from stable_training.lsc.protocol import Transitions, dense_readout, previous
+    cell = cell_module(self)
+    step = lambda p, s, xt: cell.apply({"params": p}, s, xt, method="step")
+    out = lambda p, s, xt: cell.apply({"params": p}, s, xt, method="output")
+    x0, s0, xh, sh = jax.lax.stop_gradient(layer_trajectories(self, params, x))
+    p0, ph = layer_params(params)
+    B, T, S = s0.shape
+    k_t, k_r, k_m = jax.random.split(key, 3)
+    K = min(time_samples, T)
+    t_idx = jax.random.choice(k_t, T, (K,), replace=False)
+    at = lambda a: a[:, :, t_idx]                      # [L, B, T, ...] → [L, B, K, ...]
+    one = lambda tree: jax.tree.map(lambda a: a[None], tree)
+    time_fn = lambda p, xt, u: step(p, u, xt)
+    depth_fn = lambda th, c, u: step(th[0], c[0], out(th[1], u, c[1]))
+    time = [Transitions(time_fn, one(p0), at(previous(s0[None], 2)), at(x0[None]), k_m, length=T)]
+    if ph is None:
+      depth = Transitions(depth_fn, None, jnp.zeros((0, B, K, S), s0.dtype), keys=k_m, length=self.depth)
+      x_last, s_last, p_last = x0, s0, p0
+    else:
+      time.append(Transitions(time_fn, ph, at(previous(sh, 2)), at(xh), k_m, length=T))
+      first = jax.tree.map(lambda a: a[:1], ph)
+      depth = [Transitions(depth_fn, (first, one(p0)), at(s0[None]),
+                           (at(previous(sh[:1], 2)), at(x0[None])), k_m, length=self.depth)]
+      if sh.shape[0] > 1:
+        depth.append(Transitions(depth_fn, (jax.tree.map(lambda a: a[1:], ph), jax.tree.map(lambda a: a[:-1], ph)),
+                                 at(sh[:-1]), (at(previous(sh[1:], 2)), at(xh[:-1])), k_m, length=self.depth))
+      x_last, s_last, p_last = xh[-1], sh[-1], jax.tree.map(lambda a: a[-1], ph)
+    ys = jax.lax.stop_gradient(out(p_last, s_last[:, -1], x_last[:, -1]))  # [B, H]
+    return {"time": tuple(time), "depth": tuple(depth) if isinstance(depth, list) else depth,
+            "readout": dense_readout(params["output"], ys, k_r)}
+
 
 
 def cell_module(model: DeepRNN) -> nn.Module:
@@ -399,7 +446,15 @@ def _get(cfg, key, default):
   return cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
 
 
-@register_model("deep_rnn")
+@register_model("deep_rnn", keys={
+    "name": Key(str, "deep_rnn"), "width": common_keys()["width"], "depth": Key(int, 2, lo=1),
+    "cell": Key(str, "lstm", choices=tuple(CELLS)),
+    "step_features": Key(int, 0, lo=0, doc="inputs per time step; 0 = the input's last axis"),
+    "readout": Key(str, "last", choices=("last", "mean")),
+    "encoding": Key(str, "none", choices=("none", "latency")),
+    "latency_steps": Key(int, 28, lo=1), "kernel_init": common_keys()["kernel_init"],
+    "cell_kwargs": Key(dict, None, nullable=True),
+})
 def _build_deep_rnn(cfg, *, num_classes, input_shape):
   """model_cfg keys: cell, depth, width (= hidden), step_features, readout,
   encoding, latency_steps, kernel_init, cell_kwargs (dict)."""

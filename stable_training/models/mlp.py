@@ -17,7 +17,8 @@ import jax.numpy as jnp
 
 from stable_training import activations as acts
 from stable_training import initializers as inits
-from stable_training.models.registry import register_model
+from stable_training.models.registry import common_keys, register_model
+from stable_training.schema import Key
 
 ActivationLike = str | Callable[[jax.Array], jax.Array]
 InitLike = str | Callable[..., jax.Array]
@@ -123,6 +124,29 @@ class DeepMLP(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=resolve_init(self.kernel_init),
                     name="output")(h)
 
+  @nn.nowrap
+  def lsc_transitions(self, params, x: jax.Array, key: jax.Array, time_samples: int = 2) -> dict:
+    """The transitions whose Jacobians LSC sets (Herranz-Celotti & Rouat 2023/24; `stable_training.lsc`).
+
+      depth (stacked over the L − 1 scanned layers, one point per example):
+        h_l ↦ h_{l+1} = φ(W_{l+1}ᵀ h_l + b_{l+1}) at the forward pass's h_l,
+        Jacobian diag φ'(z_{l+1}) W_{l+1}ᵀ (flax kernel W [in, out]); length L.
+      readout: h_{L−1} ↦ W_outᵀ h_{L−1} + b_out (`dense_readout`).
+    The first layer (input → width) is not square and has no LSC target.
+    `key` → (depth key, read-out key); `time_samples` is unused (no time axis).
+    """
+    del time_samples
+    from stable_training.lsc.protocol import Transitions, dense_readout
+    x = x.reshape(x.shape[0], -1)
+    _, inter = self.apply({"params": params}, x, mutable=["intermediates"])
+    acts = jax.lax.stop_gradient(hidden_stack(inter["intermediates"]))  # [L, B, W]
+    layer = DenseLayer(self.width, self.activation, self.kernel_init, parent=None)
+    k_d, k_r = jax.random.split(key)
+    stacked = params["hidden"]["layer"] if "hidden" in params else None
+    depth = Transitions(fn=lambda p, _, u: layer.apply({"params": p}, u), theta=stacked,
+                        points=acts[:-1], keys=k_d, length=self.depth)
+    return {"depth": depth, "readout": dense_readout(params["output"], acts[-1], k_r)}
+
 
 def hidden_stack(tree: Any, leaf: str = "act") -> jax.Array:
   """Stacks a DeepMLP's per-layer taps into one array [depth, ...].
@@ -176,15 +200,18 @@ def _activation_from_cfg(cfg) -> ActivationLike:
   return acts.get_activation(cfg.activation, **kwargs) if kwargs else cfg.activation
 
 
-@register_model("deep_mlp")
+@register_model("deep_mlp", keys={**common_keys(), "name": Key(str, "deep_mlp")})
 def _build_deep_mlp(cfg, *, num_classes, input_shape):
   del input_shape
   return DeepMLP(width=cfg.width, depth=cfg.depth, num_classes=num_classes,
                  activation=_activation_from_cfg(cfg), kernel_init=cfg.kernel_init,
-                 remat=cfg.get("remat", False))
+                 remat=cfg.remat)
 
 
-@register_model("convnet")
+_CONV_KEYS = {k: v for k, v in common_keys().items() if k in ("activation", "activation_kwargs", "kernel_init")}
+
+
+@register_model("convnet", keys={"name": Key(str, "convnet"), **_CONV_KEYS})
 def _build_convnet(cfg, *, num_classes, input_shape):
   image_shape = input_shape if len(input_shape) == 3 else (28, 28, 1)
   return ConvNet(num_classes=num_classes, activation=_activation_from_cfg(cfg),

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 
 from stable_training.models.mlp import (ActivationLike, InitLike, _activation_from_cfg,
                                         resolve_activation, resolve_init)
-from stable_training.models.registry import register_model
+from stable_training.models.registry import common_keys, register_model
+from stable_training.schema import Key
 from stable_training.models.roaf import (CRITICAL_INIT, layer_filter, roaf_kernel_init,
                                          validate_alpha_beta)
 
@@ -175,14 +176,65 @@ class RecurrentClassifier(nn.Module):
     feats = ys[:, -1] if self.readout == "last" else ys
     return nn.Dense(self.num_classes, name="output")(feats)
 
+  @nn.nowrap
+  def lsc_transitions(self, params, x: jax.Array, key: jax.Array, time_samples: int = 2) -> dict:
+    """The transitions whose Jacobians LSC sets (Herranz-Celotti & Rouat 2023/24; `stable_training.lsc`).
 
-@register_model("rnn_classifier")
+    s is the cell's flat state: h for 'roaf', 'elman', 'gru'; [h, c] for
+    'lstm'. At K = min(time_samples, T) steps t drawn from `key` without
+    replacement, with the states of a forward pass held fixed (s_{−1} = 0):
+      time [1, B, K]: s_{t−1} ↦ s_t = cell(s_{t−1}, x_t), Jacobian ∂s_t/∂s_{t−1}:
+        roaf  α O + β diag φ'(z_t) W_hᵀ, elman diag(1 − h_t²) W_hᵀ
+        (z_t = W_xᵀ x_t + b + W_hᵀ h_{t−1}, flax kernels [in, out]; O the fixed
+        filter), gru / lstm through their gates; length T. The input
+        projection ``input_proj`` is part of the map's parameters (it moves z_t).
+      readout [B]: h_{T−1} ↦ W_outᵀ h + b (`dense_readout`, the last step's h).
+    """
+    from stable_training.lsc.protocol import Transitions, dense_readout, previous
+    if x.ndim == 2:
+      x = x[..., None]
+    H = self.hidden
+    fused = self.cell in ("roaf", "elman")
+    cell = make_cell(self.cell, H, alpha=self.alpha, beta=self.beta, activation=self.activation,
+                     kernel_init=self.kernel_init, filter_seed=self.filter_seed, project_input=not fused)
+    if self.cell == "lstm":  # carry (c, h) ↔ flat [h, c]
+      flat, unflat = (lambda c: jnp.concatenate([c[1], c[0]], axis=-1)), (lambda s: (s[..., H:], s[..., :H]))
+    else:
+      flat = unflat = lambda c: c
+
+    def step(th, xt, s):  # s_t from s_{t−1} (flat), batched or not
+      if fused:
+        xt = nn.Dense(H).apply({"params": th["input_proj"]}, xt)
+      return flat(cell.apply({"params": th["cell"]}, unflat(s), xt)[0])
+
+    theta = {"cell": params["cell"], **({"input_proj": params["input_proj"]} if fused else {})}
+    fixed = jax.lax.stop_gradient(theta)
+    B, T = x.shape[:2]
+    s0 = jnp.zeros((B, 2 * H if self.cell == "lstm" else H), jnp.float32)
+    _, ss = jax.lax.scan(lambda s, xt: (step(fixed, xt, s),) * 2, s0, jnp.swapaxes(x, 0, 1))
+    ss = jax.lax.stop_gradient(jnp.swapaxes(ss, 0, 1))  # [B, T, S]
+    k_t, k_r, k_m = jax.random.split(key, 3)
+    t_idx = jax.random.choice(k_t, T, (min(time_samples, T),), replace=False)
+    time = Transitions(fn=step, theta=jax.tree.map(lambda a: a[None], theta),
+                       points=previous(ss, 1)[:, t_idx][None], context=x[:, t_idx][None], keys=k_m, length=T)
+    return {"time": time, "readout": dense_readout(params["output"], ss[:, -1, :H], k_r)}
+
+
+_COMMON = common_keys(kernel_init="lecun_normal")
+
+
+@register_model("rnn_classifier", keys={
+    "name": Key(str, "rnn_classifier"), "width": _COMMON["width"],
+    "depth": Key(int, 1, lo=1, hi=1, doc="one recurrent layer"),
+    "cell": Key(str, "roaf", choices=CELLS), "readout": Key(str, "last", choices=READOUTS),
+    "alpha": Key(float, DEFAULT_RNN_ALPHA, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+    "beta": Key(float, None, lo=0.0, lo_open=True, nullable=True),
+    "activation": _COMMON["activation"], "activation_kwargs": _COMMON["activation_kwargs"],
+    "kernel_init": _COMMON["kernel_init"], "filter_seed": Key(int, 0, lo=0),
+})
 def _build_rnn_classifier(cfg, *, num_classes, input_shape):
   """Config keys: cell, width (= hidden), readout, alpha, beta, activation, kernel_init, filter_seed."""
   del input_shape
-  return RecurrentClassifier(cell=cfg.get("cell", "roaf"), hidden=cfg.width,
-                             num_classes=num_classes, readout=cfg.get("readout", "last"),
-                             alpha=cfg.get("alpha", DEFAULT_RNN_ALPHA), beta=cfg.get("beta", None),
-                             activation=_activation_from_cfg(cfg) if "activation" in cfg else "tanh",
-                             kernel_init=cfg.get("kernel_init", "lecun_normal"),
-                             filter_seed=cfg.get("filter_seed", 0))
+  return RecurrentClassifier(cell=cfg.cell, hidden=cfg.width, num_classes=num_classes, readout=cfg.readout,
+                             alpha=cfg.alpha, beta=cfg.beta, activation=_activation_from_cfg(cfg),
+                             kernel_init=cfg.kernel_init, filter_seed=cfg.filter_seed)

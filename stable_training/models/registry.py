@@ -1,25 +1,44 @@
-"""Model registry: config name → builder, so configs select models by name.
+"""Model registry: config name → builder and its typed keys, so configs select models by name.
 
 A builder is ``builder(model_cfg, *, num_classes, input_shape) -> nn.Module``
-where `model_cfg` is the ``config.model`` ConfigDict and `input_shape` the
-per-example shape of the (viewed) inputs, e.g. (784,) or (784, 1).
+where `model_cfg` holds the model's declared keys with defaults filled in
+(`stable_training.schema.check_group`) and `input_shape` is the per-example
+shape of the (viewed) inputs, e.g. (784,) or (784, 1). Each model declares its
+keys next to its builder: ``@register_model("deep_mlp", keys={...})``.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import flax.linen as nn
+import ml_collections
+
+from stable_training import activations, initializers
+from stable_training.schema import ConfigError, Key, check_group
 
 Builder = Callable[..., nn.Module]
-_REGISTRY: dict[str, Builder] = {}
+_REGISTRY: dict[str, tuple[Builder, dict[str, Key] | None]] = {}
 
 
-def register_model(name: str) -> Callable[[Builder], Builder]:
-  """Decorator registering `builder` under `name` (unique)."""
+def common_keys(*, kernel_init: str = "glorot_normalized", remat: bool = False) -> dict[str, Key]:
+  """Keys every feed-forward model shares: name, width, depth, activation(+kwargs), kernel_init, remat."""
+  return {
+      "name": Key(str, "deep_mlp", doc="registered model name"),
+      "width": Key(int, 128, lo=1, doc="hidden units"),
+      "depth": Key(int, 1, lo=1, doc="hidden layers (or stacked recurrent layers)"),
+      "activation": Key(str, "tanh", choices=tuple(activations.names())),
+      "activation_kwargs": Key(dict, {}, doc="e.g. t_left / t_right for tgelu"),
+      "kernel_init": Key(str, kernel_init, choices=tuple(initializers.names())),
+      "remat": Key(bool, remat, doc="jax.checkpoint each layer (memory O(1) in depth)"),
+  }
+
+
+def register_model(name: str, keys: Mapping[str, Key] | None = None) -> Callable[[Builder], Builder]:
+  """Decorator registering `builder` under `name` (unique) with its declared `keys`."""
   def deco(builder: Builder) -> Builder:
     if name in _REGISTRY:
       raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = builder
+    _REGISTRY[name] = (builder, dict(keys) if keys is not None else None)
     return builder
   return deco
 
@@ -29,13 +48,42 @@ def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
-def build_model(model_cfg, *, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-  """Builds ``model_cfg.name`` from the registry.
+def model_keys(name: str) -> dict[str, Key] | None:
+  """The keys model `name` declares (None: registered without a contract; its config is passed as is)."""
+  return _REGISTRY[name][1]
+
+
+def resolve_model_config(model_cfg) -> ml_collections.ConfigDict:
+  """``config.model`` checked against its model's declared keys, defaults filled in.
+
+  Keys declared only by other models are accepted (configs share one
+  ``model`` group across variants) but unchecked; any other key is a typo.
 
   Raises:
-    ValueError: for an unknown name; the message lists the valid ones.
+    ConfigError: unknown model, unknown key, or a bad value (one line).
   """
   name = model_cfg.name
   if name not in _REGISTRY:
-    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}")
-  return _REGISTRY[name](model_cfg, num_classes=num_classes, input_shape=tuple(input_shape))
+    raise ConfigError(f"config.model.name={name!r}: valid choices are {', '.join(names())}")
+  schema = _REGISTRY[name][1]
+  if schema is None:  # a model registered without declared keys (e.g. in a test)
+    return model_cfg
+  others = {k for _, ks in _REGISTRY.values() if ks for k in ks}
+  values = check_group(model_cfg, schema, "model", allowed=others)
+  values["name"] = name
+  if "activation" in values:
+    try:
+      activations.get_activation(values["activation"], **dict(values.get("activation_kwargs") or {}))
+    except (ValueError, TypeError) as e:
+      raise ConfigError(f"config.model.activation_kwargs: {e}") from None
+  return ml_collections.ConfigDict(values)
+
+
+def build_model(model_cfg, *, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+  """Builds ``model_cfg.name`` from the registry with its declared keys resolved.
+
+  Raises:
+    ConfigError: unknown name or bad keys (the message lists the valid ones).
+  """
+  cfg = resolve_model_config(model_cfg)
+  return _REGISTRY[cfg.name][0](cfg, num_classes=num_classes, input_shape=tuple(input_shape))

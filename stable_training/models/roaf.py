@@ -51,7 +51,8 @@ import jax.numpy as jnp
 from stable_training.models.mlp import (ActivationLike, DenseLayer, InitLike,
                                         _activation_from_cfg, resolve_activation, resolve_init,
                                         scan_layers)
-from stable_training.models.registry import register_model
+from stable_training.models.registry import common_keys, register_model
+from stable_training.schema import Key
 
 DEFAULT_ALPHA = 0.99
 # Hidden-kernel init name resolved here (not in the global registry): orthogonal
@@ -312,8 +313,57 @@ class ROAFMLP(nn.Module):
       return layer.apply({"params": theta["params"]}, h[None], theta["filter"])[0]
     return layer_fn, {"filter": self.filter_inputs(n), "params": stacked}
 
+  @nn.nowrap
+  def lsc_transitions(self, params, x: jax.Array, key: jax.Array, time_samples: int = 2) -> dict:
+    """The transitions whose Jacobians LSC sets (Herranz-Celotti & Rouat 2023/24; `stable_training.lsc`).
 
-@register_model("roaf_mlp")
+      depth (stacked over the depth − 1 ROAF layers, one point per example):
+        h_{l−1} ↦ h_l = α O_l h_{l−1} + β φ(z_l), z_l = W_lᵀ h_{l−1} + b_l (Ceni 2022),
+        Jacobian α O_l + β diag φ'(z_l) W_lᵀ (flax kernel W_l [in, out]; O_l
+        layer l's fixed filter from `filter_inputs`, 'haar' or 'fast'), at the
+        states h_{l−1} of a forward pass (held fixed); length = depth.
+      readout: h_{L−1} ↦ W_outᵀ h_{L−1} + b_out (`dense_readout`).
+    The ``input`` layer (input → width) is not square and has no LSC target.
+    `key` → (depth key, read-out key); `time_samples` is unused (no time axis).
+    """
+    del time_samples
+    from stable_training.lsc.protocol import Transitions, dense_readout
+    x = x.reshape(x.shape[0], -1)
+    edge_init = "glorot_normalized" if self.kernel_init == CRITICAL_INIT else self.kernel_init
+    h = DenseLayer(self.width, self.activation, edge_init, parent=None).apply({"params": params["input"]}, x)
+    k_d, k_r = jax.random.split(key)
+    maps = self.diagnostic_layer_maps(params)
+    if maps is None:
+      depth = Transitions(fn=None, theta=None, points=jnp.zeros((0,) + h.shape, h.dtype), keys=k_d,
+                          length=self.depth)
+    else:
+      layer_fn, theta = maps
+      layer = ROAFLayer(self.width, self.alpha, self.beta, self.activation, self.kernel_init,
+                        self.filter_seed, self.filter_mode, parent=None)
+
+      def forward(h_prev, th):  # h_l from h_{l−1}; keeps h_{l−1} as layer l's point
+        return layer.apply({"params": th["params"]}, h_prev, th["filter"]), h_prev
+      h, points = jax.lax.scan(forward, h, jax.lax.stop_gradient(theta))
+      depth = Transitions(fn=lambda th, _, u: layer_fn(th, u), theta=theta,
+                          points=jax.lax.stop_gradient(points), keys=k_d, length=self.depth)
+    return {"depth": depth, "readout": dense_readout(params["output"], jax.lax.stop_gradient(h), k_r)}
+
+
+ROAF_KEYS = {
+    "alpha": Key(float, DEFAULT_ALPHA, lo=0.0, hi=1.0, lo_open=True, hi_open=True,
+                 doc="weight α of the orthogonal filter path"),
+    "beta": Key(float, None, lo=0.0, lo_open=True, nullable=True, doc="weight β of φ(Wx + b); None = 1 − α"),
+    "filter_seed": Key(int, 0, lo=0, doc="seed of the filters O_l"),
+}
+
+
+@register_model("roaf_mlp", keys={
+    **common_keys(remat=True), "name": Key(str, "roaf_mlp"), **ROAF_KEYS,
+    "kernel_init": Key(str, "glorot_normalized", choices=(*common_keys()["kernel_init"].choices, CRITICAL_INIT)),
+    "filter_mode": Key(str, "fast", choices=("haar", "fast"),
+                       doc="haar: independent Haar O_l; fast: signed row permutations of one Haar matrix"),
+    "roaf_init": Key(str, "critical", choices=("critical", "kernel_init")),
+})
 def _build_roaf_mlp(cfg, *, num_classes, input_shape):
   """Config keys: width, depth, activation(+_kwargs), kernel_init, remat, alpha,
   beta (None = 1 − α), filter_seed, filter_mode ('haar' | 'fast'), roaf_init:
@@ -321,9 +371,6 @@ def _build_roaf_mlp(cfg, *, num_classes, input_shape):
   `kernel_init` is then unused) or 'kernel_init' (every layer uses `kernel_init`)."""
   del input_shape
   return ROAFMLP(width=cfg.width, depth=cfg.depth, num_classes=num_classes,
-                 alpha=cfg.get("alpha", DEFAULT_ALPHA), beta=cfg.get("beta", None),
-                 activation=_activation_from_cfg(cfg),
-                 kernel_init=(CRITICAL_INIT if cfg.get("roaf_init", "critical") == "critical"
-                              else cfg.kernel_init),
-                 remat=cfg.get("remat", True), filter_seed=cfg.get("filter_seed", 0),
-                 filter_mode=cfg.get("filter_mode", "haar"))
+                 alpha=cfg.alpha, beta=cfg.beta, activation=_activation_from_cfg(cfg),
+                 kernel_init=CRITICAL_INIT if cfg.roaf_init == "critical" else cfg.kernel_init,
+                 remat=cfg.remat, filter_seed=cfg.filter_seed, filter_mode=cfg.filter_mode)

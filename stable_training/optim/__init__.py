@@ -2,23 +2,25 @@
 
 - `clip_output_layer` — clip the output layer's joint gradient norm
   (Ramaswamy, Bhatnagar & Saxena 2023, "stable and consistent training").
-- `averaged_gradient`, `avg_grad_rmsprop` — ḡ = ∫₀¹ ∇L(w + tΔw) dt over the
-  predicted update segment, with RMSProp (ICLR 2025 submission "Efficient
-  Gradient-Based Algorithm for Training Deep Learning Models With Many
-  Nonlinear Activations").
-- `make_optimizer(opt_cfg)`, `make_grad_fn(opt_cfg, loss_fn)`, `names()` — what
-  the train engine calls.
+- `averaged_gradient_estimator`, `avg_grad_rmsprop`, `averaged_gradient` —
+  ḡ = ∫₀¹ ∇L(w + tΔw) dt over the previous applied update Δw, as one
+  `optax.GradientTransformationExtraArgs` that takes the loss gradient as the
+  extra argument ``grad_fn`` (like `optax.contrib.sam`'s opaque mode), alone
+  or followed by RMSProp (ICLR 2025 submission "Efficient Gradient-Based
+  Algorithm for Training Deep Learning Models With Many Nonlinear
+  Activations").
+- `make_optimizer(opt_cfg)`, `names()` — what the train engine calls.
 """
 from __future__ import annotations
 
 from stable_training.optim.avg_grad import (
-    AvgGradState, METHODS, averaged_gradient, avg_grad_rmsprop, find_delta,
-    make_avg_grad_fn, secant_activations)
+    AvgGradState, METHODS, averaged_gradient, averaged_gradient_estimator, avg_grad_rmsprop,
+    secant_activations)
 from stable_training.optim.clipping import clip_output_layer, output_layer_mask
-from stable_training.optim.factory import SCHEDULES, make_grad_fn, make_optimizer, make_schedule, names
+from stable_training.optim.factory import SCHEDULES, make_optimizer, make_schedule, names
 
 __all__ = [
-    "AvgGradState", "METHODS", "SCHEDULES", "make_schedule", "averaged_gradient", "avg_grad_rmsprop",
-    "clip_output_layer", "find_delta", "make_avg_grad_fn", "make_grad_fn",
+    "AvgGradState", "METHODS", "SCHEDULES", "make_schedule", "averaged_gradient",
+    "averaged_gradient_estimator", "avg_grad_rmsprop", "clip_output_layer",
     "make_optimizer", "names", "output_layer_mask", "secant_activations",
 ]

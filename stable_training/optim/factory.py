@@ -1,20 +1,24 @@
-"""Optimizers and gradient estimators by name, from the ``config.optimizer`` ConfigDict.
+"""Optimizers by name, from the ``config.optimizer`` ConfigDict.
 
 `make_optimizer(opt_cfg)` builds the optax chain
-``[clip_output_layer(clip_output_norm)] → optimizer``; `make_grad_fn(opt_cfg,
-loss_fn)` builds the matching gradient estimator (the plain gradient, or the
-averaged gradient for ``avg_grad_rmsprop``, which reads its Δw prediction from
-the optimizer state). The engine then runs::
+``[clip_by_global_norm] → [clip_output_layer] → [add_decayed_weights] →
+optimizer``, or for ``avg_grad_rmsprop`` ``averaged_gradient_estimator →
+[clip…] → [decay] → RMSProp`` (the estimator replaces ∇L(w) by the averaged
+gradient ḡ, so it comes first; ICLR 2025 submission "Efficient Gradient-Based
+Algorithm for Training Deep Learning Models With Many Nonlinear
+Activations"). The engine runs, for every optimizer::
 
-  (loss, aux), grads = grad_fn(params, opt_state, batch, rng)
-  updates, opt_state = tx.update(grads, opt_state, params)
+  (loss, aux), grads = value_and_grad(objective)(params, batch, rng)
+  updates, opt_state = tx.update(grads, opt_state, params, grad_fn=grad_fn)
   params = optax.apply_updates(params, updates)
+
+with ``grad_fn(p) = ∇L(p)`` at the step's batch; only the averaged-gradient
+estimator calls it (plain transforms drop extra args inside `optax.chain`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-import jax
 import optax
 
 from stable_training.optim import avg_grad as avg_grad_lib
@@ -86,7 +90,11 @@ def make_optimizer(opt_cfg: Any, num_steps: int | None = None) -> optax.Gradient
 
   ``[clip_by_global_norm(clip_global_norm)] → [clip_output_layer(clip_output_norm)]
   → [add_decayed_weights(weight_decay)] → optimizer(schedule)``; each bracket
-  only when its value is > 0.
+  only when its value is > 0. For ``avg_grad_rmsprop`` the averaged-gradient
+  estimator goes in front of the brackets, so they act on ḡ:
+  ``averaged_gradient_estimator(method, num_points) → [...] → scale_by_rms →
+  scale_by_learning_rate``; its ``update`` needs the extra argument
+  ``grad_fn`` (`stable_training.train.make_train_step` passes it).
 
   Fields: ``name`` (one of `names()`), ``learning_rate`` and its
   ``schedule`` (`make_schedule`; `num_steps` is the run's length, needed by
@@ -101,7 +109,9 @@ def make_optimizer(opt_cfg: Any, num_steps: int | None = None) -> optax.Gradient
 
   Updates: sgd −η g; momentum m ← μm + g, −η m; rmsprop ν ← ρν + (1−ρ)g²,
   −η g/√(ν+ε) (optax.rmsprop); adam / adabelief as in optax with ε = eps;
-  avg_grad_rmsprop the RMSProp rule applied to the averaged gradient.
+  avg_grad_rmsprop the RMSProp rule applied to the averaged gradient
+  ḡ = ∫₀¹ ∇L(w + tΔw) dt, Δw the previous applied update (ICLR 2025
+  submission, "… Many Nonlinear Activations").
 
   Raises:
     ValueError: unknown name or schedule (the message lists the valid ones).
@@ -127,10 +137,8 @@ def make_optimizer(opt_cfg: Any, num_steps: int | None = None) -> optax.Gradient
     tx = optax.adamw(sched, eps=eps, weight_decay=wd) if wd > 0 else optax.adam(sched, eps=eps)
   elif name == "adabelief":
     tx = optax.adabelief(sched, eps=eps)
-  elif name == "avg_grad_rmsprop":
-    method, num_points = _avg_grad_settings(opt_cfg)
-    tx = avg_grad_lib.avg_grad_rmsprop(sched, decay=decay, eps=eps, method=method,
-                                       num_points=num_points)
+  elif name == "avg_grad_rmsprop":  # the estimator goes first, below
+    tx = optax.chain(optax.scale_by_rms(decay=decay, eps=eps), optax.scale_by_learning_rate(sched))
   else:
     raise ValueError(
         f"unknown optimizer {name!r}; valid names: {', '.join(names())}")
@@ -147,34 +155,8 @@ def make_optimizer(opt_cfg: Any, num_steps: int | None = None) -> optax.Gradient
     parts.append(clip_output_layer(clip))
   if wd > 0 and name != "adam":
     parts.append(optax.add_decayed_weights(wd))
+  if name == "avg_grad_rmsprop":
+    method, num_points = _avg_grad_settings(opt_cfg)
+    parts.insert(0, avg_grad_lib.averaged_gradient_estimator(method, num_points))
   return optax.chain(*parts, tx) if parts else tx
 
-
-def make_grad_fn(opt_cfg: Any, loss_fn: Callable) -> Callable:
-  """The gradient estimator matching `make_optimizer(opt_cfg)`.
-
-  Args:
-    opt_cfg: the optimizer ConfigDict.
-    loss_fn: ``loss_fn(params, batch, rng) -> (loss, aux)``.
-
-  Returns:
-    ``grad_fn(params, opt_state, batch, rng) -> ((loss, aux), grads)``. For
-    every optimizer but ``avg_grad_rmsprop`` this is
-    ``jax.value_and_grad(loss_fn, has_aux=True)`` (opt_state ignored). For
-    ``avg_grad_rmsprop`` grads is the averaged gradient
-    ḡ = ∫₀¹ ∇L(w + tΔw) dt with Δw the previous update, read from opt_state
-    (`avg_grad.find_delta`); loss and aux are at w.
-  """
-  name = _get(opt_cfg, "name", None)
-  if name not in _NAMES:
-    raise ValueError(
-        f"unknown optimizer {name!r}; valid names: {', '.join(names())}")
-  if name != "avg_grad_rmsprop":
-    vg = jax.value_and_grad(loss_fn, has_aux=True)
-
-    def grad_fn(params, opt_state, batch, rng):
-      del opt_state
-      return vg(params, batch, rng)
-    return grad_fn
-  method, num_points = _avg_grad_settings(opt_cfg)
-  return avg_grad_lib.make_avg_grad_fn(loss_fn, method=method, num_points=num_points)

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import sys
 import threading
 import time
 from typing import Iterator
@@ -29,6 +30,12 @@ _HELD_GUARD = threading.Lock()
 
 class WorkdirBusy(RuntimeError):
   """Another live process holds the workdir's lock."""
+
+
+def _secondary_process() -> bool:
+  """True in the processes other than 0 of a ``jax.distributed`` job: process 0 alone locks the shared workdir."""
+  jax = sys.modules.get("jax")
+  return jax is not None and jax.distributed.is_initialized() and jax.process_index() > 0
 
 
 def _read_pid(fd: int) -> str:
@@ -55,8 +62,11 @@ def workdir_lock(workdir: str) -> Iterator[str]:
     WorkdirBusy: at once (no waiting) if another process holds the lock; the
       message names the workdir and the holder's pid.
   """
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(os.path.realpath(workdir), LOCK_NAME)
+  if _secondary_process():
+    yield path
+    return
+  os.makedirs(workdir, exist_ok=True)
   with _HELD_GUARD:
     nested = path in _HELD
     if nested:

@@ -17,7 +17,6 @@ the code path is identical to one CPU.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import sys
 import time
@@ -133,6 +132,8 @@ class Setup:
   seeds: np.ndarray
   num_steps: int
   mesh: Any
+  state_sharding: Any       # leading seed axis split over the mesh, or replicated
+  split: str                # what the mesh splits: 'seeds' or 'batch'
 
 
 def build(config, d) -> Setup:
@@ -159,15 +160,19 @@ def build(config, d) -> Setup:
     tx = optax.apply_if_finite(tx, max_consecutive_errors=np.iinfo(np.int32).max)
   loss_fn = losses_lib.mean_loss(loss_name)
   objective = make_objective(model, loss_fn, loss.metrics)
-  grad_factory = functools.partial(optim_lib.make_grad_fn, config.optimizer)
-  train_step = make_train_step(model, loss_fn, tx, make_grad_fn=grad_factory, metrics_fn=loss.metrics)
+  train_step = make_train_step(model, loss_fn, tx, metrics_fn=loss.metrics)
 
   mesh = sharding_lib.data_mesh()
   n_dev = mesh.devices.size
-  if config.batch_size % n_dev:
+  # Seeds are independent programs: split them over the devices when they divide
+  # evenly (no cross-device traffic at all); otherwise split each batch.
+  by_seed = n_dev > 1 and config.num_seeds % n_dev == 0
+  if not by_seed and config.batch_size % n_dev:
     raise config_lib.ConfigError(
-        f"config.batch_size={config.batch_size}: must be divisible by the {n_dev} devices of the data mesh")
+        f"config.batch_size={config.batch_size}: must be divisible by the {n_dev} devices of the data mesh "
+        f"(or use a multiple of {n_dev} seeds)")
   repl = sharding_lib.replicated(mesh)
+  xs_axis = 1 if by_seed else 2
   bs = config.batch_size
   if task is None:
     n_train = d["x_train"].shape[0]
@@ -179,7 +184,7 @@ def build(config, d) -> Setup:
     def batch_xs(step, k):
       idx = np.stack([np.stack([data_lib.batch_indices(n_train, bs, seed=int(s), step=step + j) for s in seeds])
                       for j in range(k)]).astype(np.int32)
-      return jax.device_put(idx, sharding_lib.batch_sharded(mesh, idx.ndim, axis=2))
+      return jax.device_put(idx, sharding_lib.batch_sharded(mesh, idx.ndim, axis=xs_axis))
 
     def host_batch(seed, step):
       idx = data_lib.batch_indices(n_train, bs, seed=int(seed), step=step)
@@ -193,7 +198,7 @@ def build(config, d) -> Setup:
 
     def batch_xs(step, k):
       ss = np.stack(np.broadcast_arrays(seeds[None, :], step + np.arange(k)[:, None]), -1)
-      return jax.device_put(ss.astype(np.int32), repl)
+      return jax.device_put(ss.astype(np.int32), sharding_lib.batch_sharded(mesh, 3, axis=1) if by_seed else repl)
 
     def host_batch(seed, step):
       return jax.jit(make_batch)((), jnp.asarray([seed, step], jnp.int32))
@@ -202,8 +207,9 @@ def build(config, d) -> Setup:
   chunk = make_chunk_fn(train_step, stop_on_nonfinite=not skip, unroll=unroll, make_batch=make_batch)
   n_eval = min(config.eval_batch_size, d["x_test"].shape[0])
   evaluate = jax.jit(make_eval_step(model, loss, batch_size=n_eval))
+  state_sharding = sharding_lib.batch_sharded(mesh, 1, axis=0) if by_seed else repl
   return Setup(model, tx, loss, objective, jax.jit(chunk, donate_argnums=(0,)), evaluate, batch_xs,
-               host_batch, device_data, seeds, num_steps, mesh)
+               host_batch, device_data, seeds, num_steps, mesh, state_sharding, "seeds" if by_seed else "batch")
 
 
 def check_model(model, config, sample_x) -> None:
@@ -218,6 +224,12 @@ def check_model(model, config, sample_x) -> None:
   except (ValueError, TypeError) as e:
     msg = next((l for l in str(e).splitlines() if l.strip()), type(e).__name__)
     raise config_lib.ConfigError(f"config.model (name={config.model.name!r}): {msg}") from None
+  if config.lsc.enabled:
+    from stable_training import lsc as lsc_lib
+    if not lsc_lib.supports(model):
+      raise config_lib.ConfigError(
+          f"config.lsc.enabled=True: model {config.model.name!r} does not declare its transition Jacobians "
+          "(lsc_transitions); LSC supports deep_mlp, roaf_mlp, rnn_classifier and deep_rnn")
 
 
 def init_state(model, tx, seeds: np.ndarray, sample_x: jax.Array) -> TrainState:
@@ -242,19 +254,26 @@ def init_state(model, tx, seeds: np.ndarray, sample_x: jax.Array) -> TrainState:
 class MetricWriter:
   """metrics.jsonl records (each step once, even across resumes) and TensorBoard events."""
 
-  def __init__(self, workdir: str, start_step: int, layer_names: list[str]):
+  def __init__(self, workdir: str, start_step: int, layer_names: list[str], primary: bool = True):
     self.path = os.path.join(workdir, "metrics.jsonl")
-    self.records = rec_lib.truncate_records(self.path, start_step)  # drop records past the checkpoint
-    self.tb = rec_lib.TensorBoard(workdir, layer_names)
+    self.primary = primary  # False: another process writes the files; keep the records in memory
+    if primary:
+      self.records = rec_lib.truncate_records(self.path, start_step)  # drop records past the checkpoint
+      self.tb = rec_lib.TensorBoard(workdir, layer_names)
+    else:
+      self.records, self.tb = rec_lib.read_records(self.path, start_step), None
 
   def write(self, rec: dict) -> None:
     self.records.append(rec)
+    if not self.primary:
+      return
     rec_lib.append_record(self.path, rec)
     if rec.get("kind") == "train":
       self.tb.write(rec)
 
   def close(self) -> None:
-    self.tb.close()
+    if self.tb is not None:
+      self.tb.close()
 
 
 def _train_record(step, m, state) -> dict:
@@ -348,6 +367,13 @@ def _run_chunk(setup: Setup, compiled: dict, state, step: int, k: int, host_loop
   return state, stopped, jax.tree.map(lambda *a: jnp.concatenate(a), *ms), t_compile
 
 
+def _leaf_sharding(setup: Setup, a):
+  """A state leaf's sharding: split on its leading seed axis when the mesh splits seeds."""
+  if setup.split == "seeds" and getattr(a, "ndim", 0) >= 1:
+    return sharding_lib.batch_sharded(setup.mesh, a.ndim, axis=0)
+  return sharding_lib.replicated(setup.mesh)
+
+
 def _check_skips(state, config, step):
   """Stops a skip-mode run whose last `max_consecutive_skips` updates were all skipped."""
   limit = config.get("max_consecutive_skips", 100)
@@ -387,10 +413,17 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
   """The host loop of `train_and_evaluate` (the workdir is locked)."""
   skip = config.on_nonfinite == "skip"
   host_loop = config.get("scan_unroll", 1) == 0   # conv nets on XLA:CPU (see make_chunk_fn)
-  resumed = ckpt_lib.check_or_write_config(workdir, config)
+  primary = jax.process_index() == 0
+  resumed = ckpt_lib.check_or_write_config(workdir, config) if primary else False
+  if jax.process_count() > 1:  # process 0 decided; all take the same path (restore is collective)
+    from jax.experimental import multihost_utils
+    resumed = bool(multihost_utils.broadcast_one_to_all(np.int32(resumed)))
   state = init_state(setup.model, setup.tx, setup.seeds, jnp.asarray(d["x_test"][:1]))
   manager = ckpt_lib.make_manager(workdir)
-  restored = ckpt_lib.restore_latest(manager, state) if resumed else None
+  # Restored straight into the run's sharding: each process reads its own
+  # part (a restored single-device array cannot be moved across hosts).
+  shardings = jax.tree.map(lambda a: _leaf_sharding(setup, a), state)
+  restored = ckpt_lib.restore_latest(manager, jax.device_put(state, shardings)) if resumed else None
   start_step, state = restored if restored is not None else (0, state)
   if restored is not None:
     print(f"resumed {workdir} at step {start_step}", file=sys.stderr, flush=True)
@@ -404,13 +437,14 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
     manager.close()  # finished: leave its summary as it was
     return rec_lib.read_json(summary_path)
   lnames = layer_names(jax.tree.map(lambda a: a[0], state.params))
-  writer = MetricWriter(workdir, start_step, lnames)
+  writer = MetricWriter(workdir, start_step, lnames, primary)
   if restored is None and config.lsc.enabled:
     state, lsc_radii = _lsc_pretrain(setup.model, setup.tx, state, d, config)
     writer.write({"step": 0, "kind": "lsc", **lsc_radii})
-  state = jax.device_put(state, sharding_lib.replicated(setup.mesh))
+  state = jax.device_put(state, shardings)
   diag = _make_diagnostics(config, setup, workdir) if config.diagnostics.enabled else None
-  info = {**d["info"], "num_params": int(sum(np.prod(a.shape[1:]) for a in jax.tree.leaves(state.params)))}
+  info = {**d["info"], "num_params": int(sum(np.prod(a.shape[1:]) for a in jax.tree.leaves(state.params))),
+          "devices": int(setup.mesh.devices.size), "mesh_splits": setup.split}
   next_stop, is_eval, is_ckpt = _stops(config, d, setup.num_steps)
   compiled, compile_seconds, run_time, run_steps = {}, 0.0, 0.0, 0
   progress = rec_lib.Progress(setup.num_steps, start_step, config.progress == "auto",
@@ -435,7 +469,8 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
             f"{k}={v['mean']:.4f}" for k, v in rec.items() if k.startswith(("test_", "val_"))))
       if diag is not None and step % config.diagnostics.every == 0:
         diag(step, state.params, d)
-        writer.tb.histograms(step, jax.tree.map(lambda a: a[0], state.params))
+        if writer.tb is not None:
+          writer.tb.histograms(step, jax.tree.map(lambda a: a[0], state.params))
       writer.write(rec)
       progress.update(step, k, f"loss={rec['train_loss']['mean']:.4f}")
       if is_ckpt(step):
@@ -449,7 +484,8 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
     manager.close()
   summary = summarize(writer.records, d["name"], lnames, run_steps / run_time if run_time else float("nan"),
                       compile_seconds, info)
-  rec_lib.write_json(summary_path, summary)
+  if primary:
+    rec_lib.write_json(summary_path, summary)
   return summary
 
 
@@ -465,7 +501,8 @@ def _nonfinite_message(bad_step, state, setup: Setup, manager) -> str:
           + "; config.on_nonfinite='skip' skips such updates instead")
   for i, s in enumerate(setup.seeds):
     params = jax.tree.map(lambda a: a[i], state.params)
-    loss, g = grad(params, setup.host_batch(int(s), bad_step))
+    batch = setup.host_batch(int(s), bad_step)
+    loss, g = grad(params, batch)
     where = f"at step {bad_step + 1} (seed {int(s)})"
     path = first_nonfinite_path(g)
     if not bool(jnp.isfinite(loss)):
@@ -473,15 +510,23 @@ def _nonfinite_message(bad_step, state, setup: Setup, manager) -> str:
     if path is not None:
       return f"non-finite gradient {where}, first parameter: {path}" + hint
     opt_state = jax.tree.map(lambda a: a[i], state.opt_state)
-    updates, _ = setup.tx.update(g, opt_state, params)
+    grad_fn = lambda p, *_, b=batch: jax.grad(lambda q: setup.objective(q, b, None)[0])(p)
+    updates, _ = optax.with_extra_args_support(setup.tx).update(g, opt_state, params, grad_fn=grad_fn)
     path = first_nonfinite_path(updates)
     if path is not None:
       return f"non-finite update {where} (gradient finite), first parameter: {path}" + hint
   return f"non-finite loss or gradient at step {bad_step + 1}" + hint
 
 
-def _lsc_pretrain(model, tx, state, d, config):
-  """LSC pre-training (Herranz-Celotti & Rouat) of every seed before training."""
+def _lsc_pretrain(model, tx, state, d, config, memo=None):
+  """LSC pre-training (Herranz-Celotti & Rouat) of every seed before training.
+
+  Any model that declares its transition Jacobians (`stable_training.lsc.supports`).
+  `memo`: an optional mapping the caller keeps across runs (e.g. a learning-rate
+  sweep re-initializing the same seeds) so each (model, params, inputs,
+  config.lsc, key) is pre-trained once; the compiled programs are reused across
+  seeds and runs by `jax.jit` itself.
+  """
   from stable_training import lsc as lsc_lib
   x_src = d["x_train"] if d["x_train"] is not None else d["x_test"]
   xb = jnp.asarray(x_src[:config.batch_size])
@@ -489,7 +534,7 @@ def _lsc_pretrain(model, tx, state, d, config):
   for i in range(config.num_seeds):
     params = jax.tree.map(lambda a: a[i], state.params)
     p, radii = lsc_lib.pretrain_from_config(model, params, xb, config.lsc,
-                                            jax.random.PRNGKey(int(config.seed) + i))
+                                            jax.random.PRNGKey(int(config.seed) + i), memo=memo)
     new_params.append(p)
     before.append(radii["before"])
     after.append(radii["after"])
@@ -506,7 +551,7 @@ def _make_diagnostics(config, setup: Setup, workdir):
   the same program with diagnostics on or off.
   """
   from stable_training import diagnostics as diag_lib
-  writer = diag_lib.DiagnosticsWriter(workdir)
+  writer = diag_lib.DiagnosticsWriter(workdir) if jax.process_index() == 0 else None  # process 0 writes
   n = min(256, config.batch_size * 2)
   act = config.model.activation
   loss_fn = losses_lib.mean_loss(config.get("loss", "cross_entropy"))
@@ -518,6 +563,6 @@ def _make_diagnostics(config, setup: Setup, workdir):
   def run(step, params, d):
     x_src, y_src = (d["x_train"], d["y_train"]) if d["x_train"] is not None else (d["x_test"], d["y_test"])
     stats = jax.device_get(per_seed(params, jnp.asarray(x_src[:n]), jnp.asarray(y_src[:n])))
-    for i in range(config.num_seeds):
+    for i in range(config.num_seeds if writer is not None else 0):
       writer.write(step, jax.tree.map(lambda a: a[i], stats), seed=int(config.seed) + i)
   return run

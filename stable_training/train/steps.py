@@ -115,27 +115,37 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, *,
-                    make_grad_fn: Callable | None = None,
                     metrics_fn: Callable | None = None) -> Callable:
   """One SGD-style step for one seed: ``(state, (x, y)) -> (state, metrics)``.
 
-  grads = ∇_θ L(θ; x, y) (or an estimator from ``make_grad_fn(objective)``,
-  e.g. the averaged gradient), then ``updates, s = tx.update(grads, s, θ)``
-  and θ ← θ + updates. Metrics: loss, accuracy, ‖g‖, per-layer ‖g_l‖,
-  ‖updates‖, the variance of the update entries and whether loss and grads are finite,
-  plus the batch means of `metrics_fn` (`make_objective`).
+  (loss, aux), grads = value_and_grad(L)(θ; x, y), then
+  ``updates, s = tx.update(grads, s, θ, grad_fn=grad_fn)`` and
+  θ ← θ + updates. ``grad_fn(p, *unused) = ∇_p L(p; x, y)`` at the step's
+  batch and rng is the extra argument of `optax.GradientTransformationExtraArgs`
+  transforms that need more gradients, e.g. the averaged gradient
+  (`optim.averaged_gradient_estimator`, ICLR 2025 submission "… Many
+  Nonlinear Activations") or `optax.contrib.sam(..., opaque_mode=True)`;
+  ``grad_fn.at_params`` is `grads` (lets a transform check it receives them
+  unchanged). Plain transforms drop it, and it is traced only if called, so
+  for them the step costs one forward+backward, as before. Metrics: loss,
+  accuracy, ‖g‖, per-layer ‖g_l‖ (of ∇L(θ)), ‖updates‖, the variance of the
+  update entries and whether loss, grads and updates are finite, plus the batch
+  means of `metrics_fn` (`make_objective`).
   """
   objective = make_objective(model, loss_fn, metrics_fn)
-  if make_grad_fn is None:
-    vg = jax.value_and_grad(objective, has_aux=True)
-    grad_fn = lambda params, opt_state, batch, rng: vg(params, batch, rng)
-  else:
-    grad_fn = make_grad_fn(objective)
+  vg = jax.value_and_grad(objective, has_aux=True)
+  tx = optax.with_extra_args_support(tx)
 
   def train_step(state: TrainState, batch):
     rng, step_rng = jax.random.split(state.rng)
-    (loss, aux), grads = grad_fn(state.params, state.opt_state, batch, step_rng)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    (loss, aux), grads = vg(state.params, batch, step_rng)
+
+    def grad_fn(params, *unused):
+      """∇L(params) at this step's batch and rng (extra `unused`: sam's step index)."""
+      del unused
+      return jax.grad(lambda p: objective(p, batch, step_rng)[0])(params)
+    grad_fn.at_params = grads
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn)
     params = optax.apply_updates(state.params, updates)
     metrics = {
         "loss": loss,

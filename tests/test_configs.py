@@ -1,0 +1,84 @@
+"""Every config file launches: ``experiments.main --config=experiments/configs/NAME.py:tiny`` exits 0
+and writes summary.json (issue: one engine for every study)."""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py"))
+                 if not os.path.basename(p).startswith("_"))
+
+
+def test_every_study_has_a_config():
+  assert {"default", "dqn", "roaf", "avg_grad", "glorot", "lsc", "stability", "tgelu"} <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_tiny_variant_launches(name, tmp_path):
+  wd = tmp_path / name
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  p = subprocess.run([sys.executable, "-m", "experiments.main", f"--config=experiments/configs/{name}.py:tiny",
+                      f"--workdir={wd}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert p.returncode == 0, p.stderr[-3000:]
+  summary = json.loads((wd / "summary.json").read_text())
+  final = summary["final"]
+  # The run trained and evaluated: a finite training (or TD) loss and a held-out metric.
+  loss_key = "train_loss" if "train_loss" in final else "loss"
+  assert all(math.isfinite(v) for v in final[loss_key]["per_seed"])
+  assert any(k.startswith(("test_", "eval_")) for k in final)
+  assert p.stdout.strip().splitlines()[-1].startswith("done: ")
+  assert json.loads((wd / "config.json").read_text())  # the config that made it
+
+
+def _variants():
+  """Every variant of every config file (grids expanded from each file's own tables)."""
+  from experiments.configs import avg_grad, dqn, glorot, lsc, roaf, stability, tgelu
+  v = {"default": ["", "digits", "tiny"],
+       "roaf": ["mlp", "mlp-10", "tanh-10", "tiny", "tiny-psmnist", "tiny-adding", "tiny-copy"]
+               + [f"{k}-{c}" for k in ("psmnist", "adding", "copy") for c in roaf.CELLS] + ["copy-roaf-500"],
+       "lsc": ["tiny", "tiny-rnn"] + [f"ffn-{a}-{i}-{m}" for a in lsc.FFN_ACTS for i in lsc.FFN_INITS
+                                      for m in lsc.ARMS]
+              + [f"rnn-{c}-{d}-{r}" for c in lsc.CELLS for d in (1, 2) for r in lsc.RHOS],
+       "avg_grad": ["tiny"] + [m + s for m in avg_grad.METHODS for s in ("", "-shallow")],
+       "glorot": ["tiny"] + [f"{a}-{i}-{d}" for a in glorot.ACTIVATIONS for i in glorot.INITS
+                             for d in glorot.DATASETS],
+       "stability": ["tiny", *stability.ARMS], "tgelu": ["tiny", *tgelu.ARMS],
+       "dqn": ["tiny", *dqn.ARMS, "tgelu_none,3a"]}
+  return [(name, var) for name, vs in v.items() for var in vs]
+
+
+_SHAPES = {"fashion_mnist": (28, 28, 1), "digits": (8, 8, 1), "shapeset": (32, 32, 1), "mnist1d": (40,)}
+
+
+@pytest.mark.parametrize("name,variant", _variants())
+def test_every_variant_validates_and_traces(name, variant):
+  """Validation, then `jax.eval_shape` of the model's init on the variant's input shape (no FLOPs)."""
+  import importlib
+  import jax
+  import numpy as np
+  from stable_training import data, models
+  from stable_training.data import sequence_tasks
+  from stable_training.train import trainers
+  mod = importlib.import_module(f"experiments.configs.{name}")
+  c = mod.get_config(variant)
+  trainer = trainers.get_trainer(trainers.trainer_name(c))
+  trainer.validate(c)
+  if trainers.trainer_name(c) != "supervised":
+    return
+  if c.dataset.name in sequence_tasks.names():
+    task = sequence_tasks.get_task(c.dataset.name)
+    x, _ = jax.eval_shape(lambda k: task.sample(k, 2, c.dataset.lag), jax.random.PRNGKey(0))
+    x, n_out = np.zeros(x.shape, np.float32), task.num_outputs
+  else:
+    x = data.apply_view(np.zeros((2, *_SHAPES[c.dataset.name]), np.float32), c.dataset.view)
+    n_out = 10 if c.dataset.name != "shapeset" else 9
+  model = models.build_model(c.model, num_classes=n_out, input_shape=x.shape[1:])
+  out = jax.eval_shape(lambda k: model.apply(model.init(k, x), x), jax.random.PRNGKey(0))
+  assert out.shape[0] == 2 and out.shape[-1] == n_out
