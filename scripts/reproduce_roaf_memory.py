@@ -92,10 +92,7 @@ def main(argv):
            f"{c.batch_size}, {c.num_steps} steps, ROAF α = {c.model.alpha}, {c.num_seeds} seed(s)", "",
            f"Solved = test loss ≤ {SOLVED} × the constant-predictor baseline (adding: MSE 1/6; "
            "copy: 10 log 8 / (T + 20) cross-entropy per step).", "",
-           "Regenerate: `python scripts/reproduce_roaf_memory.py --tasks " + ",".join(FLAGS.tasks)
-           + " --lags " + ",".join(map(str, lags)) + f" --cells {','.join(FLAGS.cells)} --steps {c.num_steps}"
-           + f" --seeds {c.num_seeds}" + ("" if study.setting() == "full" else f" --{study.setting()}")
-           + (f" --tag {FLAGS.tag}" if FLAGS.tag else "") + "`", "",
+           f"Regenerate: `{study.command('scripts/reproduce_roaf_memory.py')}`", "",
            "| task | T | cell | test loss / baseline | solved seeds | steps/s |", "|---|---|---|---|---|---|"]
   for r in rows:
     lines.append(f"| {r['task']} | {r['lag']} | {r['cell']} | {r['ratio']:.3f} | {r['solved_seeds']}/{r['seeds']} "

@@ -86,9 +86,7 @@ def main(argv):
            f"{c.model.width}, {c.dataset.num_train or 'all'} train / {c.dataset.num_test or 'all'} test images, "
            f"Adam {c.optimizer.learning_rate} + global-norm clipping {c.optimizer.clip_global_norm}, batch "
            f"{c.batch_size}, ROAF α = {c.model.alpha}, {c.num_seeds} seed(s)", "",
-           f"Regenerate: `python scripts/reproduce_roaf_psmnist.py --epochs {FLAGS.epochs} --seeds {c.num_seeds}"
-           + ("" if study.setting() == "full" else f" --{study.setting()}")
-           + (f" --tag {FLAGS.tag}" if FLAGS.tag else "") + "`", "",
+           f"Regenerate: `{study.command('scripts/reproduce_roaf_psmnist.py')}`", "",
            "| cell | params | test acc per epoch (mean over seeds) | last epoch (mean ± std) | s per epoch |",
            "|---|---|---|---|---|"]
   for r in rows:

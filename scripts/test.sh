@@ -9,4 +9,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e ".[test]"
 export JAX_PLATFORMS=cpu
+# One persistent XLA cache for the whole run: the suite compiles the same small
+# programs in many tests and subprocesses (tiny configs, smoke studies).
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$(mktemp -d -t st_jax_cache.XXXXXX)}"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0.3}"
 exec .venv/bin/python -m pytest "$@"

@@ -62,6 +62,15 @@ def stem(name: str) -> str:
   return name + ("" if s == "full" else f"_{s}") + (f"_{tag}" if tag else "")
 
 
+def command(script: str) -> str:
+  """``python SCRIPT --flag=value …`` with every flag given on this run's command line (the Regenerate line)."""
+  f = flags.FLAGS
+  given = [f"--{name}={f[name].serialize().split('=', 1)[-1]}" if not isinstance(f[name].value, bool)
+           else ("--" if f[name].value else "--no") + name
+           for name in sorted(f) if f[name].present and name not in ("workdir_root",)]
+  return " ".join(["python", script, *given])
+
+
 _ROOT: dict[str, str] = {}
 
 

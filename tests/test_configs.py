@@ -20,20 +20,41 @@ def test_every_study_has_a_config():
   assert {"default", "dqn", "roaf", "avg_grad", "glorot", "lsc", "stability", "tgelu"} <= set(CONFIGS)
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_tiny_variant_launches(name, tmp_path):
-  wd = tmp_path / name
+def test_launcher_cli_runs_a_tiny_config(tmp_path):
+  """The command line itself, once (flag parsing of every error path: tests/test_launcher.py)."""
+  wd = tmp_path / "cli"
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  p = subprocess.run([sys.executable, "-m", "experiments.main", f"--config=experiments/configs/{name}.py:tiny",
+  p = subprocess.run([sys.executable, "-m", "experiments.main", "--config=experiments/configs/default.py:tiny",
                       f"--workdir={wd}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert p.returncode == 0, p.stderr[-3000:]
+  assert p.stdout.strip().splitlines()[-1].startswith("done: ")
+  assert json.loads((wd / "summary.json").read_text())["final"]["test_accuracy"]["mean"] > 0.1
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_tiny_variant_launches(name, tmp_path, monkeypatch, capsys):
+  """``experiments.main --config=experiments/configs/NAME.py:tiny --workdir=DIR`` exits 0 and writes summary.json.
+
+  `experiments.main.main` runs in-process with the flags it would parse set
+  (one JAX start-up per test worker instead of one per config).
+  """
+  import types
+  from experiments import main as launcher
+  from experiments.main import _load_config  # the launcher's own loader of FILE.py:variant
+  wd = tmp_path / name
+  cfg = _load_config([f"--config={ROOT}/experiments/configs/{name}.py:tiny"])
+  for flag, value in (("_CONFIG", cfg), ("_WORKDIR", str(wd)), ("_DISTRIBUTED", False), ("_HOST_DEVICES", 0)):
+    monkeypatch.setattr(launcher, flag, types.SimpleNamespace(value=value))
+  monkeypatch.chdir(ROOT)
+  launcher.main([])  # returns normally on success; errors exit with status 2 or 3
+  out = capsys.readouterr().out
   summary = json.loads((wd / "summary.json").read_text())
   final = summary["final"]
   # The run trained and evaluated: a finite training (or TD) loss and a held-out metric.
   loss_key = "train_loss" if "train_loss" in final else "loss"
   assert all(math.isfinite(v) for v in final[loss_key]["per_seed"])
   assert any(k.startswith(("test_", "eval_")) for k in final)
-  assert p.stdout.strip().splitlines()[-1].startswith("done: ")
+  assert out.strip().splitlines()[-1].startswith("done: ")
   assert json.loads((wd / "config.json").read_text())  # the config that made it
 
 

@@ -168,6 +168,7 @@ def test_launcher_exit_codes(tmp_path, monkeypatch):
   """
   from experiments import main as launcher
   monkeypatch.setattr(launcher, "_DISTRIBUTED", types.SimpleNamespace(value=False))
+  monkeypatch.setattr(launcher, "_HOST_DEVICES", types.SimpleNamespace(value=0))
   for over, code, wd in ((DIVERGE, 3, tmp_path / "nan"), ({"target": "hard"}, 2, tmp_path / "bad")):
     monkeypatch.setattr(launcher, "_CONFIG", types.SimpleNamespace(value=tiny(**over)))
     monkeypatch.setattr(launcher, "_WORKDIR", types.SimpleNamespace(value=str(wd)))
