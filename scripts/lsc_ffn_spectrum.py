@@ -50,8 +50,7 @@ FLAGS = flags.FLAGS
 
 def regenerate_command(script: str, names) -> str:
   """The command line that rewrites this table: the flags given, minus where outputs go."""
-  args = [FLAGS[n].serialize() for n in names if FLAGS[n].present]
-  return " ".join(["python", script, *args])
+  return study.command(script, only=names)
 
 
 def make_config(s: dict):

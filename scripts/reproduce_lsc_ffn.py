@@ -67,8 +67,7 @@ def settings() -> dict:
 
 def regenerate_command(script: str, names) -> str:
   """The command line that rewrites this table: the flags given, minus where outputs go."""
-  args = [FLAGS[n].serialize() for n in names if FLAGS[n].present]
-  return " ".join(["python", script, *args])
+  return study.command(script, only=names)
 
 
 def make_config(act: str, arm: str, lr: float, s: dict):

@@ -62,13 +62,14 @@ def stem(name: str) -> str:
   return name + ("" if s == "full" else f"_{s}") + (f"_{tag}" if tag else "")
 
 
-def command(script: str) -> str:
-  """``python SCRIPT --flag=value …`` with every flag given on this run's command line (the Regenerate line)."""
+def command(script: str, only=None) -> str:
+  """``python SCRIPT --flag=value …`` with the flags given on this run's command line (the Regenerate line).
+
+  `only`: restrict to these flag names (default: every flag but ``--workdir_root``).
+  """
   f = flags.FLAGS
-  given = [f"--{name}={f[name].serialize().split('=', 1)[-1]}" if not isinstance(f[name].value, bool)
-           else ("--" if f[name].value else "--no") + name
-           for name in sorted(f) if f[name].present and name not in ("workdir_root",)]
-  return " ".join(["python", script, *given])
+  names = sorted(only) if only is not None else sorted(n for n in f if n != "workdir_root")
+  return " ".join(["python", script, *(f[n].serialize() for n in names if f[n].present)])
 
 
 _ROOT: dict[str, str] = {}

@@ -199,7 +199,7 @@ def test_workdir_lock_across_processes(tmp_path):
             print("acquired")
         except lock.WorkdirBusy as e:
           print("busy:", e)
-        """), capture_output=True, text=True, timeout=30)
+        """), capture_output=True, text=True, timeout=900)
     assert other.returncode == 0, other.stderr
     msg = other.stdout.strip()
     assert msg.startswith("busy:") and f"pid {holder.pid}" in msg and wd in msg and "\n" not in msg

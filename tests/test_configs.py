@@ -17,7 +17,7 @@ CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, 
 
 
 def test_every_study_has_a_config():
-  assert {"default", "dqn", "roaf", "avg_grad", "glorot", "lsc", "stability", "tgelu"} <= set(CONFIGS)
+  assert {"default", "dqn", "roaf", "avg_grad", "glorot", "lsc", "stability", "tgelu", "compose"} <= set(CONFIGS)
 
 
 def test_launcher_cli_runs_a_tiny_config(tmp_path):
@@ -71,7 +71,8 @@ def _variants():
        "glorot": ["tiny"] + [f"{a}-{i}-{d}" for a in glorot.ACTIVATIONS for i in glorot.INITS
                              for d in glorot.DATASETS],
        "stability": ["tiny", *stability.ARMS], "tgelu": ["tiny", *tgelu.ARMS],
-       "dqn": ["tiny", *dqn.ARMS, "tgelu_none,3a"]}
+       "dqn": ["tiny", *dqn.ARMS, "tgelu_none,3a"],
+       "compose": ["roaf", "mlp", "tiny", "tiny-mlp"]}
   return [(name, var) for name, vs in v.items() for var in vs]
 
 
@@ -103,3 +104,22 @@ def test_every_variant_validates_and_traces(name, variant):
   model = models.build_model(c.model, num_classes=n_out, input_shape=x.shape[1:])
   out = jax.eval_shape(lambda k: model.apply(model.init(k, x), x), jax.random.PRNGKey(0))
   assert out.shape[0] == 2 and out.shape[-1] == n_out
+
+
+@pytest.mark.parametrize("variant", ["tiny", "tiny-mlp"])
+def test_compose_runs_every_method_at_once(variant, tmp_path):
+  """compose.py: tGELU + ROAF (or DeepMLP) + LSC + output clipping + averaged-gradient RMSProp
+  + diagnostics + 4 seeds in one engine run."""
+  import numpy as np
+  from experiments.configs import compose
+  from stable_training import train
+  c = compose.get_config(variant)
+  s = train.train_and_evaluate(c, str(tmp_path))
+  assert c.model.activation == "tgelu" and c.optimizer.name == "avg_grad_rmsprop"
+  assert c.optimizer.clip_output_norm == 1.0 and c.model.name == ("roaf_mlp" if variant == "tiny" else "deep_mlp")
+  assert len(s["final"]["test_loss"]["per_seed"]) == 4 and np.all(np.isfinite(s["final"]["test_loss"]["per_seed"]))
+  # LSC ran for every seed: the mean depth radius moved toward ρ = 1.
+  before = np.asarray([np.mean(r["depth"]) for r in s["lsc"]["lsc_before"]])
+  after = np.asarray([np.mean(r["depth"]) for r in s["lsc"]["lsc_after"]])
+  assert np.all(np.abs(after - 1) <= np.abs(before - 1) + 1e-3)
+  assert (tmp_path / "diagnostics.npz").exists()

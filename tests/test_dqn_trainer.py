@@ -38,7 +38,7 @@ def per_seed(rec, key):
   return np.asarray(rec[key]["per_seed"], dtype=float)  # null (NaN) → nan
 
 
-def _kill_after_first_checkpoint(p: subprocess.Popen, ckpt, timeout=180) -> None:
+def _kill_after_first_checkpoint(p: subprocess.Popen, ckpt, timeout=900) -> None:
   deadline = time.time() + timeout
   while time.time() < deadline and p.poll() is None:
     if ckpt.exists() and any(d.isdigit() for d in os.listdir(ckpt)):
@@ -96,7 +96,7 @@ def test_resume_after_sigkill_matches_uninterrupted(runs):
   full, wd = runs.summary, runs.wd
   assert runs.killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
   assert not (wd / "summary.json").exists()
-  r = subprocess.run(runs.rerun, cwd=ROOT, env=runs.env, capture_output=True, text=True, timeout=300)
+  r = subprocess.run(runs.rerun, cwd=ROOT, env=runs.env, capture_output=True, text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]
   assert "resumed" in r.stderr
   assert r.stdout.startswith("done: eval_return=")

@@ -50,7 +50,7 @@ def test_second_run_on_a_busy_workdir_is_refused_and_metrics_stay_clean(tmp_path
   out1, err1 = first.communicate(timeout=900)
   assert first.returncode == 0, err1[-2000:]
   assert rc == 2 and f"pid {first.pid}" in _one_line(err), err
-  assert refused_after < 120   # at once, not after an orbax timeout (a hang guard, not a speed test)
+  assert refused_after < 600   # at once, not after an orbax timeout (a hang guard, not a speed test)
   steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
   assert steps == list(range(100, 3001, 100))
 

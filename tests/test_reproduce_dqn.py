@@ -17,7 +17,7 @@ def test_reproduce_dqn_tiny(tmp_path):
   cmd = [sys.executable, os.path.join(ROOT, "scripts", "reproduce_dqn.py"),
          "--tiny", "--arms", "tgelu_none,gelu_target", "--out", str(tmp_path),
          "--workdir_root", str(tmp_path / "runs")]
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
                         cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
   data = json.loads((tmp_path / "tiny.json").read_text())

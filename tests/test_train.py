@@ -138,11 +138,11 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
   assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
   assert not (wd_kill / "summary.json").exists()
   r = _cli(CLI_ARGS + [f"--workdir={wd_kill}"])
-  out, err = r.communicate(timeout=300)
+  out, err = r.communicate(timeout=900)
   assert r.returncode == 0, err[-3000:]
   assert "resumed" in err
   f = _cli(CLI_ARGS + [f"--workdir={wd_full}"])
-  out, err = f.communicate(timeout=300)
+  out, err = f.communicate(timeout=900)
   assert f.returncode == 0, err[-3000:]
   a = json.load(open(wd_kill / "summary.json"))["final"]
   b = json.load(open(wd_full / "summary.json"))["final"]
@@ -203,7 +203,7 @@ def test_skip_mode_stops_after_max_consecutive_skips(tmp_path):
 def test_nonfinite_cli_exit_code_keeps_checkpoint(tmp_path):
   wd = tmp_path / "nan"
   p = _cli(CLI_ARGS + [f"--workdir={wd}", "--config.optimizer.learning_rate=1e38"])
-  out, err = p.communicate(timeout=300)
+  out, err = p.communicate(timeout=900)
   assert p.returncode == 3, err[-2000:]
   assert "non-finite" in err and "step" in err
 
