@@ -15,8 +15,10 @@ every study script (absl)::
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -79,7 +81,12 @@ def workdir(study: str, run_name: str) -> str:
   """The workdir of run `run_name`: ``--workdir_root/run_name`` (root: a temporary folder by default)."""
   root = flags.FLAGS.workdir_root
   if not root:
-    root = _ROOT.setdefault(study, tempfile.mkdtemp(prefix=f"{study}_runs_"))
+    if study not in _ROOT:
+      _ROOT[study] = tempfile.mkdtemp(prefix=f"{study}_runs_")
+      print(f"[{study}] temporary workdirs in {_ROOT[study]} (removed at exit; --workdir_root keeps them)",
+            flush=True)
+      atexit.register(shutil.rmtree, _ROOT[study], ignore_errors=True)
+    root = _ROOT[study]
   return os.path.join(root, run_name)
 
 

@@ -439,7 +439,8 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
   lnames = layer_names(jax.tree.map(lambda a: a[0], state.params))
   writer = MetricWriter(workdir, start_step, lnames, primary)
   if restored is None and config.lsc.enabled:
-    state, lsc_radii = _lsc_pretrain(setup.model, setup.tx, state, d, config)
+    state, lsc_radii = _lsc_pretrain(setup.model, setup.tx, state, d, config,
+                                     desc=os.path.basename(os.path.normpath(workdir)))
     writer.write({"step": 0, "kind": "lsc", **lsc_radii})
   state = jax.device_put(state, shardings)
   diag = _make_diagnostics(config, setup, workdir) if config.diagnostics.enabled else None
@@ -518,7 +519,7 @@ def _nonfinite_message(bad_step, state, setup: Setup, manager) -> str:
   return f"non-finite loss or gradient at step {bad_step + 1}" + hint
 
 
-def _lsc_pretrain(model, tx, state, d, config, memo=None):
+def _lsc_pretrain(model, tx, state, d, config, memo=None, desc=None):
   """LSC pre-training (Herranz-Celotti & Rouat) of every seed before training.
 
   Any model that declares its transition Jacobians (`stable_training.lsc.supports`).
@@ -531,6 +532,8 @@ def _lsc_pretrain(model, tx, state, d, config, memo=None):
   x_src = d["x_train"] if d["x_train"] is not None else d["x_test"]
   xb = jnp.asarray(x_src[:config.batch_size])
   new_params, before, after = [], [], []
+  bar = rec_lib.Progress(config.num_seeds, 0, config.progress == "auto",
+                         desc=f"{desc} LSC ({config.lsc.steps} steps per seed)" if desc else "LSC", unit="seed")
   for i in range(config.num_seeds):
     params = jax.tree.map(lambda a: a[i], state.params)
     p, radii = lsc_lib.pretrain_from_config(model, params, xb, config.lsc,
@@ -538,6 +541,10 @@ def _lsc_pretrain(model, tx, state, d, config, memo=None):
     new_params.append(p)
     before.append(radii["before"])
     after.append(radii["after"])
+    radius = lambda r: float(np.mean(np.concatenate([np.ravel(np.asarray(v)) for k, v in r.items()
+                                                     if k in ("depth", "time")] or [np.zeros(1)])))
+    bar.update(i + 1, 1, f"mean radius {radius(radii['before']):.3f} -> {radius(radii['after']):.3f}")
+  bar.close()
   params = jax.tree.map(lambda *a: jnp.stack(a), *new_params)
   state = state.replace(params=params, opt_state=jax.vmap(tx.init)(params))
   to_py = lambda r: jax.tree.map(lambda a: np.asarray(a).tolist(), r)
