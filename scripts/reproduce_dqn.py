@@ -14,7 +14,8 @@ with the setting's overrides. Workdirs go to a temporary directory unless
 ``--workdir_root`` is given; then ``ROOT/<setting>[_<env>]/<arm>`` are kept and
 rerunning the same command resumes a killed study.
 
-Settings (``--setting``; ``--quick`` / ``--tiny`` are shortcuts):
+Settings (``--setting``, default ``full``; ``--quick`` / ``--tiny`` are shortcuts; the shared
+study flags of `stable_training.study`):
 
 * ``full``: the paper trains 1e6 env steps with a 1e6 buffer. One update
   (batch 256, 128-128 MLP) costs ≈ 0.4 ms of this 2-core CPU per seed
@@ -26,7 +27,8 @@ Settings (``--setting``; ``--quick`` / ``--tiny`` are shortcuts):
 * ``quick``: 2 seeds × 12,000 steps (< 3 min idle).
 * ``tiny``: 2 seeds × a few hundred steps with a small batch, for the smoke test.
 
-Outputs ``results/dqn/<setting>[_<env>].{md,json,png}``: mean ± std greedy
+Outputs ``<out>/<setting>[_<env>].{md,json,png}`` (``--out``; default ``results/dqn`` for
+the full setting, a temporary folder otherwise): mean ± std greedy
 return curves, the step at which the across-seed mean evaluation return first
 reaches the threshold (475 for CartPole-v1; 950 = 0.95 × the 1,000-step cap for
 the 3-action variant without time limit), per-seed steps to threshold, final
@@ -38,7 +40,6 @@ state per seed) and env steps/s.
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import contextlib
 import json
@@ -47,11 +48,13 @@ import sys
 import tempfile
 import time
 
+from absl import app, flags
 import jax
 import numpy as np
 
 from experiments.configs import dqn as dqn_configs
 from experiments.configs.dqn import ARMS
+from stable_training import study
 from stable_training.rl import trainer
 from stable_training.train import trainers
 
@@ -229,33 +232,26 @@ def write_outputs(results: dict, meta: dict, out_dir: str, stem: str):
   return "\n".join(lines)
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--setting", choices=sorted(SETTINGS), default="quick")
-  p.add_argument("--quick", action="store_const", const="quick",
-                 dest="setting_flag")
-  p.add_argument("--tiny", action="store_const", const="tiny",
-                 dest="setting_flag")
-  p.add_argument("--env", default="CartPole-v1",
-                 choices=sorted(THRESHOLDS))
-  p.add_argument("--seeds", type=int, default=0, help="0 = setting default")
-  p.add_argument("--total_steps", type=int, default=0,
-                 help="0 = setting default")
-  p.add_argument("--arms", default=",".join(ARMS),
-                 help=f"comma-separated subset of {list(ARMS)}")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--out", default="results/dqn")
-  p.add_argument("--workdir_root", default="",
-                 help="keep each arm's workdir (metrics, checkpoints) under "
-                 "ROOT/<setting>[_<env>]/<arm> and resume from it; default: "
-                 "a temporary directory, removed at the end")
-  p.add_argument("--resummarize", default="",
-                 help="a results JSON: recompute its statistics, no training")
-  args = p.parse_args(argv)
+study.define_flags("dqn")
+flags.DEFINE_enum("setting", None, sorted(SETTINGS), "Budget (default: full, or --quick / --tiny).")
+flags.DEFINE_enum("env", "CartPole-v1", sorted(THRESHOLDS), "Environment.")
+flags.DEFINE_integer("seeds", 0, "Seeds per arm (0 = the setting's).")
+flags.DEFINE_integer("total_steps", 0, "Env steps per seed (0 = the setting's).")
+flags.DEFINE_string("arms", ",".join(ARMS), f"Comma-separated subset of {list(ARMS)}.")
+flags.DEFINE_integer("seed", 0, "First seed.")
+flags.DEFINE_string("resummarize", "", "A results JSON: recompute its statistics, no training.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  args = FLAGS
   if args.resummarize:
     print(resummarize(args.resummarize))
     return
-  setting = args.setting_flag or args.setting
+  setting = args.setting or study.setting()
+  out = args.out or (os.path.join("results", "dqn") if setting == "full"
+                     else tempfile.mkdtemp(prefix=f"dqn_{setting}_"))
   arms = [a for a in args.arms.split(",") if a]
   bad = [a for a in arms if a not in ARMS]
   if bad:
@@ -294,11 +290,11 @@ def main(argv=None):
   meta = dict(setting=setting, env=args.env, seeds=seeds,
               total_steps=c.total_steps, threshold=THRESHOLDS[args.env],
               workdir_root=args.workdir_root or None,
-              command="python scripts/reproduce_dqn.py "
-              + " ".join(sys.argv[1:] if argv is None else argv),
+              command=study.command("scripts/reproduce_dqn.py"),
               jax_version=jax.__version__, backend=jax.default_backend())
-  print(write_outputs(results, meta, args.out, stem))
+  print(write_outputs(results, meta, out, stem))
+  print(f"wrote {os.path.join(out, stem)}.md")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)
