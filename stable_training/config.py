@@ -66,6 +66,23 @@ def _get(c, key):
   return node
 
 
+def _check_dataset_name(name, builtin) -> None:
+  """A built-in or generated dataset, or a TFDS name when the ``[tfds]`` extra is installed."""
+  if name in builtin:
+    return
+  valid = ", ".join(builtin)
+  if not isinstance(name, str) or not name:
+    raise ConfigError(f"config.dataset.name={name!r}: valid choices are {valid} or a TFDS name")
+  try:
+    import tensorflow_datasets as tfds  # the optional [tfds] extra
+  except ImportError:
+    raise ConfigError(f"config.dataset.name={name!r}: not built in (valid: {valid}); TFDS names need "
+                      "`pip install -e .[tfds]` and the prepared data in config.dataset.data_dir "
+                      "(`tfds build NAME` on a machine with internet)") from None
+  if name.split(":")[0].split("/")[0] not in tfds.list_builders():
+    raise ConfigError(f"config.dataset.name={name!r}: neither built in ({valid}) nor a TFDS dataset")
+
+
 def validate(config) -> None:
   """Checks a train config; raises `ConfigError` (one line) on the first problem."""
   # Imported here: these registries import model/optimizer code, which the
@@ -101,7 +118,7 @@ def validate(config) -> None:
   _choice(config, "on_nonfinite", ["stop", "skip"])
   _choice(config, "progress", ["auto", "none"])
 
-  _choice(config, "dataset.name", sorted(data.names() + sequence_tasks.names()))
+  _check_dataset_name(config.dataset.name, sorted(data.names() + sequence_tasks.names()))
   _choice(config, "dataset.view", data.VIEWS)
   _int(config, "dataset.num_train", 0)
   _int(config, "dataset.num_test", 0)

@@ -175,3 +175,19 @@ def test_trainer_registry():
   assert trainers.get_trainer("supervised").run is train.train_and_evaluate
   with pytest.raises(ValueError, match="valid choices are"):
     trainers.get_trainer("ppo")
+
+
+def test_tfds_names_are_validated_against_the_tfds_registry(monkeypatch):
+  import sys
+  import types
+  c = default.get_config("tiny")
+  c.dataset.name = "mnist"
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)   # the [tfds] extra absent
+  with pytest.raises(ConfigError, match=r"config.dataset.name='mnist': not built in .*pip install -e .\[tfds\]"):
+    validate(c)
+  fake = types.SimpleNamespace(list_builders=lambda: ["mnist", "cifar10"])
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+  validate(c)                                                       # a TFDS name: accepted
+  c.dataset.name = "mnistt"
+  with pytest.raises(ConfigError, match="neither built in .* nor a TFDS dataset"):
+    validate(c)

@@ -38,6 +38,10 @@ def test_perturbations_give_preactivation_gradients():
   m = DeepMLP(width=5, depth=3, num_classes=2, activation="tanh")
   x = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
   v = m.init(jax.random.PRNGKey(0), x)
+  # Flax convention: init returns only params; the taps are created on request.
+  assert set(v) == {"params"}
+  _, taps = m.apply(v, x, mutable=["perturbations"])
+  v = {**v, "perturbations": jax.tree.map(jnp.zeros_like, taps["perturbations"])}
   loss = lambda p, pert: jnp.sum(m.apply({"params": p, "perturbations": pert}, x) ** 2)
   g = jax.grad(loss, argnums=1)(v["params"], v["perturbations"])
   gz = hidden_stack(g, "preact")

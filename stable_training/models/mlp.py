@@ -47,7 +47,8 @@ class DenseLayer(nn.Module):
   def __call__(self, h: jax.Array) -> jax.Array:
     z = nn.Dense(self.width, kernel_init=resolve_init(self.kernel_init),
                  name="dense")(h)
-    z = self.perturb("preact", z)
+    if not self.is_initializing():  # taps exist only when diagnostics ask (mutable=['perturbations'])
+      z = self.perturb("preact", z)
     a = resolve_activation(self.activation)(z)
     self.sow("intermediates", "act", a)
     return a

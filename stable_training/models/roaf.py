@@ -210,7 +210,8 @@ class ROAFLayer(nn.Module):
       raise ValueError(f"ROAFLayer input width {x.shape[-1]} != layer width {self.width}")
     z = nn.Dense(self.width, kernel_init=roaf_kernel_init(self.kernel_init, alpha, beta),
                  name="dense")(x)
-    z = self.perturb("preact", z)
+    if not self.is_initializing():  # taps exist only when diagnostics ask (mutable=['perturbations'])
+      z = self.perturb("preact", z)
     a = resolve_activation(self.activation)(z)
     self.sow("intermediates", "act", a)
     return alpha * self.apply_filter(x, filt) + beta * a
