@@ -213,11 +213,7 @@ def settings() -> dict:
   """The flags' values with the setting's preset applied where a flag was not given."""
   names = ("quick", "tiny", "width", "batch", "compile_depths", "step_depths", "reps", "filter_modes", "skip",
            "tag")
-  s = {k: FLAGS[k].value for k in names}
-  for k, v in PRESETS.get(study.setting(), {}).items():
-    if not FLAGS[k].present:
-      s[k] = v
-  return s
+  return study.preset_values(names, PRESETS)
 
 
 def main(argv):

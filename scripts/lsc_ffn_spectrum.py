@@ -48,11 +48,6 @@ flags.DEFINE_integer("seed", 0, "Seed of the init and of the pre-training.")
 FLAGS = flags.FLAGS
 
 
-def regenerate_command(script: str, names) -> str:
-  """The command line that rewrites this table: the flags given, minus where outputs go."""
-  return study.command(script, only=names)
-
-
 def make_config(s: dict):
   """The stability study's LSC arm with the flags and preset `s` applied."""
   c = stability.get_config("tanh-standard-lsc")
@@ -96,7 +91,7 @@ def main(argv):
   spec, info, secs = measure(c)
   row = {w: {**{k: float(spec[w][k].mean()) for k in KEYS},
              "rms_sv_product": float(np.prod(spec[w]["rms_sv"]))} for w in spec}
-  cmd = regenerate_command("scripts/lsc_ffn_spectrum.py",
+  cmd = study.command("scripts/lsc_ffn_spectrum.py",
                            ["quick", "tiny", "tag", "data_dir", "activation", "kernel_init", "rho", "seed"])
   out = {"preset": setting, "settings": {**s, "activation": FLAGS.activation, "kernel_init": FLAGS.kernel_init,
                                          "rho": float(FLAGS.rho), "seed": FLAGS.seed},

@@ -144,8 +144,7 @@ def run_arm(method: str, depth: int, lr: float, s: dict) -> dict:
 
 def command() -> str:
   """The command line that regenerates this table (the result-shaping flags that were given)."""
-  return " ".join(["python scripts/reproduce_avg_grad.py"]
-                  + [FLAGS[n].serialize() for n in _RESULT_FLAGS if FLAGS[n].present])
+  return study.command("scripts/reproduce_avg_grad.py", only=_RESULT_FLAGS)
 
 
 def iterations_to(curve: list, target: float) -> int | None:

@@ -201,8 +201,7 @@ def _fmt(v, nd=2):
 
 def command() -> str:
   """The command line that regenerates this table (the result-shaping flags that were given)."""
-  return " ".join(["python scripts/reproduce_glorot_table1.py"]
-                  + [FLAGS[n].serialize() for n in _RESULT_FLAGS if FLAGS[n].present])
+  return study.command("scripts/reproduce_glorot_table1.py", only=_RESULT_FLAGS)
 
 
 def write_outputs(args: Args, out: str, best, runs, jac, figures, seconds) -> str:

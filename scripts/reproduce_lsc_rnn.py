@@ -44,28 +44,17 @@ PRESETS = {
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "digits": "digits"}
 
 study.define_flags(STUDY)
-_DEFINE = {int: flags.DEFINE_integer, str: flags.DEFINE_string, float: flags.DEFINE_float}
-for _k, _v in PRESETS["full"].items():
-  _DEFINE[type(_v)](_k, None, f"Override of the preset{' (comma list)' if isinstance(_v, str) else ''}; "
-                    f"full: {_v}.")
+study.define_preset_flags(PRESETS["full"])
 FLAGS = flags.FLAGS
 
 
 def settings() -> dict:
   """The preset of the setting with the flags that were given on top."""
-  s = dict(PRESETS[study.setting()])
-  for k in s:
-    if FLAGS[k].value is not None:
-      s[k] = FLAGS[k].value
+  s = study.preset_values(PRESETS["full"], PRESETS)
   for arm in s["arms"].split(","):
     if arm not in ARMS:
       raise app.UsageError(f"--arms: unknown arm {arm!r}; valid: {', '.join(ARMS)}")
   return s
-
-
-def regenerate_command(script: str, names) -> str:
-  """The command line that rewrites this table: the flags given, minus where outputs go."""
-  return study.command(script, only=names)
 
 
 def make_config(cell: str, depth: int, arm: str, s: dict):
@@ -118,7 +107,7 @@ def main(argv):
         rows.append(run_row(cell, depth, arm, summ, time.time() - t0))
         print(json.dumps(rows[-1]), flush=True)
   name = study.stem("rnn")
-  cmd = regenerate_command("scripts/reproduce_lsc_rnn.py", ["quick", "tiny", "tag", "data_dir", *PRESETS["full"]])
+  cmd = study.command("scripts/reproduce_lsc_rnn.py", ["quick", "tiny", "tag", "data_dir", *PRESETS["full"]])
   lines = [f"# LSC pre-training, deep RNNs on sequential {DATASET_NAMES.get(dataset, dataset)} ({study.setting()})", "",
            f"Regenerate: `{cmd}`", "",
            "Settings: " + ", ".join(f"{k}={v}" for k, v in s.items()), "",

@@ -81,19 +81,11 @@ SETTING_FLAGS = ("depths", "width", "alpha", "batch", "train_depth", "train_step
 
 def settings() -> dict:
   """The flags' values with the setting's preset applied where a flag was not given."""
-  s = {k: FLAGS[k].value for k in SETTING_FLAGS}
-  for k, v in PRESETS.get(study.setting(), {}).items():
-    if not FLAGS[k].present:
-      s[k] = v
+  s = study.preset_values(SETTING_FLAGS, PRESETS)
   for kind in s["train_models"].split(","):
     if kind not in KINDS:
       raise app.UsageError(f"--train_models: unknown model {kind!r}; valid: {', '.join(KINDS)}")
   return s
-
-
-def regenerate_command(script: str, names) -> str:
-  """The command line that rewrites this table: the flags given, minus where outputs go."""
-  return study.command(script, only=names)
 
 
 def make_config(kind: str, depth: int, s: dict):
@@ -206,8 +198,8 @@ def main(argv):
   setting = {**s, "quick": FLAGS.quick, "tiny": FLAGS.tiny, "tag": FLAGS.tag, "dataset": d["name"],
              "test_images": int(d["x_test"].shape[0]),
              "train_loop": "the engine (roaf.py:mlp-D / tanh-D)",
-             "command": regenerate_command("scripts/reproduce_roaf_depth.py",
-                                           ["quick", "tiny", "tag", "data_dir", *SETTING_FLAGS])}
+             "command": study.command("scripts/reproduce_roaf_depth.py",
+                                      ["quick", "tiny", "tag", "data_dir", *SETTING_FLAGS])}
   with open(stem + ".json", "w") as f:
     json.dump({"setting": setting, "depth_sweep": rows, "training": trains}, f, indent=1)
   render(stem)

@@ -74,8 +74,7 @@ def configure(arm: str, dataset: str):
 
 def command() -> str:
   """The command line that regenerates this table (the result-shaping flags that were given)."""
-  return " ".join(["python scripts/reproduce_tgelu_classification.py"]
-                  + [FLAGS[n].serialize() for n in _RESULT_FLAGS if FLAGS[n].present])
+  return study.command("scripts/reproduce_tgelu_classification.py", only=_RESULT_FLAGS)
 
 
 def row(c, s: dict, workdir: str) -> dict:

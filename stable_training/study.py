@@ -67,11 +67,29 @@ def stem(name: str) -> str:
 def command(script: str, only=None) -> str:
   """``python SCRIPT --flag=value …`` with the flags given on this run's command line (the Regenerate line).
 
-  `only`: restrict to these flag names (default: every flag but ``--workdir_root``).
+  `only`: these flag names, in this order (default: every flag but ``--workdir_root``, sorted).
   """
   f = flags.FLAGS
-  names = sorted(only) if only is not None else sorted(n for n in f if n != "workdir_root")
+  names = list(only) if only is not None else sorted(n for n in f if n != "workdir_root")
   return " ".join(["python", script, *(f[n].serialize() for n in names if f[n].present)])
+
+
+def define_preset_flags(preset: dict) -> None:
+  """One flag per key of a budget preset (int, float or comma-list str), default None = the preset's value."""
+  define = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+  for key, value in preset.items():
+    define[type(value)](key, None, f"Override of the preset{' (comma list)' if isinstance(value, str) else ''}; "
+                        f"full: {value}.")
+
+
+def preset_values(names, presets: dict) -> dict:
+  """``{name: flag value}`` with the current setting's preset (`setting()`) applied where a flag was not given."""
+  f = flags.FLAGS
+  values = {k: f[k].value for k in names}
+  for k, v in presets.get(setting(), {}).items():
+    if not f[k].present:
+      values[k] = v
+  return values
 
 
 _ROOT: dict[str, str] = {}

@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any
 
+import jax
 import numpy as np
 
 
@@ -161,14 +162,10 @@ class TensorBoard:
 
   def histograms(self, step: int, tree: Any) -> None:
     for name in tree:
-      leaves = [np.asarray(x).ravel() for x in _leaves(tree[name])]
+      leaves = [np.asarray(x).ravel() for x in jax.tree.leaves(tree[name])]
       if leaves:
         self.writer.add_histogram(f"params/{name}", np.concatenate(leaves), step)
 
   def close(self) -> None:
     self.writer.close()
 
-
-def _leaves(tree):
-  import jax
-  return jax.tree.leaves(tree)
