@@ -23,7 +23,7 @@ import re
 import shutil
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (optionally :variant).")
@@ -142,12 +142,8 @@ def _prepare_workdir(path: str) -> bool:
 
 
 def _quiet_logging() -> None:
-  """Library INFO logging off unless ``--verbosity``/``-v`` was given (orbax, the JAX backend probe)."""
-  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
-    logging.set_verbosity(logging.WARNING)
-    import logging as py_logging
-    for name in ("jax._src.xla_bridge", "absl"):
-      py_logging.getLogger(name).setLevel(py_logging.WARNING)
+  from stable_training.train.records import quiet_logging
+  quiet_logging()
 
 
 def main(argv):

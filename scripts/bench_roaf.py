@@ -87,7 +87,7 @@ def roofline(reps):
 
 def jax_step(depth, width, batch, filter_mode="fast", unroll=1):
   model = ROAFMLP(width=width, depth=depth, num_classes=10, remat=True, filter_mode=filter_mode,
-                  scan_unroll=unroll)
+                  layer_unroll=unroll)
   x = jnp.ones((batch, width))
   y = jnp.zeros((batch,), jnp.int32)
   t = time.perf_counter()

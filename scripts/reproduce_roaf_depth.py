@@ -97,6 +97,8 @@ def make_config(kind: str, depth: int, s: dict):
   if kind == "roaf_glorot":
     c.model.roaf_init = "kernel_init"   # W glorot_normalized, like the input/output layers
   c.dataset.num_train, c.dataset.num_test = s["num_train"], s["num_test"]
+  if FLAGS.data_dir:  # the at-init measurement reads data without study.run, which sets it for training
+    c.dataset.data_dir = FLAGS.data_dir
   c.batch_size = s["train_batch"]
   c.optimizer.learning_rate = s["lr"]
   study.set_budget(c, s["train_steps"], log_every=math.gcd(s["train_steps"], s["train_log_every"]))

@@ -9,7 +9,9 @@
 #   scripts/run.sh --tiny         # seconds-long smoke run on digits
 #   scripts/run.sh --arms=tanh-standard,roaf-tanh   # other flags go to stability_study.py
 #
-# JAX uses the accelerator when one is installed (JAX_PLATFORMS is left alone).
+# JAX uses the accelerator when one is installed: nothing here or in the study sets JAX_PLATFORMS
+# (scripts/test.sh sets it to cpu for the tests only). On a GPU: pip install -e . "jax[cuda13]" first.
+# Each step is announced with "==>"; then the study prints each arm, its workdir and a progress bar.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -36,6 +38,7 @@ fi
 step "installing the package into .venv (pip install -e .)"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e .
-step "JAX backend: $(.venv/bin/python -c 'import jax; print(jax.default_backend(), jax.devices())' 2>/dev/null)"
+step "JAX backend (JAX_PLATFORMS=${JAX_PLATFORMS:-<unset>}: JAX picks the accelerator when one is installed)"
+.venv/bin/python -c 'import jax; print(jax.default_backend(), jax.devices())' || echo "could not import jax"
 step "python scripts/stability_study.py ${setting[*]-} ${args[*]-}"
 exec .venv/bin/python scripts/stability_study.py ${setting[@]+"${setting[@]}"} ${args[@]+"${args[@]}"}

@@ -13,9 +13,20 @@ from stable_training.schema import ConfigError, Key, check_group  # noqa: F401  
 
 # Top-level keys of a supervised config (the trainer's contract); the groups
 # (dataset, model, optimizer, lsc, diagnostics) have their own.
-TOP_KEYS = ("trainer", "loss", "seed", "num_seeds", "batch_size", "eval_batch_size", "num_steps", "num_epochs",
-            "log_every", "eval_every", "checkpoint_every", "scan_unroll", "on_nonfinite", "max_consecutive_skips",
-            "progress", "dataset", "model", "optimizer", "lsc", "diagnostics")
+TOP_KEYS = {
+    "trainer": Key(str, "supervised", choices=("supervised",)),
+    "loss": Key(str, "cross_entropy", doc="a `train.losses` name"),
+    "seed": Key(int, 0, lo=0), "num_seeds": Key(int, 1, lo=1),
+    "batch_size": Key(int, 128, lo=1), "eval_batch_size": Key(int, 1000, lo=1),
+    "num_steps": Key(int, 2000, lo=1), "num_epochs": Key(int, 0, lo=0, doc="> 0: train epochs instead"),
+    "log_every": Key(int, 100, lo=1), "eval_every": Key(int, 500, lo=1), "checkpoint_every": Key(int, 1000, lo=1),
+    "step_loop": Key(str, "scan", choices=("scan", "host"),
+                     doc="scan: K steps in one compiled lax.scan; host: a host loop of one-step programs"),
+    "scan_unroll": Key(int, 1, lo=1, doc="steps per iteration of the scan"),
+    "on_nonfinite": Key(str, "stop", choices=("stop", "skip")),
+    "max_consecutive_skips": Key(int, 100, lo=1), "progress": Key(str, "auto", choices=("auto", "none")),
+    **{g: Key(dict, None) for g in ("dataset", "model", "optimizer", "lsc", "diagnostics")},
+}
 DATASET_KEYS = {
     "name": Key(str, "fashion_mnist"), "data_dir": Key(str, ""), "view": Key(str, "flatten"),
     "num_train": Key(int, 0, lo=0, doc="0 = all"), "num_test": Key(int, 0, lo=0, doc="0 = all"),
@@ -91,32 +102,19 @@ def validate(config) -> None:
   from stable_training.data import sequence_tasks
   from stable_training.train import losses
 
-  unknown = sorted(set(config.keys()) - set(TOP_KEYS))
-  if unknown:
-    raise ConfigError(f"unknown key config.{unknown[0]}; valid top-level keys: {', '.join(sorted(TOP_KEYS))}")
+  check_group(config, TOP_KEYS, "")
   from stable_training.optim.schema import OPTIMIZER_KEYS
   check_group(config.dataset, DATASET_KEYS, "dataset")
   check_group(config.optimizer, OPTIMIZER_KEYS, "optimizer")
   check_group(config.lsc, LSC_KEYS, "lsc")
   check_group(config.diagnostics, DIAGNOSTICS_KEYS, "diagnostics")
   models.resolve_model_config(config.model)
-  _choice(config, "trainer", ["supervised"])
   _choice(config, "loss", losses.names())
-  _int(config, "seed", 0)
-  _int(config, "num_seeds", 1)
-  _int(config, "batch_size", 1)
-  _int(config, "eval_batch_size", 1)
-  _int(config, "num_steps", 1)
-  _int(config, "num_epochs", 0)
-  _int(config, "max_consecutive_skips", 1)
-  _int(config, "scan_unroll", 0)
   log_every = _int(config, "log_every", 1)
   for key in ("eval_every", "checkpoint_every"):
     v = _int(config, key, 1)
     if v % log_every:
       raise ConfigError(f"config.{key}={v}: must be a multiple of config.log_every={log_every}")
-  _choice(config, "on_nonfinite", ["stop", "skip"])
-  _choice(config, "progress", ["auto", "none"])
 
   _check_dataset_name(config.dataset.name, sorted(data.names() + sequence_tasks.names()))
   _choice(config, "dataset.view", data.VIEWS)

@@ -84,13 +84,15 @@ def check_group(group: Mapping[str, Any], schema: Mapping[str, Key], path: str, 
   """
   keys = set(group.keys()) if hasattr(group, "keys") else set()
   unknown = sorted(keys - set(schema) - set(allowed))
+  prefix = f"{path}." if path else ""  # path "": the top level
   if unknown:
     valid = ", ".join(sorted(set(schema) | set(allowed)))
-    raise ConfigError(f"unknown key config.{path}.{unknown[0]}; valid keys of config.{path}: {valid}")
+    where = f"keys of config.{path}" if path else "top-level keys"
+    raise ConfigError(f"unknown key config.{prefix}{unknown[0]}; valid {where}: {valid}")
   out = {}
   for name, key in schema.items():
     v = group[name] if name in keys else key.default
-    out[name] = key.check(f"{path}.{name}", v)
+    out[name] = key.check(f"{prefix}{name}", v)
   return out
 
 

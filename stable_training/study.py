@@ -114,6 +114,8 @@ def run(config, study: str, run_name: str) -> dict:
   ``dataset.data_dir`` is set from ``--data_dir`` when given.
   """
   from stable_training.train import trainers
+  from stable_training.train.records import quiet_logging
+  quiet_logging()
   if "dataset" in config and flags.FLAGS.data_dir:
     config.dataset.data_dir = flags.FLAGS.data_dir
   wd = workdir(study, run_name)
@@ -122,10 +124,12 @@ def run(config, study: str, run_name: str) -> dict:
 
 
 def pick_dataset(name: str = "auto") -> str:
-  """``auto`` → ``fashion_mnist`` when its IDX files exist, else ``digits``."""
+  """``auto`` → ``fashion_mnist`` when its IDX files exist (in ``--data_dir`` if given, else the
+  Debian package's folder), else ``digits``."""
   if name != "auto":
     return name
-  have = os.path.exists(os.path.join(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz"))
+  folder = (flags.FLAGS.data_dir if "data_dir" in flags.FLAGS and flags.FLAGS.data_dir else None) or FASHION_MNIST_DIR
+  have = any(os.path.exists(os.path.join(folder, "train-images-idx3-ubyte" + ext)) for ext in (".gz", ""))
   return "fashion_mnist" if have else "digits"
 
 

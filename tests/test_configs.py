@@ -76,6 +76,33 @@ def _variants():
   return [(name, var) for name, vs in v.items() for var in vs]
 
 
+def _none_fields(c, prefix=""):
+  """(key, declared type) of every None-valued leaf (ml_collections `placeholder`s carry a type)."""
+  import ml_collections
+  for k in c.keys():
+    v = c[k]
+    if isinstance(v, ml_collections.ConfigDict):
+      yield from _none_fields(v, f"{prefix}{k}.")
+    elif v is None:
+      yield prefix + k, c.get_type(k)
+
+
+@pytest.mark.parametrize("override,expect", [
+    ({"step_loop": "while"}, "config.step_loop='while'"),
+    ({"scan_unroll": 0}, "config.scan_unroll=0: must be in [1, inf)"),  # the former host-loop sentinel
+])
+def test_step_loop_is_explicit(override, expect):
+  """``step_loop`` ('scan' | 'host') replaces the former ``scan_unroll = 0`` sentinel: one-line errors."""
+  from experiments.configs import default
+  from stable_training.config import ConfigError, validate
+  c = default.tiny(default.get_config())
+  validate(c)
+  c.update(override)
+  with pytest.raises(ConfigError) as e:
+    validate(c)
+  assert expect in str(e.value) and "\n" not in str(e.value)
+
+
 _SHAPES = {"fashion_mnist": (28, 28, 1), "digits": (8, 8, 1), "shapeset": (32, 32, 1), "mnist1d": (40,)}
 
 
@@ -90,6 +117,8 @@ def test_every_variant_validates_and_traces(name, variant):
   from stable_training.train import trainers
   mod = importlib.import_module(f"experiments.configs.{name}")
   c = mod.get_config(variant)
+  for key, typ in _none_fields(c):  # a plain None cannot be overridden from the command line
+    assert typ is not type(None), f"{name}.py:{variant} config.{key} is a bare None; use placeholder(type)"
   trainer = trainers.get_trainer(trainers.trainer_name(c))
   trainer.validate(c)
   if trainers.trainer_name(c) != "supervised":

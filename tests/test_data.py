@@ -298,3 +298,24 @@ def test_iterate_batches_resumes_exactly():
     np.testing.assert_array_equal(xb, full[k][0])
     np.testing.assert_array_equal(yb, full[k][1])
     np.testing.assert_array_equal(xb[:, 0], yb)
+
+
+def test_digits_split_cache_equals_scikit_learn(tmp_path, monkeypatch):
+  """The cached digits split is scikit-learn's stratified split, bit for bit, and survives a bad cache file."""
+  from sklearn.datasets import load_digits as sk_load
+  from sklearn.model_selection import train_test_split
+  from stable_training.data import sources
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  d = sk_load()
+  want = train_test_split(d.images, d.target, test_size=sources.DIGITS_TEST_SIZE, stratify=d.target,
+                          random_state=sources.DIGITS_SPLIT_SEED)
+  path = sources._digits_cache_path()
+  assert path.startswith(str(tmp_path))
+  for prepare in (lambda: None, lambda: None, lambda: open(path, "wb").write(b"garbage")):
+    prepare()
+    sources._digits_split.cache_clear()
+    got = sources._digits_split()
+    assert os.path.exists(path)
+    for a, b in zip(got, want):
+      np.testing.assert_array_equal(a, b)
+  sources._digits_split.cache_clear()

@@ -129,3 +129,16 @@ def test_deep_rnn_registry_and_trajectories():
   np.testing.assert_allclose(np.asarray(xh[0]), np.asarray(s0), rtol=1e-6)
   with pytest.raises(ValueError, match="unknown cell"):
     dr.state_size("rnn", 3)
+
+
+def test_one_cell_family_for_both_models():
+  # DeepRNN and RecurrentClassifier build their cells from one registry.
+  from stable_training.models import recurrent
+  assert dr.make_cell is recurrent.make_cell and dr.CELLS == recurrent.CELLS
+  assert dr.LSTMCell is recurrent.LSTMCell and dr.spike is recurrent.spike
+  for cell in dr.CELLS:
+    c = dr.make_cell(cell, H)
+    assert type(c) is recurrent.CELL_CLASSES[cell] and c.state_size == dr.state_size(cell, H)
+  assert dr.make_cell("relu_rnn", H).activation == "relu"
+  with pytest.raises(ValueError, match="activation"):
+    dr.make_cell("relu_rnn", H, activation="tanh")

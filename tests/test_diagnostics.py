@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from stable_training import diagnostics as D
+from stable_training.diagnostics import plot as P
+from stable_training.diagnostics.monitor import PERCENTILE_KEYS
 from stable_training.models import DeepMLP
 
 B, N_IN, W, C = 12, 5, 6, 3
@@ -71,7 +73,7 @@ def test_activation_statistics_match_numpy(linear_case):
   for l, a in enumerate(ref["a"]):
     np.testing.assert_allclose(d["act_mean"][l], a.mean(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(d["act_std"][l], a.std(), rtol=1e-4)
-    for name, q in zip(("act_p02", "act_p50", "act_p98"), D.PERCENTILES):
+    for name, q in zip(PERCENTILE_KEYS, D.PERCENTILES, strict=True):
       np.testing.assert_allclose(d[name][l], np.percentile(a, q), rtol=1e-4, atol=1e-5)
   assert np.all(np.isnan(d["act_saturation"]))   # identity is unbounded
   np.testing.assert_allclose(d["loss"], ref["loss"], rtol=1e-5)
@@ -228,6 +230,14 @@ def test_plot_cli_writes_pngs(tmp_path):
   bad = subprocess.run([sys.executable, "-m", "stable_training.diagnostics.plot", str(tmp_path),
                         "--step", "7"], capture_output=True, text=True, timeout=900)
   assert bad.returncode != 0 and "not recorded" in bad.stderr
+  # default: the per-step figures at the first record (the initialization) and the last
+  paths = P.render(str(tmp_path), out_dir=str(tmp_path / "default"))
+  assert [os.path.basename(p) for p in paths] == [
+      "diag_activation_percentiles.png",
+      "diag_activation_hist_step0.png", "diag_gradient_hist_step0.png", "diag_jacobian_sv_step0.png",
+      "diag_activation_hist_step100.png", "diag_gradient_hist_step100.png",
+      "diag_jacobian_sv_step100.png", "diag_saturation_wgrad.png"]
+  assert all(os.path.getsize(p) > 5000 for p in paths)
 
 
 def test_non_mlp_model_reads_taps_in_layer_order():
@@ -242,3 +252,206 @@ def test_non_mlp_model_reads_taps_in_layer_order():
   np.testing.assert_array_equal(d["act_hist"].sum(1), [4 * 12, 4 * 6])
   assert d["weight_grad_var"].shape == (4,)        # conv0, dense0, dense1, output
   assert "layer_jac_sv" not in d and "e2e_jac_sv" not in d   # Jacobians skipped
+
+
+def test_writer_keeps_keys_added_later_and_truncates_past_resume_point(tmp_path):
+  """A key new to an old workdir (act_p16) is NaN for the old records; truncate drops steps > N."""
+  w = D.DiagnosticsWriter(str(tmp_path))
+  old = {k: v for k, v in _synthetic(0).items()}
+  w.write(0, old, seed=0)
+  new = dict(_synthetic(10), act_p16=np.full(3, -0.3, np.float32))
+  w.write(10, new, seed=0)
+  w.write(20, new, seed=0)
+  d = D.load_diagnostics(str(tmp_path))
+  assert d["step"].tolist() == [0, 10, 20] and d["act_p16"].shape == (3, 3)
+  assert np.all(np.isnan(d["act_p16"][0])) and np.all(d["act_p16"][1:] == np.float32(-0.3))
+  w.truncate(10)
+  d = D.load_diagnostics(str(tmp_path))
+  assert d["step"].tolist() == [0, 10]
+  assert [json.loads(s)["step"] for s in open(tmp_path / "diagnostics.jsonl")] == [0, 10]
+  np.testing.assert_array_equal(d["act_p50"][1], _synthetic(10)["act_p50"].astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- figures
+
+def _percentile_record(n_steps, n_layers, seed=0):
+  rng = np.random.default_rng(seed)
+  med = np.tanh(rng.normal(size=(n_steps, n_layers)).cumsum(0) * 0.1).astype(np.float32)
+  spread = rng.uniform(0.1, 0.5, (n_steps, n_layers)).astype(np.float32)
+  return {"step": np.arange(n_steps) * 100, "act_p50": med, "act_mean": med + 0.01,
+          "act_p02": med - 3 * spread, "act_p16": med - spread,
+          "act_p84": med + spread, "act_p98": med + 3 * spread}
+
+
+def test_percentile_figure_is_one_panel_per_layer_with_the_input_percentiles(tmp_path):
+  L = 20
+  d = _percentile_record(7, L)
+  fig = P.plot_percentiles(d, str(tmp_path / "p.png"), "t")
+  assert (tmp_path / "p.png").stat().st_size > 5000
+  panels = [ax for ax in fig.axes if ax.get_visible() and ax.lines]
+  assert len(panels) == L
+  assert [ax.get_title() for ax in panels] == [f"layer {l + 1}" for l in range(L)]
+  for l, ax in enumerate(panels):
+    assert ax.get_shared_y_axes().joined(panels[0], ax)   # one y scale for all layers
+    med = [ln for ln in ax.lines if ln.get_gid() == "median"]
+    assert len(med) == 1
+    np.testing.assert_array_equal(med[0].get_xdata(), d["step"])
+    np.testing.assert_array_equal(med[0].get_ydata(), d["act_p50"][:, l])
+    mean = [ln for ln in ax.lines if ln.get_gid() == "mean"][0]
+    np.testing.assert_array_equal(mean.get_ydata(), d["act_mean"][:, l])
+    # two bands: light 2–98, dark 16–84; their y extents are the input percentiles
+    assert len(ax.collections) == 2
+    (lo2, hi2), (lo16, hi16) = [(c.get_paths()[0].vertices[:, 1].min(),
+                                 c.get_paths()[0].vertices[:, 1].max()) for c in ax.collections]
+    assert (lo2, hi2) == pytest.approx((d["act_p02"][:, l].min(), d["act_p98"][:, l].max()))
+    assert (lo16, hi16) == pytest.approx((d["act_p16"][:, l].min(), d["act_p84"][:, l].max()))
+  # named layers, and records from before the 16/84 percentiles existed: one band
+  old = {k: v[:, :3] if v.ndim == 2 else v for k, v in d.items() if k not in ("act_p16", "act_p84")}
+  fig = P.plot_percentiles(old, None, layer_names=["input", "hidden/0", "hidden/1"])
+  panels = [ax for ax in fig.axes if ax.get_visible() and ax.lines]
+  assert [ax.get_title() for ax in panels] == ["input", "hidden/0", "hidden/1"]
+  assert all(len(ax.collections) == 1 for ax in panels)
+
+
+def _overlaps(a, b, tol=0.5):
+  return (min(a.x1, b.x1) - max(a.x0, b.x0) > tol) and (min(a.y1, b.y1) - max(a.y0, b.y0) > tol)
+
+
+def _tick_boxes(fig, axis):
+  """Window extents of the tick labels `axis` draws (non-empty, inside the view)."""
+  lo, hi = sorted(axis.get_view_interval())
+  boxes = []
+  for locs, labels in ((axis.get_majorticklocs(), axis.get_majorticklabels()),
+                       (axis.get_minorticklocs(), axis.get_minorticklabels())):
+    for loc, t in zip(locs, labels):
+      if t.get_visible() and t.get_text() and lo - 1e-9 <= loc <= hi + 1e-9:
+        boxes.append(t.get_window_extent(fig.canvas.get_renderer()))
+  return boxes
+
+
+@pytest.mark.parametrize("case", ["log_spectrum", "linear_spectrum", "power_iteration", "deep_60"])
+def test_jacobian_figure_tick_labels_do_not_overlap_and_labels_are_mathtext(case):
+  rng = np.random.default_rng(0)
+  n_maps = 60 if case == "deep_60" else 19   # 20 hidden layers: 19 layer Jacobians
+  if case == "log_spectrum" or case == "deep_60":
+    sv = np.exp(rng.normal(size=(n_maps, 16)) * 2)
+  elif case == "linear_spectrum":
+    sv = rng.uniform(0.3, 1.2, (n_maps, 16))
+  else:
+    sv = rng.uniform(0.3, 1.2, (n_maps, 2))
+  sv = np.sort(sv)[:, ::-1].astype(np.float32)
+  d_step = {"layer_jac_sv": sv, "layer_jac_sv_mean": sv.mean(1), "e2e_jac_sv_max": np.float32(40.0),
+            "e2e_jac_sv_min": np.float32(1e-3)}
+  fig = P.plot_jacobian(d_step, None, 0, "title")
+  fig.canvas.draw()
+  ax = fig.axes[0]
+  assert ax.get_yscale() == ("log" if case in ("log_spectrum", "deep_60") else "linear")
+  for axis in (ax.xaxis, ax.yaxis):
+    boxes = _tick_boxes(fig, axis)
+    assert len(boxes) >= 3
+    clashes = [(i, j) for i in range(len(boxes)) for j in range(i) if _overlaps(boxes[i], boxes[j])]
+    assert not clashes, [axis.get_majorticklabels()[i].get_text() for pair in clashes for i in pair]
+  assert ax.get_ylabel() == r"$\sigma_i(\partial h_{l+1}/\partial h_l)$"
+  assert r"$\partial h_{l+1}/\partial h_l$" in ax.get_xlabel()
+  mean = [ln for ln in ax.lines if ln.get_gid() == "mean"][0]
+  np.testing.assert_array_equal(mean.get_xdata(), np.arange(1, n_maps + 1))
+  np.testing.assert_allclose(mean.get_ydata(), sv.mean(1))
+
+
+def test_learning_curves_draw_the_mean_across_seeds_with_a_band():
+  steps = np.asarray([0, 10, 20, 30])
+  a = np.asarray([[1.0, 0.8, 0.5, 0.4], [1.2, 0.6, 0.7, 0.2], [0.9, 0.7, 0.6, 0.3]])
+  curves = {"arrays": (steps, a),
+            "pairs": [(0, 2.0), (10, 1.5), (20, 1.0), (30, 0.5)],
+            "per_seed_pairs": [[(0, 1.0), (10, 3.0), (20, 9.0)], [(0, 3.0), (10, 5.0), (20, 7.0), (30, 1.0)]],
+            "dict": {"step": steps, "values": a * 2}}
+  fig = P.plot_learning_curves(curves, "loss", None, log_y=True)
+  ax = fig.axes[0]
+  lines = {ln.get_label(): ln for ln in ax.lines if ln.get_gid() == "mean"}
+  assert set(lines) == {"arrays (3 seeds)", "pairs", "per_seed_pairs (2 seeds)", "dict (3 seeds)"}
+  np.testing.assert_allclose(lines["arrays (3 seeds)"].get_ydata(), a.mean(0))
+  np.testing.assert_array_equal(lines["arrays (3 seeds)"].get_xdata(), steps)
+  np.testing.assert_allclose(lines["pairs"].get_ydata(), [2.0, 1.5, 1.0, 0.5])
+  np.testing.assert_array_equal(lines["per_seed_pairs (2 seeds)"].get_xdata(), [0, 10, 20])  # common steps
+  np.testing.assert_allclose(lines["per_seed_pairs (2 seeds)"].get_ydata(), [2.0, 4.0, 8.0])
+  np.testing.assert_allclose(lines["dict (3 seeds)"].get_ydata(), 2 * a.mean(0))
+  assert ax.get_yscale() == "log" and ax.get_ylabel() == "loss"
+  # one min–max band per multi-seed arm, spanning the seeds' extremes
+  assert len(ax.collections) == 3
+  ys = ax.collections[0].get_paths()[0].vertices[:, 1]
+  assert ys.min() == pytest.approx(a.min()) and ys.max() == pytest.approx(a.max())
+  # ± std band; a diverged seed (NaN/inf) is left out of the mean
+  bad = a.copy()
+  bad[2, 3] = np.inf
+  fig = P.plot_learning_curves({"x": (steps, bad)}, "loss", None, band="std")
+  ln = fig.axes[0].lines[0]
+  np.testing.assert_allclose(ln.get_ydata(), [*a.mean(0)[:3], a[:2, 3].mean()])
+  ys = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+  assert ys.max() == pytest.approx(np.max(a.mean(0)[:3] + a[:, :3].std(0)))
+  with pytest.raises(ValueError, match="band="):
+    P.plot_learning_curves(curves, "loss", None, band="iqr")
+
+
+# ------------------------------------------------------------------ engine: step-0 record
+
+def _tiny_config(num_steps):
+  from experiments.configs import default
+  c = default.get_config("digits")
+  c.model.width, c.model.depth = 16, 3
+  c.model.activation = "tanh"
+  c.batch_size, c.eval_batch_size = 32, 360
+  c.num_steps, c.log_every, c.eval_every, c.checkpoint_every = num_steps, 10, num_steps, 10
+  c.optimizer.name, c.optimizer.learning_rate = "sgd", 0.1
+  c.num_seeds, c.progress = 2, "none"
+  c.diagnostics.enabled, c.diagnostics.every = True, 10
+  return c
+
+
+def test_engine_records_the_initialization_at_step_0_once_across_resume(tmp_path):
+  from stable_training import train
+  wd = str(tmp_path)
+  c = _tiny_config(20)
+  train.train_and_evaluate(c, wd)
+  d = D.load_diagnostics(wd)
+  assert sorted(zip(d["step"].tolist(), d["seed"].tolist())) == [(s, k) for s in (0, 10, 20) for k in (0, 1)]
+
+  # Reference: the initial params of each seed, the monitoring batch (first
+  # min(256, 2·batch) training examples), activations straight from the model.
+  data = train.load_data(c)
+  setup = train.build(c, data)
+  state = train.init_state(setup.model, setup.tx, setup.seeds, jnp.asarray(data["x_test"][:1]))
+  x = jnp.asarray(data["x_train"][:64])
+  for i, seed in enumerate(setup.seeds):
+    p0 = jax.tree.map(lambda a: a[i], state.params)
+    _, inter = setup.model.apply({"params": p0}, x, mutable=["intermediates"])
+    acts = [np.asarray(a, np.float64) for b in D.layer_blocks(inter["intermediates"], "act") for a in b]
+    assert len(acts) == 3
+    r = np.nonzero((d["step"] == 0) & (d["seed"] == seed))[0]
+    assert len(r) == 1
+    for l, a in enumerate(acts):
+      np.testing.assert_allclose(d["act_mean"][r[0], l], a.mean(), rtol=1e-4, atol=1e-6)
+      np.testing.assert_allclose(d["act_std"][r[0], l], a.std(), rtol=1e-4)
+      for key, q in zip(PERCENTILE_KEYS, D.PERCENTILES, strict=True):
+        np.testing.assert_allclose(d[key][r[0], l], np.percentile(a, q), rtol=1e-4, atol=1e-5)
+    later = np.nonzero((d["step"] == 10) & (d["seed"] == seed))[0][0]
+    assert not np.allclose(d["act_mean"][later], d["act_mean"][r[0]])   # step 0 is before any update
+
+  # A killed run (configured longer) wrote diagnostics at steps 30 and 50 but
+  # died before checkpointing past 20. Resuming from the step-20 checkpoint to
+  # 40 re-measures 30, drops 50 (past the checkpoint, never re-measured), keeps
+  # 0..20 as they were, and writes no second step-0 record.
+  before = D.load_diagnostics(wd)
+  stale_rec = {k: v[-1] for k, v in before.items() if k not in ("step", "seed")}
+  for step in (30, 50):
+    D.DiagnosticsWriter(wd).write(step, stale_rec, seed=0)
+  train.train_and_evaluate(_tiny_config(40), wd)
+  d = D.load_diagnostics(wd)
+  for seed in (0, 1):
+    m = d["seed"] == seed
+    assert d["step"][m].tolist() == [0, 10, 20, 30, 40]   # strictly increasing, each once
+    b = before["seed"] == seed
+    np.testing.assert_array_equal(d["act_mean"][m][:3], before["act_mean"][b])
+  stale = (d["step"] == 30) & (d["seed"] == 0)
+  assert not np.array_equal(d["act_mean"][stale][0], before["act_mean"][-1])   # re-measured
+  lines = [json.loads(s) for s in open(tmp_path / "diagnostics.jsonl")]
+  assert sorted((r["step"], r["seed"]) for r in lines) == [(s, k) for s in (0, 10, 20, 30, 40) for k in (0, 1)]

@@ -131,7 +131,9 @@ def test_config_validation():
                    (dict(tau=float("inf")), "config.tau=inf"),
                    (dict(total_steps=1e5), "config.total_steps=100000.0"),
                    (dict(lr=0.1), "config.lr=0.1: unknown key; valid keys are"),
-                   (dict(clip_output_norm=-2.0), "config.clip_output_norm=-2.0")):
+                   (dict(clip_output_norm=-2.0), "config.clip_output_norm=-2.0"),
+                   # the former sentinel: None now means the paper's λ
+                   (dict(clip_output_norm=-1.0), "config.clip_output_norm=-1.0: must be a finite number >= 0")):
     with pytest.raises(ConfigError, match=re.escape(msg)) as e:
       dqn.resolve_config(bad)
     assert "\n" not in str(e.value)

@@ -149,7 +149,7 @@ def test_num_epochs_and_validation_split(tmp_path):
     ("optimizer.schedule", "linear", "valid choices"),
     ("optimizer.clip_global_norm", -1.0, "must be in \\[0, inf\\)"),
     ("loss", "hinge", "valid choices"),
-    ("num_epochs", -1, ">= 0"),
+    ("num_epochs", -1, "config.num_epochs=-1: must be in \\[0, inf\\)"),
 ])
 def test_bad_engine_values_are_one_line(key, value, match):
   c = default.get_config("tiny")

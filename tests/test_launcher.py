@@ -61,6 +61,8 @@ def test_second_run_on_a_busy_workdir_is_refused_and_metrics_stay_clean(tmp_path
     (["--config=experiments/configs/roaf.py:tiny", "--config.model.alpha=1.5"], "config.model.alpha=1.5: must be in (0, 1)"),
     (["--config=experiments/configs/roaf.py:tiny", "--config.model.alhpa=0.5"], "unknown key config.model.alhpa"),
     (["--config=experiments/configs/roaf.py:tiny", "--config.optimizer.learning_rate=nan"], "finite"),
+    # β defaults to None (= 1 − α): a typed placeholder, so the command line can set it (and is checked)
+    (["--config=experiments/configs/roaf.py:tiny", "--config.model.beta=-0.5"], "config.model.beta=-0.5: must be in (0, inf)"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, expect):
   wd = tmp_path / "never"

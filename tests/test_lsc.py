@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stable_training import lsc
-from stable_training.models.deep_rnn import DeepRNN, layer_trajectories
+from stable_training.models.deep_rnn import DeepRNN, cell_module, layer_params, layer_trajectories
 from stable_training.models.mlp import DeepMLP
 
 RNG = np.random.default_rng(0)
@@ -285,44 +285,50 @@ def test_roaf_mlp_radii_equal_eigvals_of_explicit_layer_jacobians(filter_mode):
 
 
 def _rnn_jacobians(m, p, x):
-  """∂s_t/∂s_{t−1} [B, T, S, S] of a RecurrentClassifier (numpy float64); s = h, or [h, c] for lstm."""
+  """∂s_t/∂s_{t−1} [B, T, S, S] of a RecurrentClassifier (numpy float64); s = h, or [h, c] for lstm.
+
+  Cell params: ``wx`` (W [D, G·H], b) and ``wh`` (U [H, G·H]), gates in the
+  order i, f, g, o (lstm, forget bias +1) / r, z, n (gru).
+  """
   x = f64(x)
   B, T, _ = x.shape
   H = m.hidden
   c = p["cell"]
-  K = lambda n: f64(c[n]["kernel"])
-  bias = lambda n: f64(c[n]["bias"])
+  G = {"lstm": "ifgo", "gru": "rzn"}.get(m.cell, "a")
+  W = dict(zip(G, np.split(f64(c["wx"]["kernel"]), len(G), axis=1)))
+  b = dict(zip(G, np.split(f64(c["wx"]["bias"]), len(G))))
+  U = dict(zip(G, np.split(f64(c["wh"]["kernel"]), len(G), axis=1)))
   h, cc = np.zeros((B, H)), np.zeros((B, H))
   Js = []
   for t in range(T):
     xt = x[:, t]
     if m.cell in ("elman", "roaf"):
-      z = xt @ f64(p["input_proj"]["kernel"]) + f64(p["input_proj"]["bias"]) + h @ K("h")
+      z = xt @ W["a"] + b["a"] + h @ U["a"]
       if m.cell == "elman":
         h = np.tanh(z)
-        J = dW(1 - h ** 2, K("h"))
+        J = dW(1 - h ** 2, U["a"])
       else:
-        a, b = m.alpha, 1.0 - m.alpha
+        a, be = m.alpha, 1.0 - m.alpha
         O = f64(layer_filter(m.filter_seed, 0, H))
-        J = a * O[None] + b * dW(1 - np.tanh(z) ** 2, K("h"))
-        h = a * h @ O.T + b * np.tanh(z)
+        J = a * O[None] + be * dW(1 - np.tanh(z) ** 2, U["a"])
+        h = a * h @ O.T + be * np.tanh(z)
     elif m.cell == "gru":
-      r = sig(xt @ K("ir") + bias("ir") + h @ K("hr"))
-      zg = sig(xt @ K("iz") + bias("iz") + h @ K("hz"))
-      u = h @ K("hn") + bias("hn")
-      n = np.tanh(xt @ K("in") + bias("in") + r * u)
-      dn = (1 - n ** 2)[:, :, None] * (u[:, :, None] * dW(r * (1 - r), K("hr")) + dW(r, K("hn")))
-      J = (1 - zg)[:, :, None] * dn + (h - n)[:, :, None] * dW(zg * (1 - zg), K("hz")) + \
+      r = sig(xt @ W["r"] + b["r"] + h @ U["r"])
+      zg = sig(xt @ W["z"] + b["z"] + h @ U["z"])
+      u = h @ U["n"]
+      n = np.tanh(xt @ W["n"] + b["n"] + r * u)
+      dn = (1 - n ** 2)[:, :, None] * (u[:, :, None] * dW(r * (1 - r), U["r"]) + dW(r, U["n"]))
+      J = (1 - zg)[:, :, None] * dn + (h - n)[:, :, None] * dW(zg * (1 - zg), U["z"]) + \
           np.eye(H)[None] * zg[:, :, None]
       h = (1 - zg) * n + zg * h
     else:  # lstm, flat state [h, c]
-      pre = {g: xt @ K("i" + g) + h @ K("h" + g) + bias("h" + g) for g in "ifgo"}
-      i, f, o, g = sig(pre["i"]), sig(pre["f"]), sig(pre["o"]), np.tanh(pre["g"])
+      pre = {g: xt @ W[g] + b[g] + h @ U[g] for g in "ifgo"}
+      i, f, o, g = sig(pre["i"]), sig(pre["f"] + 1.0), sig(pre["o"]), np.tanh(pre["g"])
       c_new = f * cc + i * g
-      dc_dh = dW(cc * f * (1 - f), K("hf")) + dW(g * i * (1 - i), K("hi")) + dW(i * (1 - g ** 2), K("hg"))
+      dc_dh = dW(cc * f * (1 - f), U["f"]) + dW(g * i * (1 - i), U["i"]) + dW(i * (1 - g ** 2), U["g"])
       dc_dc = np.eye(H)[None] * f[:, :, None]
       k = o * (1 - np.tanh(c_new) ** 2)
-      dh_dh = dW(np.tanh(c_new) * o * (1 - o), K("ho")) + k[:, :, None] * dc_dh
+      dh_dh = dW(np.tanh(c_new) * o * (1 - o), U["o"]) + k[:, :, None] * dc_dh
       dh_dc = k[:, :, None] * dc_dc
       J = np.concatenate([np.concatenate([dh_dh, dh_dc], 2), np.concatenate([dc_dh, dc_dc], 2)], 1)
       h, cc = o * np.tanh(c_new), c_new
@@ -347,6 +353,63 @@ def test_recurrent_classifier_time_radii_equal_eigvals_of_explicit_jacobians(cel
                              rtol=1e-4, atol=1e-5)
 
 
+from stable_training.models.recurrent import CELLS, state_size  # noqa: E402
+
+
+def _max_eig(J):
+  return np.abs(np.linalg.eigvals(f64(J))).max(-1)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_cell_time_radii_equal_eigvals_of_autodiff_jacobians(cell):
+  # Both models, every cell of the one family: the declared time (and depth)
+  # radii are max |eig| of ∂step/∂s (jax.jacfwd of the cell's one-step map),
+  # at states from a per-step loop of the cell (input projected inside each
+  # step, independent of the models' hoisted scan).
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 3))
+  key, K = jax.random.PRNGKey(7), 3
+  t_idx = np.asarray(jax.random.choice(jax.random.split(key, 3)[0], 6, (K,), replace=False))
+
+  def loop(c, p, xs):  # states [B, T, S] and outputs [B, T, Y]
+    s, ss, ys = jnp.zeros((xs.shape[0], state_size(cell, 4))), [], []
+    for t in range(xs.shape[1]):
+      s, y = c.apply({"params": p}, s, xs[:, t])
+      ss.append(s)
+      ys.append(y)
+    return jnp.stack(ss, 1), jnp.stack(ys, 1)
+
+  def time_ref(c, p, xs, ss):  # [B, K]
+    prev = np.concatenate([np.zeros_like(ss[:, :1]), ss[:, :-1]], 1)
+    step = lambda u, xt: c.apply({"params": p}, u, xt, method="step")
+    return np.array([[_max_eig(jax.jacfwd(step)(prev[b, t], xs[b, t])) for t in t_idx] for b in range(2)])
+
+  rc = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.6)
+  p = rc.init(jax.random.PRNGKey(1), x)["params"]
+  r = jax.jit(lambda p, x: lsc.transition_radii(rc, p, x, key, time_samples=K))(p, x)
+  c = rc.cell_module(parent=None)
+  ss, _ = loop(c, p["cell"], x)
+  assert np.all(np.isfinite(r["time"])) and np.all(np.isfinite(r["readout"]))
+  np.testing.assert_allclose(r["time"][0], time_ref(c, p["cell"], x, np.asarray(ss)), rtol=1e-4, atol=1e-6)
+
+  m = DeepRNN(cell=cell, depth=2, hidden=4, num_classes=3)
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  r = jax.jit(lambda p, x: lsc.transition_radii(m, p, x, key, time_samples=K))(p, x)
+  c = cell_module(m)
+  p0, ph = layer_params(p)
+  p1 = jax.tree.map(lambda a: a[0], ph)
+  s0, y0 = loop(c, p0, x)
+  s1, _ = loop(c, p1, y0)
+  s0, s1, x1 = np.asarray(s0), np.asarray(s1), np.asarray(y0)
+  np.testing.assert_allclose(r["time"][0], time_ref(c, p0, x, s0), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(r["time"][1], time_ref(c, p1, x1, s1), rtol=1e-4, atol=1e-6)
+  # depth: s^0_t ↦ step_1(s^1_{t−1}, output_0(s^0_t, x_t)).
+  prev1 = np.concatenate([np.zeros_like(s1[:, :1]), s1[:, :-1]], 1)
+  up = lambda u, sp, xt: c.apply({"params": p1}, sp, c.apply({"params": p0}, u, xt, method="output"),
+                                 method="step")
+  ref = [[_max_eig(jax.jacfwd(up)(s0[b, t], prev1[b, t], x[b, t])) for t in t_idx] for b in range(2)]
+  np.testing.assert_allclose(r["depth"][0], ref, rtol=1e-4, atol=1e-6)
+
+
 def test_roaf_mlp_pretrain_reaches_rho_1():
   import ml_collections
   m = ROAFMLP(width=6, depth=4, num_classes=3, alpha=0.5, kernel_init="glorot_normalized", filter_mode="fast")
@@ -368,7 +431,7 @@ def test_recurrent_classifier_pretrain_reaches_rho_1(cell):
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 2))
   p = m.init(jax.random.PRNGKey(1), x)["params"]
   # Start off target: ROAF's critical init already puts ρ near 1, so shrink W_h.
-  p = {**p, "cell": {"h": {"kernel": 0.2 * p["cell"]["h"]["kernel"]}}}
+  p = {**p, "cell": {**p["cell"], "wh": {"kernel": 0.2 * p["cell"]["wh"]["kernel"]}}}
   key = jax.random.PRNGKey(9)
   before = lsc.mean_radii(m, p, x, key, time_samples=8)
   p2, hist = lsc.pretrain(m, p, x, {"time": 1.0, "readout": 1.0}, max_steps=300, time_samples=3,

@@ -1,6 +1,7 @@
-"""Recurrent classifiers: ROAF RNN cell (Ceni 2022), Elman, LSTM, GRU."""
+"""The recurrent cell family (ROAF, Elman, LSTM, GRU, ...), RecurrentClassifier, hoisted projections."""
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -9,7 +10,9 @@ import optax
 import pytest
 
 from stable_training.models import build_model
-from stable_training.models.recurrent import ElmanCell, ROAFRNNCell, RecurrentClassifier
+from stable_training.models.deep_rnn import DeepRNN, cell_module, layer_params
+from stable_training.models.recurrent import (CELLS, ElmanCell, ROAFRNNCell, RecurrentClassifier,
+                                              state_size)
 from stable_training.models.roaf import critical_gain, layer_filter
 
 
@@ -25,12 +28,12 @@ def test_roaf_cell_step_matches_formula():
   o = cell.filter()
   np.testing.assert_allclose(o.T @ o, np.eye(hdim), atol=1e-5)
   np.testing.assert_allclose(o, layer_filter(3, 0, hdim), atol=1e-6)
-  z = x @ p["i"]["kernel"] + p["i"]["bias"] + h0 @ p["h"]["kernel"]
+  z = x @ p["wx"]["kernel"] + p["wx"]["bias"] + h0 @ p["wh"]["kernel"]
   np.testing.assert_allclose(h1, alpha * h0 @ o.T + beta * jnp.tanh(z), rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(h1, y)
   # W_h starts orthogonal at 1.1·σ*.
   g = 1.1 * critical_gain(alpha, beta)
-  np.testing.assert_allclose(p["h"]["kernel"].T @ p["h"]["kernel"], g ** 2 * np.eye(hdim),
+  np.testing.assert_allclose(p["wh"]["kernel"].T @ p["wh"]["kernel"], g ** 2 * np.eye(hdim),
                              rtol=1e-4, atol=1e-3)
 
 
@@ -40,11 +43,11 @@ def test_elman_step_matches_formula():
   x = jnp.ones((1, 2))
   p = cell.init(jax.random.PRNGKey(0), h0, x)["params"]
   h1, _ = cell.apply({"params": p}, h0, x)
-  want = jnp.tanh(x @ p["i"]["kernel"] + p["i"]["bias"] + h0 @ p["h"]["kernel"])
+  want = jnp.tanh(x @ p["wx"]["kernel"] + p["wx"]["bias"] + h0 @ p["wh"]["kernel"])
   np.testing.assert_allclose(h1, want, rtol=1e-6)
 
 
-@pytest.mark.parametrize("cell", ["roaf", "elman", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_classifier_shapes_and_last_readout(cell):
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 7, 2))
   m = RecurrentClassifier(cell=cell, hidden=4, num_classes=5)
@@ -64,18 +67,51 @@ def test_2d_inputs_are_one_feature_per_step():
   np.testing.assert_allclose(m.apply(v, x), m.apply(v, x[..., None]), rtol=1e-6)
 
 
-def test_fused_input_projection_equals_cell_loop():
-  """The classifier's hoisted W_x x_t + b equals stepping the standalone cell."""
+@pytest.mark.parametrize("cell", CELLS)
+def test_hoisted_input_projection_equals_per_step_cell_loop(cell):
+  """The models' hoisted W_x x_t + b (one matmul before the scan) equals stepping the cell.
+
+  Reference: a Python loop over t of the standalone cell's `__call__`, which
+  projects x_t inside each step (the unhoisted computation), and `nn.RNN`
+  over the same cell (flax's scan, per-step projection).
+  """
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 3))
-  m = RecurrentClassifier(cell="roaf", hidden=4, num_classes=1, alpha=0.7)
+  m = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.7, readout="all")
   p = m.init(jax.random.PRNGKey(1), x)["params"]
-  cell = ROAFRNNCell(4, alpha=0.7)
-  cp = {"i": p["input_proj"], "h": p["cell"]["h"]}
-  h = jnp.zeros((2, 4))
+  c = m.cell_module(parent=None)
+  s = c.initialize_carry(None, x[:, 0].shape)
+  assert s.shape == (2, state_size(cell, 4))
+  ys = []
   for t in range(5):
-    h, _ = cell.apply({"params": cp}, h, x[:, t])
-  want = h @ p["output"]["kernel"] + p["output"]["bias"]
-  np.testing.assert_allclose(m.apply({"params": p}, x), want, rtol=1e-5, atol=1e-6)
+    s, y = c.apply({"params": p["cell"]}, s, x[:, t])
+    ys.append(y)
+  want = jnp.stack(ys, 1) @ p["output"]["kernel"] + p["output"]["bias"]
+  np.testing.assert_allclose(m.apply({"params": p}, x), want, rtol=1e-5, atol=1e-5)
+  by_flax = nn.RNN(m.cell_module(parent=None)).apply({"params": {"cell": p["cell"]}}, x)
+  np.testing.assert_allclose(by_flax, jnp.stack(ys, 1), rtol=1e-5, atol=1e-5)
+  # readout='last' takes the final carry without stacking the states: same logits.
+  last = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.7).apply({"params": p}, x)
+  np.testing.assert_allclose(last, want[:, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_deep_rnn_hoisted_projection_equals_per_step_loop():
+  """DeepRNN (3 layers, hoisted projections in every layer) against stepping each layer's cell."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 3))
+  for cell in ("lstm", "gru", "tanh_rnn", "alif", "lru"):
+    m = DeepRNN(cell=cell, depth=3, hidden=4, num_classes=2)
+    p = m.init(jax.random.PRNGKey(1), x)["params"]
+    c = cell_module(m)
+    first, rest = layer_params(p)
+    seq = x
+    for l in range(3):
+      cp = first if l == 0 else jax.tree.map(lambda a: a[l - 1], rest)
+      s, ys = jnp.zeros((2, state_size(cell, 4))), []
+      for t in range(6):
+        s, y = c.apply({"params": cp}, s, seq[:, t])
+        ys.append(y)
+      seq = jnp.stack(ys, 1)
+    want = seq[:, -1] @ p["output"]["kernel"] + p["output"]["bias"]
+    np.testing.assert_allclose(m.apply({"params": p}, x), want, rtol=1e-5, atol=1e-5)
 
 
 def test_validation_errors():

@@ -18,6 +18,9 @@ def test_reproduce_avg_grad_tiny(tmp_path):
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,  # hang guard only
                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert proc.returncode == 0, proc.stderr[-3000:]
+  # A quiet console: no JAX backend probe, no library INFO lines (absl format "I1202 00:44:52.08 ...").
+  assert "Unable to initialize backend" not in proc.stderr
+  assert not re.search(r"^I\d{4} ", proc.stderr, re.M), proc.stderr[:2000]
   table = (out / "table_tiny.md").read_text()
   res = json.loads((out / "table_tiny.json").read_text())
   assert table.startswith("# Averaged-gradient RMSProp")

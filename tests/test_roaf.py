@@ -155,12 +155,12 @@ def test_diagnostics_layer_jacobians():
   assert np.all(sv >= max(alpha - beta * w_norm, 0.0) - 1e-4)
 
 
-def test_scan_unroll_gives_the_same_function_and_gradient():
+def test_layer_unroll_gives_the_same_function_and_gradient():
   # 9 hidden ROAF layers, unrolled 4 per loop iteration (a remainder of 1):
   # the same network as the rolled scan, parameters interchangeable.
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 12))
   kw = dict(width=8, depth=10, num_classes=4, filter_mode="fast")
-  rolled, unrolled = ROAFMLP(**kw), ROAFMLP(**kw, scan_unroll=4)
+  rolled, unrolled = ROAFMLP(**kw), ROAFMLP(**kw, layer_unroll=4)
   p = rolled.init(jax.random.PRNGKey(1), x)["params"]
   loss = lambda m: (lambda p: jnp.sum(jnp.tanh(m.apply({"params": p}, x))))
   np.testing.assert_allclose(unrolled.apply({"params": p}, x), rolled.apply({"params": p}, x),

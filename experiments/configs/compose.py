@@ -15,6 +15,8 @@ Variants: ``roaf`` (default; Fashion-MNIST, depth 50 × 64, 1500 steps), ``mlp``
 """
 from __future__ import annotations
 
+import ml_collections
+
 from experiments.configs import default
 
 
@@ -31,7 +33,8 @@ def get_config(variant: str = "roaf"):
   c.model.activation_kwargs.t_right = 3.0
   if kind == "roaf":
     c.model.name = "roaf_mlp"
-    c.model.alpha, c.model.beta, c.model.filter_seed = 0.99, None, 0
+    c.model.alpha, c.model.filter_seed = 0.99, 0
+    c.model.beta = ml_collections.config_dict.placeholder(float)  # None: β = 1 − α
     c.model.filter_mode, c.model.roaf_init, c.model.remat = "fast", "critical", True
   else:
     c.model.name, c.model.kernel_init = "deep_mlp", "he_normal"

@@ -22,7 +22,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.log_every = 100        # eval_every / checkpoint_every / diagnostics.every are multiples of it
   c.eval_every = 500
   c.checkpoint_every = 1000
-  c.scan_unroll = 1         # steps per loop iteration of a chunk; 0 = host loop of 1-step programs (conv nets on CPU)
+  c.step_loop = "scan"      # "scan": K steps in one compiled lax.scan; "host": a host loop of 1-step programs (conv nets on CPU)
+  c.scan_unroll = 1         # steps per loop iteration of the scan (step_loop="scan")
   c.on_nonfinite = "stop"  # or "skip" (optax.apply_if_finite)
   c.max_consecutive_skips = 100  # skip mode: stop (exit 3) after this many skipped updates in a row
   c.progress = "auto"      # tqdm bar on a terminal; "none" to disable

@@ -14,7 +14,7 @@ steps), e.g. ``dqn.py:tgelu_none,3a``, ``dqn.py:tiny``, ``dqn.py:gelu_target,tin
 The arm table sets the output-layer clipping λ explicitly (the paper's 2 with
 a Polyak target, 1 without, 0 for the ablation), so overriding
 ``--config.target`` keeps the arm's λ unless ``--config.clip_output_norm`` is
-given too (-1 still means "the paper's λ for the target").
+given too (leaving it None in `dqn.default_config` means "the paper's λ for the target").
 
 The DQN keys alone also feed the pure program directly::
 

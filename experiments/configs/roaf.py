@@ -20,6 +20,8 @@ roaf_init, cell, readout.
 """
 from __future__ import annotations
 
+import ml_collections
+
 from experiments.configs import default
 
 CELLS = ("roaf", "elman", "lstm", "gru")
@@ -100,7 +102,7 @@ def get_config(variant: str = "mlp"):
   c = default.get_config()
   kind, *args = (variant or "mlp").split("-")
   c.model.alpha = 0.99
-  c.model.beta = None
+  c.model.beta = ml_collections.config_dict.placeholder(float)
   c.model.filter_seed = 0
   if kind == "tiny":
     sub = args[0] if args else "mlp"

@@ -32,7 +32,7 @@ def get_config(arm: str = "tgelu-clip"):
   c.optimizer.learning_rate = 3e-3
   c.batch_size = 256
   c.num_seeds = 8
-  c.scan_unroll = 0  # host loop: XLA:CPU convs inside a while loop are ≈ 5× slower (train.loop)
+  c.step_loop = "host"  # host loop: XLA:CPU convs inside a while loop are ≈ 5× slower (train.loop)
   steps_per_epoch = 60000 // 256  # 234 = 6 × 39
   c.log_every = 39
   c.eval_every = steps_per_epoch

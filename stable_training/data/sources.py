@@ -17,14 +17,41 @@ DIGITS_TEST_SIZE = 360
 DIGITS_SPLIT_SEED = 0
 
 
+def _digits_cache_path() -> str | None:
+  """Where the split is cached: importing scikit-learn costs seconds per process, the file milliseconds."""
+  import importlib.metadata
+  try:
+    version = importlib.metadata.version("scikit-learn")
+  except importlib.metadata.PackageNotFoundError:
+    return None
+  root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(root, "stable_training", f"digits_split_sklearn{version}_seed{DIGITS_SPLIT_SEED}.npz")
+
+
 @functools.lru_cache(maxsize=1)
 def _digits_split():
+  path = _digits_cache_path()
+  if path and os.path.exists(path):
+    try:
+      with np.load(path) as f:
+        return f["x_train"], f["x_test"], f["y_train"], f["y_test"]
+    except (OSError, ValueError, KeyError):
+      pass  # unreadable cache: rebuild it below
   from sklearn.datasets import load_digits
   from sklearn.model_selection import train_test_split
   d = load_digits()
   # Fixed stratified split (independent of the run seed): 1437 train / 360 test.
-  return train_test_split(d.images, d.target, test_size=DIGITS_TEST_SIZE, stratify=d.target,
-                          random_state=DIGITS_SPLIT_SEED)
+  split = train_test_split(d.images, d.target, test_size=DIGITS_TEST_SIZE, stratify=d.target,
+                           random_state=DIGITS_SPLIT_SEED)
+  if path:
+    try:  # written atomically: concurrent test workers may race here
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      tmp = f"{path}.{os.getpid()}.tmp.npz"
+      np.savez(tmp, **dict(zip(("x_train", "x_test", "y_train", "y_test"), split)))
+      os.replace(tmp, path)
+    except OSError:
+      pass  # read-only home: no cache, same data
+  return split
 
 
 @register_dataset("digits")

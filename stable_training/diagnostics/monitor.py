@@ -30,6 +30,9 @@ Engine integration (what ``stable_training.train`` does)::
 
     from stable_training import diagnostics
     writer = diagnostics.DiagnosticsWriter(workdir)
+    writer.truncate(start_step)          # on resume: drop records past the checkpoint
+    # step 0 (the initialization, before the first update; only when the run
+    # starts from scratch), then every `diagnostics.every` steps:
     if config.diagnostics.enabled and step % config.diagnostics.every == 0:
       stats = diagnostics.compute_diagnostics(
           model, params, x, y, cross_entropy,            # loss_fn(logits, y)
@@ -67,8 +70,10 @@ from stable_training.diagnostics.jacobian import (jacobian_singular_values,
                                                   jacobian_mean_singular_value,
                                                   layer_jacobian_singular_values, resolve_method)
 
-# Percentiles of the activation distribution drawn in Glorot & Bengio Fig. 2–4.
-PERCENTILES = (2.0, 50.0, 98.0)
+# Percentiles of the activation distribution drawn in Glorot & Bengio Fig. 2–4
+# (2/98: their "98 percentiles"; 16/84: ±1 std for a Gaussian), and their keys.
+PERCENTILES = (2.0, 16.0, 50.0, 84.0, 98.0)
+PERCENTILE_KEYS = ("act_p02", "act_p16", "act_p50", "act_p84", "act_p98")
 JSONL_NAME = "diagnostics.jsonl"
 NPZ_NAME = "diagnostics.npz"
 
@@ -199,8 +204,8 @@ def compute_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
   the units of a layer:
 
   * ``act_mean``, ``act_std`` [L]: mean and std of a_l.
-  * ``act_p02``, ``act_p50``, ``act_p98`` [L]: 2nd/50th/98th percentiles of a_l
-    (paper Fig. 2–4).
+  * ``act_p02``, ``act_p16``, ``act_p50``, ``act_p84``, ``act_p98`` [L]: the
+    `PERCENTILES` (2nd/16th/50th/84th/98th) of a_l (paper Fig. 2–4).
   * ``act_saturation`` [L]: `saturation_fraction` of a_l for a bounded
     activation (bounds from ``activations.BOUNDS[activation_name]`` or
     `bounds`); NaN for unbounded ones.
@@ -270,8 +275,8 @@ def compute_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
     p = jnp.percentile(a, jnp.asarray(PERCENTILES))
     sat = (saturation_fraction(a, bounds, saturation_threshold) if bounds is not None
            else jnp.float32(jnp.nan))
-    return {"act_mean": jnp.mean(a), "act_std": jnp.std(a), "act_p02": p[0],
-            "act_p50": p[1], "act_p98": p[2], "act_saturation": sat}
+    return {"act_mean": jnp.mean(a), "act_std": jnp.std(a),
+            **{k: p[i] for i, k in enumerate(PERCENTILE_KEYS)}, "act_saturation": sat}
   out.update(_per_layer(act_stats, a_blocks))
 
   a_lo, a_hi = (jnp.float32(bounds[0]), jnp.float32(bounds[1])) if bounds else _finite_range(a_blocks)
@@ -353,9 +358,13 @@ class DiagnosticsWriter:
   histograms as int32 counts, arrays of ≥ 2 dims (Jacobian spectra) as float16.
 
   Resume-safe: writing (step, seed) first drops that seed's records at steps
-  ≥ step (a run resumed from an earlier checkpoint re-writes its future), and
-  both files are replaced atomically (write to a temp file + ``os.replace``),
-  so an interrupted write never leaves a corrupt file.
+  ≥ step (a run resumed from an earlier checkpoint re-writes its future),
+  `truncate` drops every record past a resumed checkpoint, and both files are
+  replaced atomically (write to a temp file + ``os.replace``), so an
+  interrupted write never leaves a corrupt file. Each (step, seed) is stored
+  once. A key present in only one of the old records / the new record (e.g.
+  ``act_p16`` added after a workdir was started) is kept, filled with NaN
+  (float) or 0 (int) where it was not measured.
   """
 
   def __init__(self, workdir: str):
@@ -391,20 +400,52 @@ class DiagnosticsWriter:
       if v.dtype.kind == "f":
         v = v.astype(np.float16 if v.ndim >= 2 else np.float32)
       new[k] = v[None]
+    n_old = int(keep.sum())
     merged = {}
-    for k, v in new.items():
-      if old and k in old:
-        prev = old[k][keep]
-        if prev.shape[1:] != v.shape[1:]:
-          raise ValueError(f"diagnostics key {k!r} changed shape {prev.shape[1:]} -> {v.shape[1:]} "
-                           f"in {self.npz_path}; use a fresh workdir")
-        merged[k] = np.concatenate([prev, v.astype(prev.dtype)])
-      else:
+    for k in list(new) + [k for k in old if k not in new]:
+      v = new[k] if k in new else _missing(old[k][:0], 1)
+      if not old:
         merged[k] = v
-    tmp = self.npz_path + ".tmp"
-    with open(tmp, "wb") as f:
-      np.savez(f, **merged)
-    os.replace(tmp, self.npz_path)
+        continue
+      prev = old[k][keep] if k in old else _missing(v[:0], n_old)
+      if prev.shape[1:] != v.shape[1:]:
+        raise ValueError(f"diagnostics key {k!r} changed shape {prev.shape[1:]} -> {v.shape[1:]} "
+                         f"in {self.npz_path}; use a fresh workdir")
+      merged[k] = np.concatenate([prev, v.astype(prev.dtype)])
+    _atomic_savez(self.npz_path, merged)
+
+  def truncate(self, after_step: int) -> None:
+    """Drops every record (all seeds) at steps > `after_step` from both files.
+
+    The engine calls it when it resumes from the checkpoint at `after_step`:
+    records a killed run wrote past its last checkpoint are re-measured by the
+    resumed run, not kept twice or left stale. A no-op without records past it.
+    """
+    after_step = int(after_step)
+    if os.path.exists(self.jsonl_path):
+      with open(self.jsonl_path) as f:
+        lines = [l.rstrip("\n") for l in f if l.strip()]
+      kept = [l for l in lines if json.loads(l)["step"] <= after_step]
+      if len(kept) != len(lines):
+        _atomic_write_text(self.jsonl_path, "".join(l + "\n" for l in kept))
+    if os.path.exists(self.npz_path):
+      old = load_diagnostics(self.workdir)
+      keep = old["step"] <= after_step
+      if not keep.all():
+        _atomic_savez(self.npz_path, {k: v[keep] for k, v in old.items()})
+
+
+def _missing(like: np.ndarray, n: int) -> np.ndarray:
+  """n records of `like`'s per-record shape and dtype, NaN (float) or 0: not measured."""
+  fill = np.nan if like.dtype.kind == "f" else 0
+  return np.full((n,) + like.shape[1:], fill, like.dtype)
+
+
+def _atomic_savez(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "wb") as f:
+    np.savez(f, **arrays)
+  os.replace(tmp, path)
 
 
 def _atomic_write_text(path: str, text: str) -> None:

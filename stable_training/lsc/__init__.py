@@ -7,7 +7,7 @@ to a target (ρ = 1, ρ = 0.5, or the 'unbalanced' split) before training.
 A model gets LSC by declaring its transitions:
 ``model.lsc_transitions(params, x, key, time_samples=2) -> {kind: Transitions}``
 (`protocol`); `supports(model)` tells whether it does. `DeepMLP`, `ROAFMLP`,
-`RecurrentClassifier` (roaf, elman, lstm, gru) and `DeepRNN` do.
+`RecurrentClassifier` and `DeepRNN` (every cell of `models.recurrent.CELLS`) do.
 
   radius / radius_of_map       exact and matrix-free Jacobian radii
   transition_radii             per-transition radii of any supporting model

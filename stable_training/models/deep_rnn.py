@@ -16,13 +16,15 @@ through Pre-training", use the same families):
 * ``lru``    — s = [Re h, Im h], h_t = λ ⊙ h_{t−1} + γ ⊙ (B x_t), λ =
   exp(−exp(ν) + i exp(θ)) with ring init and γ = √(1 − |λ|²) (Orvieto et al.
   2023); y = GELU(Re(C h) + D x).
+* ``elman`` / ``roaf`` — the cells of `RecurrentClassifier` (Elman 1990; Ceni 2022).
 
-Every cell is a setup-style module with three methods used by
-`stable_training.lsc` to differentiate one transition functionally:
-``step(s_prev, x) -> s`` (flat real state [.., S]), ``output(s, x) -> y`` and
-``__call__(s, x) -> (s, (y, s))`` (the `nn.scan` body). The state of every
-layer is one real vector, so the time Jacobian ∂s_t/∂s_{t−1} and the depth
-Jacobian ∂s^l_t/∂s^{l−1}_t are plain square matrices.
+The cells are the one family of `stable_training.models.recurrent` (`make_cell`,
+`RecurrentCell`; re-exported here). `stable_training.lsc` differentiates one
+transition functionally through their methods ``step(s_prev, x) -> s`` (flat
+real state [.., S]) and ``output(s, x) -> y``; a layer runs them with
+`scan_cell` (input projection of all steps hoisted out of the time scan). The
+state of every layer is one real vector, so the time Jacobian ∂s_t/∂s_{t−1}
+and the depth Jacobian ∂s^l_t/∂s^{l−1}_t are plain square matrices.
 """
 from __future__ import annotations
 
@@ -31,229 +33,17 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from stable_training import initializers as inits
+# The cells are the one family of `stable_training.models.recurrent` (re-exported here).
+from stable_training.models.recurrent import (  # noqa: F401
+    CELLS, SURROGATE_DAMPENING, ALIFCell, GRUCell, LRUCell, LSTMCell, RecurrentCell, SimpleRNNCell,
+    make_cell, scan_cell, spike, state_size)
 from stable_training.models.registry import common_keys, register_model
 from stable_training.schema import Key
 
-CELLS = ("lstm", "gru", "relu_rnn", "sigmoid_rnn", "tanh_rnn", "alif", "lru")
 READOUTS = ("last", "mean")
 ENCODINGS = ("none", "latency")
-
-
-def state_size(cell: str, hidden: int) -> int:
-  """Length S of the flat real state of one layer of `cell` with `hidden` units."""
-  if cell not in CELLS:
-    raise ValueError(f"unknown cell {cell!r}; valid cells: {', '.join(CELLS)}")
-  return {"lstm": 2, "alif": 3, "lru": 2}.get(cell, 1) * hidden
-
-
-# ---------------------------------------------------------------- surrogate ---
-@jax.custom_jvp
-def spike(x: jax.Array) -> jax.Array:
-  """Heaviside H(x) with the triangular surrogate derivative γ·max(0, 1 − |x|), γ = 0.5.
-
-  x is the threshold-normalized membrane (v − θ)/θ (Bellec et al. 2020; the
-  dampening γ = 0.5 as in Herranz-Celotti & Rouat). Written as a
-  `jax.custom_jvp` rather than `custom_vjp`: the reverse-mode gradient is the
-  same (JAX transposes the linear tangent rule), and forward mode keeps
-  working, which `jax.jacfwd` and the matrix-free radius estimator need.
-  """
-  return (x > 0).astype(x.dtype)
-
-
-SURROGATE_DAMPENING = 0.5
-
-
-@spike.defjvp
-def _spike_jvp(primals, tangents):
-  (x,), (dx,) = primals, tangents
-  return spike(x), SURROGATE_DAMPENING * jnp.maximum(0.0, 1.0 - jnp.abs(x)) * dx
-
-
-# -------------------------------------------------------------------- cells ---
-class _Cell(nn.Module):
-  """Common scan body: (s_prev, x) → (s, (y, s))."""
-  hidden: int
-  kernel_init: str = "glorot_normalized"
-
-  def __call__(self, s, x):
-    s_new = self.step(s, x)
-    return s_new, (self.output(s_new, x), s_new)
-
-  def output(self, s, x):
-    del x
-    return s[..., :self.hidden]
-
-
-def _dense(n, init="glorot_normalized", bias=True, name=None):
-  return nn.Dense(n, use_bias=bias, kernel_init=inits.get_initializer(init), name=name)
-
-
-class LSTMCell(_Cell):
-  """i,f,g,o = σ,σ,tanh,σ(W x + U h + b); c' = f c + i g; h' = o tanh(c'); s = [h, c]."""
-
-  def setup(self):
-    self.wx = _dense(4 * self.hidden, self.kernel_init, name="wx")
-    self.wh = nn.Dense(4 * self.hidden, use_bias=False,
-                       kernel_init=nn.initializers.orthogonal(), name="wh")
-
-  def step(self, s, x):
-    h, c = s[..., :self.hidden], s[..., self.hidden:]
-    i, f, g, o = jnp.split(self.wx(x) + self.wh(h), 4, axis=-1)
-    c = nn.sigmoid(f + 1.0) * c + nn.sigmoid(i) * jnp.tanh(g)  # forget bias 1
-    h = nn.sigmoid(o) * jnp.tanh(c)
-    return jnp.concatenate([h, c], axis=-1)
-
-
-class GRUCell(_Cell):
-  """r,z = σ(W x + U h + b); n = tanh(W_n x + r ⊙ U_n h); h' = (1 − z) n + z h."""
-
-  def setup(self):
-    self.wx = _dense(3 * self.hidden, self.kernel_init, name="wx")
-    self.wh = nn.Dense(3 * self.hidden, use_bias=False,
-                       kernel_init=nn.initializers.orthogonal(), name="wh")
-
-  def step(self, h, x):
-    xr, xz, xn = jnp.split(self.wx(x), 3, axis=-1)
-    hr, hz, hn = jnp.split(self.wh(h), 3, axis=-1)
-    r, z = nn.sigmoid(xr + hr), nn.sigmoid(xz + hz)
-    n = jnp.tanh(xn + r * hn)
-    return (1.0 - z) * n + z * h
-
-
-class SimpleRNNCell(_Cell):
-  """h' = φ(W x + U h + b) with φ ∈ {relu, sigmoid, tanh}; U orthogonal at init."""
-  activation: str = "tanh"
-
-  def setup(self):
-    self.wx = _dense(self.hidden, self.kernel_init, name="wx")
-    self.wh = nn.Dense(self.hidden, use_bias=False,
-                       kernel_init=nn.initializers.orthogonal(), name="wh")
-
-  def step(self, h, x):
-    act = {"relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh}[self.activation]
-    return act(self.wx(x) + self.wh(h))
-
-
-class ALIFCell(_Cell):
-  """Adaptive leaky integrate-and-fire neurons, s = [v, a, z] (Bellec et al. 2020).
-
-    a_t = ρ a_{t−1} + (1 − ρ) z_{t−1}            (threshold adaptation)
-    θ_t = b₀ + β a_t                              (adaptive threshold)
-    v_t = α v_{t−1} + (1 − α)(W x_t + U z_{t−1}) − θ_t z_{t−1}   (soft reset)
-    z_t = spike((v_t − θ_t)/θ_t)                  (surrogate, see `spike`)
-
-  with α = exp(−1/τ_m), ρ = exp(−1/τ_a). The spike z_{t−1} is the
-  refractory/reset part of the state. No explicit refractory counter.
-  """
-  tau_mem: float = 20.0
-  tau_adapt: float = 200.0
-  beta: float = 1.8
-  thr: float = 0.1
-
-  def setup(self):
-    self.wx = _dense(self.hidden, self.kernel_init, name="wx")
-    self.wh = nn.Dense(self.hidden, use_bias=False,
-                       kernel_init=nn.initializers.orthogonal(), name="wh")
-
-  def step(self, s, x):
-    n = self.hidden
-    v, a, z = s[..., :n], s[..., n:2 * n], s[..., 2 * n:]
-    alpha, rho = np.exp(-1.0 / self.tau_mem), np.exp(-1.0 / self.tau_adapt)
-    a = rho * a + (1.0 - rho) * z
-    theta = self.thr + self.beta * a
-    v = alpha * v + (1.0 - alpha) * (self.wx(x) + self.wh(z)) - theta * z
-    z = spike((v - theta) / theta)
-    return jnp.concatenate([v, a, z], axis=-1)
-
-  def output(self, s, x):
-    del x
-    return s[..., 2 * self.hidden:]
-
-
-def _ring_init(r_min, r_max, max_phase):
-  """ν, θ logs so that λ = exp(−exp(ν) + i exp(θ)) is uniform on the ring r_min ≤ |λ| ≤ r_max."""
-  def nu_init(key, shape, dtype=jnp.float32):
-    u = jax.random.uniform(key, shape, dtype)
-    return jnp.log(-0.5 * jnp.log(u * (r_max ** 2 - r_min ** 2) + r_min ** 2))
-
-  def theta_init(key, shape, dtype=jnp.float32):
-    u = jax.random.uniform(key, shape, dtype)
-    return jnp.log(max_phase * u + 1e-8)
-  return nu_init, theta_init
-
-
-class LRUCell(_Cell):
-  """Linear recurrent unit (Orvieto et al. 2023), s = [Re h, Im h].
-
-    λ = exp(−exp(ν) + i exp(θ)),   γ = exp(γ_log), γ_log init log √(1 − |λ|²)
-    h_t = λ ⊙ h_{t−1} + γ ⊙ (B x_t),   B complex
-    y_t = GELU(Re(C h_t) + D x_t)
-  """
-  r_min: float = 0.4
-  r_max: float = 0.99
-  max_phase: float = 2 * np.pi
-
-  def setup(self):
-    n = self.hidden
-    nu_init, theta_init = _ring_init(self.r_min, self.r_max, self.max_phase)
-    self.nu_log = self.param("nu_log", nu_init, (n,))
-    self.theta_log = self.param("theta_log", theta_init, (n,))
-    self.gamma_log = self.param(
-        "gamma_log", lambda k, s: jnp.log(jnp.sqrt(1.0 - jnp.exp(-2.0 * jnp.exp(self.nu_log)))), (n,))
-    binit = nn.initializers.variance_scaling(0.5, "fan_in", "normal")  # 1/√(2 D) per part
-    self.b_re = nn.Dense(n, use_bias=False, kernel_init=binit, name="b_re")
-    self.b_im = nn.Dense(n, use_bias=False, kernel_init=binit, name="b_im")
-    cinit = nn.initializers.variance_scaling(0.5, "fan_in", "normal")
-    self.c_re = nn.Dense(n, use_bias=False, kernel_init=cinit, name="c_re")
-    self.c_im = nn.Dense(n, use_bias=False, kernel_init=cinit, name="c_im")
-    self.d = _dense(n, self.kernel_init, name="d")
-
-  def lam(self):
-    """Complex diagonal λ (real, imaginary parts)."""
-    mod = jnp.exp(-jnp.exp(self.nu_log))
-    ph = jnp.exp(self.theta_log)
-    return mod * jnp.cos(ph), mod * jnp.sin(ph)
-
-  def step(self, s, x):
-    n = self.hidden
-    hr, hi = s[..., :n], s[..., n:]
-    lr, li = self.lam()
-    g = jnp.exp(self.gamma_log)
-    ur, ui = g * self.b_re(x), g * self.b_im(x)
-    return jnp.concatenate([lr * hr - li * hi + ur, lr * hi + li * hr + ui], axis=-1)
-
-  def output(self, s, x):
-    n = self.hidden
-    return nn.gelu(self.c_re(s[..., :n]) - self.c_im(s[..., n:]) + self.d(x), approximate=False)
-
-
-def make_cell(cell: str, hidden: int, kernel_init: str = "glorot_normalized",
-              name: str | None = None, **kwargs) -> nn.Module:
-  """The cell module named `cell` (one of `CELLS`)."""
-  state_size(cell, hidden)  # validates the name
-  if cell == "lstm":
-    return LSTMCell(hidden, kernel_init, name=name, **kwargs)
-  if cell == "gru":
-    return GRUCell(hidden, kernel_init, name=name, **kwargs)
-  if cell == "alif":
-    return ALIFCell(hidden, kernel_init, name=name, **kwargs)
-  if cell == "lru":
-    return LRUCell(hidden, kernel_init, name=name, **kwargs)
-  return SimpleRNNCell(hidden, kernel_init, activation=cell.split("_")[0], name=name, **kwargs)
-
-
-_CELL_CLASSES = {"lstm": LSTMCell, "gru": GRUCell, "alif": ALIFCell, "lru": LRUCell,
-                 "relu_rnn": SimpleRNNCell, "sigmoid_rnn": SimpleRNNCell, "tanh_rnn": SimpleRNNCell}
-
-
-def _cell_kwargs(cell: str, cell_kwargs) -> dict:
-  kw = dict(cell_kwargs or {})
-  if cell.endswith("_rnn"):
-    kw["activation"] = cell.split("_")[0]
-  return kw
 
 
 # ------------------------------------------------------------------- layers ---
@@ -270,12 +60,8 @@ class RNNLayer(nn.Module):
 
   @nn.compact
   def __call__(self, xs):
-    scanned = nn.scan(_CELL_CLASSES[self.cell], variable_broadcast="params",
-                      split_rngs={"params": False}, in_axes=1, out_axes=1)
-    cell = scanned(self.hidden, self.kernel_init, name="cell",
-                   **_cell_kwargs(self.cell, self.cell_kwargs))
-    s0 = jnp.zeros((xs.shape[0], state_size(self.cell, self.hidden)), xs.dtype)
-    _, (ys, ss) = cell(s0, xs)
+    cell = make_cell(self.cell, self.hidden, self.kernel_init, name="cell", **(self.cell_kwargs or {}))
+    ys, ss = scan_cell(cell, xs)
     self.sow("intermediates", "inputs", xs)
     self.sow("intermediates", "states", ss)
     return ys
@@ -414,10 +200,9 @@ class DeepRNN(nn.Module):
 
 
 
-def cell_module(model: DeepRNN) -> nn.Module:
+def cell_module(model: DeepRNN) -> RecurrentCell:
   """An unbound cell of `model`; ``cell.apply({'params': p}, s, x, method='step')`` is one transition."""
-  return _CELL_CLASSES[model.cell](model.hidden, model.kernel_init, parent=None,
-                                   **_cell_kwargs(model.cell, model.cell_kwargs))
+  return make_cell(model.cell, model.hidden, model.kernel_init, parent=None, **(model.cell_kwargs or {}))
 
 
 def layer_params(params) -> tuple[Any, Any]:

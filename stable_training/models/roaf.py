@@ -244,7 +244,7 @@ class ROAFMLP(nn.Module):
   `layer_grad_norms` work unchanged. With ``remat`` (default) each layer's
   forward (filter included) is recomputed in the backward pass: memory is
   O(depth·batch·width) for the carried states only, and compile time is flat
-  in depth. ``scan_unroll`` layers per loop iteration (see `scan_layers`).
+  in depth. ``layer_unroll`` layers per loop iteration (see `scan_layers`).
   """
   width: int
   depth: int
@@ -256,7 +256,7 @@ class ROAFMLP(nn.Module):
   remat: bool = True
   filter_seed: int = 0
   filter_mode: str = "haar"
-  scan_unroll: int = 1
+  layer_unroll: int = 1
 
   @nn.nowrap
   def filter_inputs(self, n: int):
@@ -288,7 +288,7 @@ class ROAFMLP(nn.Module):
     edge_init = "glorot_normalized" if self.kernel_init == CRITICAL_INIT else self.kernel_init
     h = DenseLayer(self.width, self.activation, edge_init, name="input")(h)
     if self.depth > 1:
-      h, _ = scan_layers(_ROAFScanBody, self.depth - 1, self.remat, "hidden", unroll=self.scan_unroll,
+      h, _ = scan_layers(_ROAFScanBody, self.depth - 1, self.remat, "hidden", unroll=self.layer_unroll,
                          width=self.width, alpha=self.alpha, beta=self.beta,
                          activation=self.activation, kernel_init=self.kernel_init,
                          filter_seed=self.filter_seed, filter_mode=self.filter_mode)(

@@ -69,7 +69,8 @@ L(w + Δw) − L(w) = ḡ·Δw through the activations, not the gradient error.
 
 What the hook cannot see is an error, not a silent fallback: if no registered
 activation is called while the loss gradient is traced (a model that calls
-`jnp.tanh` / `nn.sigmoid` directly, e.g. a recurrent cell, or a `jax.jit`
+`jnp.tanh` / `nn.sigmoid` directly, e.g. a user model outside the registry (the
+`stable_training.models.recurrent` cells all use the registry), or a `jax.jit`
 compiled before the hook was set), ``secant`` would be the plain trapezoid
 rule with σ′ unchanged, so it raises a ValueError naming the activation
 primitives it found and where the model calls them. A model that mixes

@@ -58,8 +58,8 @@ ENGINE_KEYS = ("trainer", "seed", "num_seeds", "progress", "on_nonfinite",
 def default_config() -> ml_collections.ConfigDict:
   """Hyper-parameters of Ramaswamy et al. (2023)'s DQN experiment (defaults).
 
-  ``clip_output_norm = -1`` selects the paper's λ: 1 without a target network,
-  2 with one; 0 turns clipping off.
+  ``clip_output_norm = None`` (the default) selects the paper's λ: 1 without a
+  target network, 2 with one; 0 turns clipping off.
   """
   c = ml_collections.ConfigDict()
   c.env_name = "CartPole-v1"      # or "CartPole-3a" (3 actions, no time limit)
@@ -79,7 +79,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.total_steps = 100_000         # env steps (= updates + learning_starts)
   c.target = "none"               # "polyak" or "none"
   c.tau = 0.005                   # Polyak rate
-  c.clip_output_norm = -1.0       # λ; -1: 1 without target / 2 with; 0: off
+  c.clip_output_norm = ml_collections.config_dict.placeholder(float)  # λ; None: 1 without target / 2 with; 0: off
   c.eval_every = 5_000            # env steps between greedy evaluations
   c.eval_episodes = 5
   c.eval_max_steps = 1_000
@@ -172,13 +172,13 @@ def check_config(config: Mapping) -> None:
   _choice(c, "target", TARGETS)
   _real(c, "tau", 0.0, 1.0, lo_open=True)
   clip = c["clip_output_norm"]
-  if clip != -1:
+  if clip is not None:
     try:
       _real(c, "clip_output_norm", 0.0)
     except ConfigError:
       raise ConfigError(
           f"config.clip_output_norm={clip!r}: must be a finite number >= 0 "
-          "(0 = off) or -1 (the paper's λ: 2 with a target, 1 without)"
+          "(0 = off) or None (the paper's λ: 2 with a target, 1 without)"
       ) from None
   _int(c, "eval_episodes", 1)
   _int(c, "eval_max_steps", 1)
@@ -188,7 +188,7 @@ def resolve_config(config) -> ml_collections.ConfigDict:
   """`default_config()` updated by `config` (dict or ConfigDict), validated.
 
   Keys in `ENGINE_KEYS` (how the launcher runs the program) are accepted and
-  dropped; ``clip_output_norm = -1`` becomes the paper's λ (2 with a Polyak
+  dropped; ``clip_output_norm = None`` becomes the paper's λ (2 with a Polyak
   target, 1 without).
 
   Raises:
@@ -203,7 +203,7 @@ def resolve_config(config) -> ml_collections.ConfigDict:
                                if k in ENGINE_KEYS}))
   merged["hidden"] = tuple(int(w) for w in merged["hidden"])
   c.update(merged)
-  if c.clip_output_norm == -1.0:
+  if c.clip_output_norm is None:
     c.clip_output_norm = 2.0 if c.target == "polyak" else 1.0
   return c
 

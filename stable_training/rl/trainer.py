@@ -57,7 +57,7 @@ STAT_KEYS = ("eval_return", "train_return", "loss", "q_mean")
 
 def resolve(config) -> ml_collections.ConfigDict:
   """The full launcher config: `dqn.resolve_config(config)` (defaults filled,
-  ``clip_output_norm = -1`` resolved) plus the engine keys (defaults from
+  ``clip_output_norm = None`` resolved) plus the engine keys (defaults from
   `ENGINE_DEFAULTS`; ``checkpoint_every`` defaults to ``total_steps``).
 
   Raises:

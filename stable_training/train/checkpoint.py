@@ -34,7 +34,7 @@ import orbax.checkpoint as ocp
 # Keys that may change between a run and its resumption: how long to train
 # and how often to log/evaluate/save do not change what a step computes.
 RESUMABLE_KEYS = frozenset({"num_steps", "log_every", "eval_every", "checkpoint_every",
-                            "progress", "eval_batch_size", "scan_unroll"})
+                            "progress", "eval_batch_size", "step_loop", "scan_unroll"})
 
 
 class WorkdirConfigMismatch(RuntimeError):

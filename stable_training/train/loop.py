@@ -203,7 +203,7 @@ def build(config, d) -> Setup:
     def host_batch(seed, step):
       return jax.jit(make_batch)((), jnp.asarray([seed, step], jnp.int32))
 
-  unroll = config.get("scan_unroll", 1)
+  unroll = 0 if config.get("step_loop", "scan") == "host" else config.get("scan_unroll", 1)
   chunk = make_chunk_fn(train_step, stop_on_nonfinite=not skip, unroll=unroll, make_batch=make_batch)
   n_eval = min(config.eval_batch_size, d["x_test"].shape[0])
   evaluate = jax.jit(make_eval_step(model, loss, batch_size=n_eval))
@@ -247,7 +247,13 @@ def init_state(model, tx, seeds: np.ndarray, sample_x: jax.Array) -> TrainState:
   # initializers compiles several times slower on CPU than this.
   init_one = jax.jit(one)
   states = [init_one(jnp.uint32(s)) for s in seeds]
-  return jax.tree.map(lambda *a: jnp.stack(a), *states)
+  return _stack(states)
+
+
+@jax.jit
+def _stack(trees):
+  """Stacks a list of equal pytrees on a new leading axis (one compile, not one per leaf shape)."""
+  return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
 # -------------------------------------------------------------------------- records
@@ -412,7 +418,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 def _train(config, workdir: str, d, setup: Setup) -> dict:
   """The host loop of `train_and_evaluate` (the workdir is locked)."""
   skip = config.on_nonfinite == "skip"
-  host_loop = config.get("scan_unroll", 1) == 0   # conv nets on XLA:CPU (see make_chunk_fn)
+  host_loop = config.get("step_loop", "scan") == "host"   # conv nets on XLA:CPU (see make_chunk_fn)
   primary = jax.process_index() == 0
   resumed = ckpt_lib.check_or_write_config(workdir, config) if primary else False
   if jax.process_count() > 1:  # process 0 decided; all take the same path (restore is collective)
@@ -436,14 +442,16 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
   if start_step == setup.num_steps and os.path.exists(summary_path):
     manager.close()  # finished: leave its summary as it was
     return rec_lib.read_json(summary_path)
-  lnames = layer_names(jax.tree.map(lambda a: a[0], state.params))
+  lnames = layer_names(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.params))
   writer = MetricWriter(workdir, start_step, lnames, primary)
   if restored is None and config.lsc.enabled:
     state, lsc_radii = _lsc_pretrain(setup.model, setup.tx, state, d, config,
                                      desc=os.path.basename(os.path.normpath(workdir)))
     writer.write({"step": 0, "kind": "lsc", **lsc_radii})
   state = jax.device_put(state, shardings)
-  diag = _make_diagnostics(config, setup, workdir) if config.diagnostics.enabled else None
+  diag = _make_diagnostics(config, setup, workdir, start_step) if config.diagnostics.enabled else None
+  if diag is not None and start_step == 0:  # the initialization, before the first update (G&B Fig. 6–7)
+    diag(0, state.params, d)
   info = {**d["info"], "num_params": int(sum(np.prod(a.shape[1:]) for a in jax.tree.leaves(state.params))),
           "devices": int(setup.mesh.devices.size), "mesh_splits": setup.split}
   next_stop, is_eval, is_ckpt = _stops(config, d, setup.num_steps)
@@ -545,20 +553,24 @@ def _lsc_pretrain(model, tx, state, d, config, memo=None, desc=None):
                                                      if k in ("depth", "time")] or [np.zeros(1)])))
     bar.update(i + 1, 1, f"mean radius {radius(radii['before']):.3f} -> {radius(radii['after']):.3f}")
   bar.close()
-  params = jax.tree.map(lambda *a: jnp.stack(a), *new_params)
+  params = _stack(new_params)
   state = state.replace(params=params, opt_state=jax.vmap(tx.init)(params))
   to_py = lambda r: jax.tree.map(lambda a: np.asarray(a).tolist(), r)
   return state, {"lsc_before": to_py(before), "lsc_after": to_py(after)}
 
 
-def _make_diagnostics(config, setup: Setup, workdir):
-  """Per-layer monitoring every `diagnostics.every` steps (Glorot & Bengio 2010).
+def _make_diagnostics(config, setup: Setup, workdir, start_step: int = 0):
+  """Per-layer monitoring at step 0 and every `diagnostics.every` steps (Glorot & Bengio 2010).
 
   A separate compiled function, traced only when enabled: the train chunk is
-  the same program with diagnostics on or off.
+  the same program with diagnostics on or off. Records past `start_step` (a
+  killed run's, beyond the checkpoint it resumes from) are dropped first, so
+  each step is stored once.
   """
   from stable_training import diagnostics as diag_lib
   writer = diag_lib.DiagnosticsWriter(workdir) if jax.process_index() == 0 else None  # process 0 writes
+  if writer is not None:
+    writer.truncate(start_step)
   n = min(256, config.batch_size * 2)
   act = config.model.activation
   loss_fn = losses_lib.mean_loss(config.get("loss", "cross_entropy"))

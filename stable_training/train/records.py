@@ -20,6 +20,17 @@ import jax
 import numpy as np
 
 
+def quiet_logging(argv=None) -> None:
+  """Library INFO logging off unless ``--verbosity``/``-v`` was given (orbax, the JAX backend probe)."""
+  from absl import logging
+  argv = sys.argv[1:] if argv is None else argv
+  if not any(a.startswith(("--verbosity", "-v")) for a in argv):
+    logging.set_verbosity(logging.WARNING)
+    import logging as py_logging
+    for name in ("jax._src.xla_bridge", "absl"):
+      py_logging.getLogger(name).setLevel(py_logging.WARNING)
+
+
 def stats(values) -> dict:
   """``{'per_seed', 'mean', 'std'}`` of per-seed values (a leading seed axis).
 
