@@ -57,7 +57,7 @@ def make_config(s: dict):
   c.model.depth, c.model.width = s["depth"], s["width"]
   c.model.activation, c.model.kernel_init = FLAGS.activation, FLAGS.kernel_init
   c.seed, c.num_seeds = FLAGS.seed, 1
-  c.lsc.enabled, c.lsc.rho = True, FLAGS.rho
+  c.lsc.enabled, c.lsc.rho = True, float(FLAGS.rho)
   c.lsc.steps, c.lsc.batch, c.lsc.batch_samples = s["steps"], s["batch"], s["batch_samples"]
   if FLAGS.data_dir:
     c.dataset.data_dir = FLAGS.data_dir

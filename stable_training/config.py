@@ -34,7 +34,10 @@ DATASET_KEYS = {
     "view_seed": Key(int, 0, lo=0),
 }
 LSC_KEYS = {
-    "enabled": Key(bool, False), "rho": Key(str, "1", choices=("1", "0.5", "unbalanced")),
+    "enabled": Key(bool, False),
+    "rho": Key(float, 1.0, lo=0.0, lo_open=True, doc="target radius of every time and depth transition"),
+    "targets": Key(str, "uniform", choices=("uniform", "unbalanced"),
+                   doc="unbalanced: ρ_time = T/(L+T), ρ_depth = L/(L+T) (rho unused)"),
     "steps": Key(int, 200, lo=1), "batch": Key(int, 16, lo=1), "batch_samples": Key(int, 4, lo=0),
     "method": Key(str, "exact", choices=("exact", "power")), "time_samples": Key(int, 2, lo=1),
     "lr": Key(float, 7e-3, lo=0.0, lo_open=True), "tol": Key(float, 0.08, lo=0.0, lo_open=True),
@@ -158,7 +161,6 @@ def validate(config) -> None:
       raise ConfigError(f"config.{key}={v!r}: must be in [0, 1)")
 
   if config.lsc.enabled:
-    _choice(config, "lsc.rho", ["1", "0.5", "unbalanced"])
     _int(config, "lsc.steps", 1)
     _int(config, "lsc.batch", 1)
     _int(config, "lsc.batch_samples", 0)

@@ -1,6 +1,8 @@
 """LSC radii and pre-training (Herranz-Celotti & Rouat 2023/24): numbers vs numpy / formulas."""
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -188,7 +190,7 @@ def test_pretrain_ffn_and_config_hook():
   m = DeepMLP(width=8, depth=4, num_classes=3, activation="relu", kernel_init="glorot_normalized")
   x = jax.random.normal(jax.random.PRNGKey(0), (6, 5))
   p = m.init(jax.random.PRNGKey(1), x)["params"]
-  cfg = ml_collections.ConfigDict({"enabled": True, "rho": "1", "steps": 300, "batch": 6})
+  cfg = ml_collections.ConfigDict({"enabled": True, "rho": 1.0, "steps": 300, "batch": 6})
   p2, radii = lsc.pretrain_from_config(m, p, x, cfg, jax.random.PRNGKey(3))
   assert set(radii) >= {"before", "after"}
   assert np.max(np.abs(np.asarray(radii["before"]["depth"]) - 1.0)) > 0.1
@@ -415,7 +417,7 @@ def test_roaf_mlp_pretrain_reaches_rho_1():
   m = ROAFMLP(width=6, depth=4, num_classes=3, alpha=0.5, kernel_init="glorot_normalized", filter_mode="fast")
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 5))
   p = m.init(jax.random.PRNGKey(1), x)["params"]
-  cfg = ml_collections.ConfigDict({"rho": "1", "steps": 300, "batch": 4})
+  cfg = ml_collections.ConfigDict({"rho": 1.0, "steps": 300, "batch": 4})
   p2, radii = lsc.pretrain_from_config(m, p, x, cfg, jax.random.PRNGKey(3))
   assert np.max(np.abs(np.asarray(radii["before"]["depth"]) - 1.0)) > 0.1
   np.testing.assert_allclose(radii["after"]["depth"], 1.0, atol=0.1)
@@ -455,7 +457,7 @@ def test_supports_and_unsupported_model_message():
   conv = ConvNet(num_classes=2)
   assert not lsc.supports(conv)
   with pytest.raises(ValueError, match="ConvNet does not"):
-    lsc.pretrain_from_config(conv, {}, jnp.zeros((1, 784)), {"rho": "1"}, jax.random.PRNGKey(0))
+    lsc.pretrain_from_config(conv, {}, jnp.zeros((1, 784)), {"rho": 1.0}, jax.random.PRNGKey(0))
 
 
 def test_preset_targets_follow_the_declared_transitions():
@@ -493,10 +495,38 @@ def test_memo_is_explicit():
   m = DeepMLP(width=4, depth=3, num_classes=2)
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
   p = m.init(jax.random.PRNGKey(1), x)["params"]
-  cfg = {"rho": "1", "steps": 3, "batch": 3}
+  cfg = {"rho": 1.0, "steps": 3, "batch": 3}
   memo = {}
   a = lsc.pretrain_from_config(m, p, x, cfg, jax.random.PRNGKey(2), memo=memo)
   assert len(memo) == 1
   assert lsc.pretrain_from_config(m, p, x, cfg, jax.random.PRNGKey(2), memo=memo) is a
   b = lsc.pretrain_from_config(m, p, x, cfg, jax.random.PRNGKey(2))
   np.testing.assert_array_equal(a[1]["after"]["depth"], b[1]["after"]["depth"])
+
+
+@pytest.mark.parametrize("cfg,want", [
+    ({"rho": 0.5}, {"time": 0.5, "depth": 0.5, "readout": 1.0}),
+    ({"rho": 1.0}, {"time": 1.0, "depth": 1.0, "readout": 1.0}),
+    # the paper's unbalanced split for L = 3 layers, T = 12 steps: ρ_t = T/(L+T), ρ_d = L/(L+T)
+    ({"targets": "unbalanced"}, {"time": 12 / 15, "depth": 3 / 15, "readout": 1.0}),
+])
+def test_config_targets_are_explicit_numbers(cfg, want, monkeypatch):
+  """``lsc.rho`` is a number and ``lsc.targets`` names the split (no string sentinels)."""
+  import importlib
+  pre = importlib.import_module("stable_training.lsc.pretrain")  # the module (the package re-exports a function of that name)
+  seen = {}
+
+  def fake_pretrain(model, params, x, targets, **kw):
+    seen.update(targets)
+    return params, {"steps": 0, "converged": True}
+  monkeypatch.setattr(pre, "pretrain", fake_pretrain)
+  m = DeepRNN(cell="tanh_rnn", depth=3, hidden=4, num_classes=3, step_features=1)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 12))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  lsc.pretrain_from_config(m, p, x, {"steps": 1, "batch": 2, **cfg}, jax.random.PRNGKey(2))
+  assert set(seen) == set(want)
+  for k, v in want.items():
+    assert seen[k] == pytest.approx(v), k
+  for bad, msg in (({"rho": "1"}, "LSC rho='1': must be a number > 0"), ({"targets": "rho=1"}, "valid choices")):
+    with pytest.raises(ValueError, match=re.escape(msg) if "rho=" in msg else msg):
+      lsc.pretrain_from_config(m, p, x, {"steps": 1, "batch": 2, **bad}, jax.random.PRNGKey(2))

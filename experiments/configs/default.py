@@ -67,7 +67,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
   c.lsc = ml_collections.ConfigDict()
   c.lsc.enabled = False
-  c.lsc.rho = "1"          # "1" | "0.5" | "unbalanced"
+  c.lsc.rho = 1.0          # target radius ρ of every transition (the paper's 1 or 0.5)
+  c.lsc.targets = "uniform"  # or "unbalanced": ρ_time = T/(L+T), ρ_depth = L/(L+T)
   c.lsc.steps = 200
   c.lsc.batch = 16         # training examples the radii are measured on
   c.lsc.batch_samples = 4  # random examples of those per step (0 = all): one host eig each

@@ -44,7 +44,7 @@ def _ffn(parts):
   c.model.activation = act
   c.model.kernel_init = FFN_INITS[init]
   c.lsc.enabled = arm == "lsc"
-  c.lsc.rho = "1"
+  c.lsc.rho = 1.0
   return c
 
 
@@ -71,7 +71,10 @@ def _rnn(parts):
     c.model.encoding = "latency"
     c.dataset.standardize = False   # the latency code reads intensities in [0, 1]
   c.lsc.enabled = rho != "none"
-  c.lsc.rho = rho if rho != "none" else "1"
+  if rho == "unbalanced":
+    c.lsc.targets = "unbalanced"
+  elif rho != "none":
+    c.lsc.rho = float(rho)
   c.lsc.batch = 16
   c.lsc.time_samples = 2
   return c

@@ -25,7 +25,7 @@ ARMS = {
     "roaf-tanh": {"model.name": "roaf_mlp", "model.activation": "tanh"},
     # LSC (Herranz-Celotti & Rouat): pre-train the failing standard init to radius 1.
     "tanh-standard-lsc": {"model.activation": "tanh", "model.kernel_init": "glorot_standard",
-                          "lsc.enabled": True, "lsc.rho": "1", "lsc.steps": 200},
+                          "lsc.enabled": True, "lsc.rho": 1.0, "lsc.steps": 200},
 }
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 from typing import Any, Mapping, MutableMapping
 
 import jax
@@ -579,7 +580,9 @@ def pretrain_from_config(model, params, x_batch, lsc_cfg, key, *,
   """Engine hook: LSC pre-training as set by ``config.lsc`` (Herranz-Celotti & Rouat).
 
   Works for any model that declares its transitions (`supports`). lsc_cfg:
-  rho ('1' | '0.5' | 'unbalanced', see `preset_targets`), steps (max_steps);
+  rho (target radius of every time and depth transition, default 1.0),
+  targets ('uniform' | 'unbalanced': ρ_time = T/(L+T), ρ_depth = L/(L+T), see
+  `preset`; rho is then unused), steps (max_steps);
   optional batch (examples used, default 16), batch_samples (random
   examples per step, default 0 = all of them), method ('exact' | 'power'),
   lr (7e-3), tol (0.08), patience (20), time_samples (2), kind
@@ -596,7 +599,11 @@ def pretrain_from_config(model, params, x_batch, lsc_cfg, key, *,
   """
   if not supports(model):
     raise _unsupported(model)
-  rho = str(_cfg(lsc_cfg, "rho", "1"))
+  rho, how = _cfg(lsc_cfg, "rho", 1.0), str(_cfg(lsc_cfg, "targets", "uniform"))
+  if isinstance(rho, str) or not 0.0 < float(rho) < math.inf:
+    raise ValueError(f"LSC rho={rho!r}: must be a number > 0 (e.g. 1.0 or 0.5)")
+  if how not in ("uniform", "unbalanced"):
+    raise ValueError(f"LSC targets={how!r}: valid choices are uniform, unbalanced")
   n = int(_cfg(lsc_cfg, "batch", 16))
   x = jnp.asarray(x_batch)[:n]
   memo_key = None
@@ -612,7 +619,11 @@ def pretrain_from_config(model, params, x_batch, lsc_cfg, key, *,
                 kind=str(_cfg(lsc_cfg, "kind", "spectral_radius")),
                 batch_samples=int(_cfg(lsc_cfg, "batch_samples", 0)),
                 method=str(_cfg(lsc_cfg, "method", "exact")), time_samples=ts)
-  targets = preset_targets(model, params, x, rho, time_samples=ts)
+  if how == "unbalanced":
+    targets = preset_targets(model, params, x, "unbalanced", time_samples=ts)
+  else:  # every time and depth transition at ρ, the read-out at 1
+    kinds = declared_kinds(model, params, x, time_samples=ts)
+    targets = {k: (1.0 if k == "readout" else float(rho)) for k in kinds if k in ("time", "depth", "readout")}
   k_before, k_run, k_after = jax.random.split(key, 3)
   kw = dict(kind=common["kind"], method=common["method"], time_samples=ts)
   before = mean_radii(model, params, x, k_before, **kw)
