@@ -33,12 +33,13 @@ the sweep's learning rate and budget, run through the engine
   python scripts/reproduce_avg_grad.py --quick    # < 3 min on 2 idle cores (temporary --out)
   python scripts/reproduce_avg_grad.py --tiny     # smoke test on digits, seconds (temporary --out)
 
-Writes ``<out>/table[_SETTING][_TAG].md`` and its JSON (``results.json`` for the
+Writes ``<out>/table[_SETTING][_TAG].md``, its learning curves ``.png`` and its JSON (``results.json`` for the
 full setting without a tag, else ``table_SETTING[_TAG].json``); ``--out``
 defaults to results/avg_grad for the full setting, a temporary folder otherwise.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -64,6 +65,7 @@ flags.DEFINE_string("dataset", "auto", "fashion_mnist | digits | auto (Fashion-M
                     "digits under --tiny).")
 flags.DEFINE_integer("num_train", None, "Use the first N training examples (0 = all).")
 flags.DEFINE_float("target_loss", 0.0, "Target training loss (0 = auto, see module doc).")
+flags.DEFINE_string("render_only", "", "Redraw STEM.png (learning curves) from STEM.json and exit.")
 FLAGS = flags.FLAGS
 
 # Flags that shape the results (the "Regenerate" line repeats the ones given).
@@ -243,8 +245,39 @@ def table(arms: list[dict], analyses: list[dict], s: dict) -> str:
   return "\n".join(lines)
 
 
+def plot_curves(payload: dict, path: str) -> None:
+  """Median training loss vs step of each method at its best rate and of RMSProp at every rate that
+  trains, one panel per depth (the paper's learning-curve comparison)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  analyses = payload["analysis"]
+  fig, axes = plt.subplots(1, len(analyses), figsize=(6.5 * len(analyses), 4.2), squeeze=False)
+  for ax, an in zip(axes[0], analyses):
+    for m, r in an["methods"].items():
+      arm = next((a for a in payload["arms"] if a["depth"] == an["depth"] and a["method"] == m
+                  and a["lr"] == r["best_lr"] and not a["diverged"]), None)
+      if arm is None:
+        continue
+      steps, losses = zip(*arm["curve"])
+      ax.plot(steps, losses, label=f"{m} (lr {arm['lr']:g})", lw=1.4, ls="-" if m == "rmsprop" else "--")
+    ax.axhline(an["target_loss"], color="0.5", lw=0.8, ls=":", label=f"target {an['target_loss']:.3f}")
+    ax.set(title=f"depth {an['depth']}: each method at its best rate", xlabel="step",
+           ylabel="median training loss over seeds", yscale="log")
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def main(argv):
   del argv
+  if FLAGS.render_only:
+    stem = FLAGS.render_only[:-5] if FLAGS.render_only.endswith(".json") else FLAGS.render_only
+    with open(stem + ".json") as f:
+      plot_curves(json.load(f), stem + ".png")
+    print(f"wrote {stem}.png")
+    return
   s = settings()
   out = study.out_dir(STUDY)
   depths = [s["depth"]] + ([avg_grad_cfg.SHALLOW_DEPTH] if FLAGS.shallow else [])
@@ -265,8 +298,9 @@ def main(argv):
   analyses = [analyse(arms, d, target) for d in depths]
   text = table(arms, analyses, s)
   name = study.stem("table")
-  study.write_results(out, text, {"settings": s, "arms": arms, "analysis": analyses,
-                                  "total_seconds": time.perf_counter() - t0}, name=name)
+  payload = {"settings": s, "arms": arms, "analysis": analyses, "total_seconds": time.perf_counter() - t0}
+  study.write_results(out, text, payload, name=name)
+  plot_curves(payload, os.path.join(out, f"{name}.png"))
   print(text)
   print(f"wrote {os.path.join(out, name)}.md ({time.perf_counter() - t0:.0f}s)")
 

@@ -22,6 +22,7 @@ def test_reproduce_avg_grad_tiny(tmp_path):
   assert "Unable to initialize backend" not in proc.stderr
   assert not re.search(r"^I\d{4} ", proc.stderr, re.M), proc.stderr[:2000]
   table = (out / "table_tiny.md").read_text()
+  assert (out / "table_tiny.png").stat().st_size > 1000  # the learning curves
   res = json.loads((out / "table_tiny.json").read_text())
   assert table.startswith("# Averaged-gradient RMSProp")
   assert f"Regenerate: `python scripts/reproduce_avg_grad.py --tiny --out={out}`" in table
