@@ -69,6 +69,9 @@ Verdict rules (one pure function per claim, `judge_*`; accuracies are test accur
   roaf_jacobian    Ceni 2022: at the deepest measured depth a ROAF net has every singular value
                    of its hidden-stack Jacobian within a decade of 1: reproduced; a ROAF net's
                    spread σ_max/σ_min smaller than the plain tanh net's (underflow = ∞): partly.
+  roaf_init        Ceni 2022, at init (`scripts/roaf_init_study.py`): at the deepest depth some (α, W init,
+                   filters) has its Jacobian's spread ≤ 1 decade (upper bound) and |mean log10 σ| ≤ 1:
+                   reproduced; spread ≤ 1 decade with the mean off (an isometry up to scale): partly.
   roaf_deep_train  Ceni 2022: ROAF test acc at the trained depth ≥ 0.6 reproduced; > plain tanh
                    + 0.05 partly.
   roaf_psmnist     Ceni 2022: ROAF epoch-1 acc ≥ 0.94 reproduced; ≥ best other cell − 0.02 partly.
@@ -264,9 +267,29 @@ def judge_roaf_jacobian(data: dict) -> tuple[str, str]:
   return v, f"depth {depth}: " + "; ".join(f"{m} {fmt(r)}" for m, r in at.items())
 
 
+def judge_roaf_init(data: dict) -> tuple[str, str]:
+  """Ceni 2022 at init (`scripts/roaf_init_study.py`): at the deepest depth, a grid row whose singular
+  values are all within a decade of 1 (spread ≤ 1 decade and |mean log10 σ| ≤ 1): reproduced; a row
+  that is an isometry up to scale (spread ≤ 1 decade, the mean off): partly."""
+  rows = data["rows"]
+  if not rows:
+    raise Missing("no rows in the init study")
+  depth = max(r["depth"] for r in rows)
+  deep = [r for r in rows if r["depth"] == depth]
+  best = min(deep, key=lambda r: (r["spread_lo"], r["abs_mean_max"]))
+  o1 = [r for r in deep if r["spread_hi"] <= 1 and r["abs_mean_max"] <= 1]
+  iso = [r for r in deep if r["spread_hi"] <= 1]
+  v = REPRODUCED if o1 else PARTLY if iso else NOT_REPRODUCED
+  r = (o1 or [best])[0]
+  return v, (f"depth {depth}: best α {r['alpha']:g}, W {r['roaf_init']}, {r['filter_mode']} filters: spread "
+             f"{r['spread_lo']:.2f} decades, mean log10 σ {r['mean_log10_sigma']:.2f} "
+             f"((D−1)·log10 α = {r['layers_log10_alpha']:.2f}); {len(iso)}/{len(deep)} rows isometric up to scale")
+
+
 def judge_roaf_deep_train(data: dict) -> tuple[str, str]:
   t = {r["model"]: r for r in data["training"]}
-  roaf = _pick(t, "roaf")
+  found = [t[m] for m in ("roaf", "roaf_glorot") if m in t]   # either ROAF init the run trained
+  roaf = max(found, key=lambda r: r["test_accuracy"]) if found else _pick(t, "roaf")
   tanh = t.get("tanh_mlp", {}).get("test_accuracy", CHANCE)
   acc = roaf["test_accuracy"]
   v = (REPRODUCED if acc >= 0.6 else PARTLY if math.isfinite(acc) and acc > tanh + 0.05 else NOT_REPRODUCED)
@@ -497,6 +520,14 @@ STUDIES: dict[str, Study] = {
          # (≈ 0.2 s on 8 workers) ≈ 1 min: ≈ 3 min.
          "gpu": ["--lrs=1e-4", "--seeds=2", "--num_steps=1500", "--lsc_steps=100"]},
         180, _budget_lsc, lambda d: _names(d.get("dataset"))),
+    "roaf_init": Study(
+        "scripts/roaf_init_study.py",
+        # gpu: the full grid (12 configs to 50k layers, one QR scan each; ≈ 5 min on 2 CPU cores, the scan is
+        # latency-bound on a GPU too: ≈ 2–3 min).
+        {"tiny": [], "quick": [], "full": [], "gpu": []},
+        150, lambda d: (f"width {d['setting']['width']}, {d['setting']['activation']}, depths {d['setting']['depths']}, "
+                        f"α {d['setting']['alphas']}, {d['setting']['examples']} inputs"),
+        lambda d: _names(d["setting"]["dataset"])),
     "lsc_spectrum": Study(
         "scripts/lsc_ffn_spectrum.py",
         # gpu = full = the ledger's 20 × 128, 200 LSC steps: 150 s on 2 cores, ≈ 45 s on 8 eig workers.
@@ -543,6 +574,8 @@ CLAIMS = [
     Claim("avg_grad_shallow", "avg_grad", "same, shallow control", "no difference", judge_avg_grad_shallow),
     Claim("roaf_jacobian", "roaf_depth", "Ceni 2022: ROAF keeps the input-output Jacobian well-conditioned "
           "with depth", "singular values near 1 at any depth", judge_roaf_jacobian),
+    Claim("roaf_init", "roaf_init", "Ceni 2022: at init, ROAF keeps every singular value of the input-output "
+          "Jacobian O(1) at 50,000 layers", "singular values near 1 at any depth", judge_roaf_init),
     Claim("roaf_deep_train", "roaf_depth", "Ceni 2022: a very deep ROAF MLP trains by backprop",
           "trains at 50,000 layers", judge_roaf_deep_train),
     Claim("roaf_psmnist", "roaf_psmnist", "Ceni 2022: ROAF RNN on permuted sequential MNIST after 1 epoch",

@@ -172,6 +172,30 @@ def test_roaf_deep_train_rule(roaf, tanh, want):
   assert _verdict(ra.judge_roaf_deep_train, {"training": t}) == want
 
 
+def test_roaf_deep_train_accepts_the_glorot_init_arm():
+  t = [{"model": "roaf_glorot", "depth": 50000, "steps": 300, "test_accuracy": 0.7}]
+  assert _verdict(ra.judge_roaf_deep_train, {"training": t}) == R
+
+
+def _init_row(depth, spread_lo, spread_hi, mean, alpha=0.9999):
+  return {"depth": depth, "alpha": alpha, "roaf_init": "kernel_init", "filter_mode": "fast", "spread_lo": spread_lo,
+          "spread_hi": spread_hi, "abs_mean_max": abs(mean), "mean_log10_sigma": mean,
+          "layers_log10_alpha": mean}
+
+
+@pytest.mark.parametrize("deep, want", [
+    ((0.03, 0.03, -0.5), R),     # all within a decade of 1
+    ((0.03, 0.03, -2.17), P),    # an isometry scaled by α^(D−1): partly
+    ((0.8, 1.3, -0.2), N),       # the spread's bounds straddle 1: not shown
+    ((441.0, 448.0, -222.0), N)])
+def test_roaf_init_rule(deep, want):
+  # Only the deepest depth counts: the shallow row is O(1) in every case.
+  rows = [_init_row(1000, 0.01, 0.01, -0.04), _init_row(50000, *deep)]
+  assert _verdict(ra.judge_roaf_init, {"rows": rows}) == want
+  with pytest.raises(ra.Missing):
+    ra.judge_roaf_init({"rows": []})
+
+
 @pytest.mark.parametrize("roaf, want", [(0.95, R), (0.7133, P), (0.70, N)])
 def test_roaf_psmnist_rule(roaf, want):   # best other cell 0.7297: partly from 0.7097
   rows = [{"cell": c, "test_acc_epoch1": a} for c, a in (("roaf", roaf), ("elman", 0.7021), ("gru", 0.7297))]
