@@ -31,24 +31,28 @@ def test_launcher_cli_runs_a_tiny_config(tmp_path):
   assert json.loads((wd / "summary.json").read_text())["final"]["test_accuracy"]["mean"] > 0.1
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_tiny_variant_launches(name, tmp_path, monkeypatch, capsys):
-  """``experiments.main --config=experiments/configs/NAME.py:tiny --workdir=DIR`` exits 0 and writes summary.json.
-
-  `experiments.main.main` runs in-process with the flags it would parse set
-  (one JAX start-up per test worker instead of one per config).
-  """
+def _launch(spec: str, wd, monkeypatch) -> dict:
+  """`experiments.main.main` in-process with the flags it would parse set (one JAX start-up per test
+  worker instead of one per config); returns the run's summary.json."""
   import types
   from experiments import main as launcher
   from experiments.main import _load_config  # the launcher's own loader of FILE.py:variant
-  wd = tmp_path / name
-  cfg = _load_config([f"--config={ROOT}/experiments/configs/{name}.py:tiny"])
+  cfg = _load_config([f"--config={ROOT}/experiments/configs/{spec}"])
   for flag, value in (("_CONFIG", cfg), ("_WORKDIR", str(wd)), ("_DISTRIBUTED", False), ("_HOST_DEVICES", 0)):
     monkeypatch.setattr(launcher, flag, types.SimpleNamespace(value=value))
   monkeypatch.chdir(ROOT)
   launcher.main([])  # returns normally on success; errors exit with status 2 or 3
+  return json.loads((wd / "summary.json").read_text())
+
+
+# default.py:tiny runs through the real command line in test_launcher_cli_runs_a_tiny_config and
+# compose.py:tiny in test_compose_runs_every_method_at_once (both through the launcher too).
+@pytest.mark.parametrize("name", [c for c in CONFIGS if c not in ("default", "compose")])
+def test_tiny_variant_launches(name, tmp_path, monkeypatch, capsys):
+  """``experiments.main --config=experiments/configs/NAME.py:tiny --workdir=DIR`` exits 0 and writes summary.json."""
+  wd = tmp_path / name
+  summary = _launch(f"{name}.py:tiny", wd, monkeypatch)
   out = capsys.readouterr().out
-  summary = json.loads((wd / "summary.json").read_text())
   final = summary["final"]
   # The run trained and evaluated: a finite training (or TD) loss and a held-out metric.
   loss_key = "train_loss" if "train_loss" in final else "loss"
@@ -136,14 +140,13 @@ def test_every_variant_validates_and_traces(name, variant):
 
 
 @pytest.mark.parametrize("variant", ["tiny", "tiny-mlp"])
-def test_compose_runs_every_method_at_once(variant, tmp_path):
+def test_compose_runs_every_method_at_once(variant, tmp_path, monkeypatch):
   """compose.py: tGELU + ROAF (or DeepMLP) + LSC + output clipping + averaged-gradient RMSProp
-  + diagnostics + 4 seeds in one engine run."""
+  + diagnostics + 4 seeds in one engine run, launched as ``experiments.main --config=compose.py:VARIANT``."""
   import numpy as np
   from experiments.configs import compose
-  from stable_training import train
   c = compose.get_config(variant)
-  s = train.train_and_evaluate(c, str(tmp_path))
+  s = _launch(f"compose.py:{variant}", tmp_path, monkeypatch)
   assert c.model.activation == "tgelu" and c.optimizer.name == "avg_grad_rmsprop"
   assert c.optimizer.clip_output_norm == 1.0 and c.model.name == ("roaf_mlp" if variant == "tiny" else "deep_mlp")
   assert len(s["final"]["test_loss"]["per_seed"]) == 4 and np.all(np.isfinite(s["final"]["test_loss"]["per_seed"]))
