@@ -38,7 +38,7 @@ LSC_KEYS = {
     "rho": Key(float, 1.0, lo=0.0, lo_open=True, doc="target radius of every time and depth transition"),
     "targets": Key(str, "uniform", choices=("uniform", "unbalanced"),
                    doc="unbalanced: ρ_time = T/(L+T), ρ_depth = L/(L+T) (rho unused)"),
-    "steps": Key(int, 200, lo=1), "batch": Key(int, 16, lo=1), "batch_samples": Key(int, 4, lo=0),
+    "steps": Key(int, 200, lo=1), "batch": Key(int, 16, lo=1), "batch_samples": Key(int, 4, lo=1, nullable=True, doc="random examples per step; None or >= batch: all"),
     "method": Key(str, "exact", choices=("exact", "power")), "time_samples": Key(int, 2, lo=1),
     "lr": Key(float, 7e-3, lo=0.0, lo_open=True), "tol": Key(float, 0.08, lo=0.0, lo_open=True),
     "patience": Key(int, 20, lo=1),
@@ -163,7 +163,6 @@ def validate(config) -> None:
   if config.lsc.enabled:
     _int(config, "lsc.steps", 1)
     _int(config, "lsc.batch", 1)
-    _int(config, "lsc.batch_samples", 0)
     _choice(config, "lsc.method", ["exact", "power"])
   if config.diagnostics.enabled:
     v = _int(config, "diagnostics.every", 1)

@@ -530,3 +530,17 @@ def test_config_targets_are_explicit_numbers(cfg, want, monkeypatch):
   for bad, msg in (({"rho": "1"}, "LSC rho='1': must be a number > 0"), ({"targets": "rho=1"}, "valid choices")):
     with pytest.raises(ValueError, match=re.escape(msg) if "rho=" in msg else msg):
       lsc.pretrain_from_config(m, p, x, {"steps": 1, "batch": 2, **bad}, jax.random.PRNGKey(2))
+
+
+def test_batch_samples_none_means_every_example_and_zero_is_refused():
+  """``batch_samples=None`` (not the former 0 sentinel) uses every example: the same run as no sampling."""
+  m = DeepMLP(width=6, depth=3, num_classes=3, activation="tanh", kernel_init="glorot_normalized")
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 5))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  kw = dict(rho=1.0, max_steps=5, key=jax.random.PRNGKey(2))
+  a, _ = lsc.lsc_pretrain_ffn(m, p, x, batch_samples=None, **kw)
+  b, _ = lsc.lsc_pretrain_ffn(m, p, x, batch_samples=4, **kw)   # >= the 4 inputs: all of them
+  for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(u, v, rtol=1e-6)
+  with pytest.raises(ValueError, match="batch_samples=0: must be an integer >= 1, or None"):
+    lsc.lsc_pretrain_ffn(m, p, x, batch_samples=0, **kw)

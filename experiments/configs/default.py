@@ -71,7 +71,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.lsc.targets = "uniform"  # or "unbalanced": ρ_time = T/(L+T), ρ_depth = L/(L+T)
   c.lsc.steps = 200
   c.lsc.batch = 16         # training examples the radii are measured on
-  c.lsc.batch_samples = 4  # random examples of those per step (0 = all): one host eig each
+  c.lsc.batch_samples = 4  # random examples of those per step (>= lsc.batch: all): one host eig each
   c.lsc.method = "exact"   # "exact" (eig of the Jacobian) | "power" (matrix-free)
 
   c.diagnostics = ml_collections.ConfigDict()

@@ -26,7 +26,7 @@ Design choices (documented, not the paper's exact code):
   * Each iteration samples `time_samples` random steps t (time and depth
     Jacobians at those steps) so the cost does not grow with T; the read-out
     Jacobian is taken at the last step (readout='last').
-  * ``batch_samples`` > 0: each step uses a fresh random subset of that many
+  * ``batch_samples`` (None = all): each step uses a fresh random subset of that many
     of the given examples (an unbiased estimate of the batch-mean loss), so a
     step costs that many Jacobian eigendecompositions per transition rather
     than one per example (the exact radius is a host LAPACK eig: ≈ 5 ms for
@@ -87,8 +87,11 @@ def preset(name: str, depth: int, time_steps: int) -> dict[str, float]:
 
 
 def _check_samples(n) -> int:
-  if int(n) != n or n < 0:
-    raise ValueError(f"LSC batch_samples={n!r}: must be an integer >= 0 (0 = every example)")
+  """None → 0 (every example, internally); else an integer >= 1."""
+  if n is None:
+    return 0
+  if isinstance(n, bool) or int(n) != n or n < 1:
+    raise ValueError(f"LSC batch_samples={n!r}: must be an integer >= 1, or None for every example")
   return int(n)
 
 
@@ -445,7 +448,7 @@ def declared_kinds(model, params, x, *, time_samples: int = 2) -> dict[str, int]
 def pretrain(model, params, inputs: jax.Array, targets: Mapping[str, float], *, max_steps: int = 200,
              lr: float = 7e-3, tol: float = 0.08, patience: int = 20, key: jax.Array | None = None,
              time_samples: int = 2, kind: str = "spectral_radius", method: str = "exact",
-             num_iters: int = 50, noise: bool = False, batch_samples: int = 0,
+             num_iters: int = 50, noise: bool = False, batch_samples: int | None = None,
              compiled_loop: bool = True):
   """LSC pre-training of any model that declares its transitions (Herranz-Celotti & Rouat 2023/24).
 
@@ -453,8 +456,9 @@ def pretrain(model, params, inputs: jax.Array, targets: Mapping[str, float], *, 
   declares (`transition_radii`; `targets` maps each kind to ρ_k, targets of
   kinds the model does not have are ignored) with `optax.adabelief(lr)` on
   `inputs` (a batch of training inputs; with ``noise=True`` fresh N(0, 1)
-  inputs of that shape at every step; ``batch_samples`` > 0: a fresh random
-  subset of that many examples per step, 0 = all). No update while every
+  inputs of that shape at every step; ``batch_samples`` (an integer; None or
+  ≥ the number of inputs = all of them): a fresh random
+  subset of that many examples per step). No update while every
   per-layer mean radius is within `tol` of its target; stops after
   `patience` such steps in a row (returning those parameters) or after
   `max_steps` (returning the lowest-loss ones). ``compiled_loop=True``: one
@@ -491,7 +495,7 @@ def lsc_pretrain(model, params, inputs: jax.Array, *, rho_time: float = 0.5,
                  lr: float = 7e-3, tol: float = 0.08, patience: int = 20,
                  key: jax.Array | None = None, time_samples: int = 2,
                  kind: str = "spectral_radius", method: str = "exact", num_iters: int = 50,
-                 noise: bool = False, batch_samples: int = 0, compiled_loop: bool = True):
+                 noise: bool = False, batch_samples: int | None = None, compiled_loop: bool = True):
   """LSC pre-training with separate time/depth/read-out targets (Herranz-Celotti & Rouat 2023/24).
 
   `pretrain` with targets {time: rho_time, depth: rho_depth, readout:
@@ -513,7 +517,7 @@ def lsc_pretrain_ffn(model, params, inputs: jax.Array, *, rho: float = 1.0,
                      rho_readout: float = 1.0, max_steps: int = 200, lr: float = 7e-3,
                      tol: float = 0.08, patience: int = 20, key: jax.Array | None = None,
                      kind: str = "spectral_radius", method: str = "exact", num_iters: int = 50,
-                     noise: bool = False, batch_samples: int = 0, compiled_loop: bool = True):
+                     noise: bool = False, batch_samples: int | None = None, compiled_loop: bool = True):
   """LSC pre-training of a feed-forward net: every ρ(∂h_{l+1}/∂h_l) → `rho` (default 1).
 
   `pretrain` with targets {depth: rho, readout: rho_readout} on the inputs
@@ -584,7 +588,7 @@ def pretrain_from_config(model, params, x_batch, lsc_cfg, key, *,
   targets ('uniform' | 'unbalanced': ρ_time = T/(L+T), ρ_depth = L/(L+T), see
   `preset`; rho is then unused), steps (max_steps);
   optional batch (examples used, default 16), batch_samples (random
-  examples per step, default 0 = all of them), method ('exact' | 'power'),
+  examples per step, default None = all of them), method ('exact' | 'power'),
   lr (7e-3), tol (0.08), patience (20), time_samples (2), kind
   ('spectral_radius').
 
@@ -617,7 +621,7 @@ def pretrain_from_config(model, params, x_batch, lsc_cfg, key, *,
   common = dict(max_steps=int(_cfg(lsc_cfg, "steps", 200)), lr=float(_cfg(lsc_cfg, "lr", 7e-3)),
                 tol=float(_cfg(lsc_cfg, "tol", 0.08)), patience=int(_cfg(lsc_cfg, "patience", 20)),
                 kind=str(_cfg(lsc_cfg, "kind", "spectral_radius")),
-                batch_samples=int(_cfg(lsc_cfg, "batch_samples", 0)),
+                batch_samples=_cfg(lsc_cfg, "batch_samples", None),
                 method=str(_cfg(lsc_cfg, "method", "exact")), time_samples=ts)
   if how == "unbalanced":
     targets = preset_targets(model, params, x, "unbalanced", time_samples=ts)
