@@ -92,6 +92,18 @@ def test_hoisted_input_projection_equals_per_step_cell_loop(cell):
   # readout='last' takes the final carry without stacking the states: same logits.
   last = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.7).apply({"params": p}, x)
   np.testing.assert_allclose(last, want[:, -1], rtol=1e-5, atol=1e-5)
+  # D = 1 with readout='last' (psMNIST) projects inside the scan step instead: same logits and gradients
+  # as the hoisted readout='all' path's last step.
+  x1 = x[..., :1]
+  m_last = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.7)
+  m_all = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.7, readout="all")
+  p1 = m_last.init(jax.random.PRNGKey(2), x1)["params"]
+  f_last = lambda q: m_last.apply({"params": q}, x1)
+  f_all = lambda q: m_all.apply({"params": q}, x1)[:, -1]
+  np.testing.assert_allclose(f_last(p1), f_all(p1), rtol=1e-5, atol=1e-6)
+  g_last, g_all = (jax.grad(lambda q: jnp.sum(jnp.tanh(f(q))))(p1) for f in (f_last, f_all))
+  for a, b in zip(jax.tree.leaves(g_last), jax.tree.leaves(g_all)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_deep_rnn_hoisted_projection_equals_per_step_loop():

@@ -388,15 +388,31 @@ def make_cell(cell: str, hidden: int, kernel_init: InitLike = "glorot_normalized
   return CELL_CLASSES[cell](hidden, kernel_init, name=name, **cell_kwargs(cell, kwargs))
 
 
-def scan_cell(cell: RecurrentCell, xs: jax.Array, *, all_steps: bool = True):
+def scan_cell(cell: RecurrentCell, xs: jax.Array, *, all_steps: bool = True, hoist: bool | None = None):
   """Runs the bound `cell` over xs [B, T, D] from s_{−1} = 0.
 
-  The input projection of all T steps is one matmul before the time scan
+  With `hoist` (default: when D > 1 or every step's output is wanted) the
+  input projection of all T steps is one matmul before the time scan
   (`RecurrentCell.project`); the scan carries only s, and the outputs are
-  emitted after it. Returns (ys [B, T, Y], ss [B, T, S]) or, with
+  emitted after it. Without it (D = 1 and only the last step, e.g. psMNIST)
+  the projection runs inside the step: the same math, but the backward pass
+  no longer stacks a [T, B, G·H] cotangent for the projected inputs, only
+  [T, B, 1] for x. Returns (ys [B, T, Y], ss [B, T, S]) or, with
   ``all_steps=False``, the last step's (y [B, Y], s [B, S]) without stacking
   the states of every step.
   """
+  if hoist is None:
+    hoist = all_steps or xs.shape[-1] > 1
+  if not hoist and not all_steps:
+    def step(c, carry, x):
+      s, _ = carry
+      u = c.project(x)
+      return (c.recur(s, u), u), None
+    scan = nn.scan(step, variable_broadcast="params", split_rngs={"params": False}, in_axes=1, out_axes=1)
+    s0 = jnp.zeros((xs.shape[0], cell.state_size), xs.dtype)
+    u0 = jnp.zeros_like(cell.project(xs[:, 0]))   # the carry's shape (also creates the kernels at init)
+    (s_last, u_last), _ = scan(cell, (s0, u0), xs)
+    return cell.emit(s_last, u_last), s_last
   us = cell.project(xs)                                     # [B, T, G·H]
   s0 = jnp.zeros((xs.shape[0], cell.state_size), us.dtype)
 
