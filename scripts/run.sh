@@ -3,7 +3,7 @@
 # Creates .venv if missing, installs the package, then runs every arm of
 # experiments/configs/stability.py through the engine, printing each arm and its workdir.
 #
-#   scripts/run.sh                # quick setting (600 steps, 2 seeds per arm, LSC 50 steps): ≈ 5 min on 2 cores;
+#   scripts/run.sh                # quick setting (600 steps, 2 seeds per arm, LSC 50 steps): 2.2 min on 2 loaded cores (measured);
 #                                 # the table goes to a temporary folder (printed), never results/
 #   scripts/run.sh --full         # the full study (3000 steps, 3 seeds; ≈ 20 min): writes results/stability/
 #   scripts/run.sh --tiny         # seconds-long smoke run on digits
@@ -37,7 +37,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 step "installing the package into .venv (pip install -e .)"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e .
+pip_log=$(mktemp -t st_pip.XXXXXX)   # pip's build banners stay out of the console unless it fails
+if ! .venv/bin/python -m pip install -q -e . >"$pip_log" 2>&1; then
+  cat "$pip_log"; echo "pip install failed (log above)"; exit 1
+fi
+rm -f "$pip_log"
 step "JAX backend (JAX_PLATFORMS=${JAX_PLATFORMS:-<unset>}: JAX picks the accelerator when one is installed)"
 .venv/bin/python -c 'import jax; print(jax.default_backend(), jax.devices())' || echo "could not import jax"
 step "python scripts/stability_study.py ${setting[*]-} ${args[*]-}"
