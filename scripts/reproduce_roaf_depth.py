@@ -61,7 +61,8 @@ flags.DEFINE_integer("train_depth", 50000, "Depth of the trained networks.")
 flags.DEFINE_integer("train_steps", 100, "Train steps.")
 flags.DEFINE_integer("train_batch", 64, "Train batch size.")
 flags.DEFINE_integer("train_log_every", 10, "Steps per engine train record (first/last loss are their means).")
-flags.DEFINE_float("lr", 0.01, "SGD (momentum 0.9) learning rate.")
+flags.DEFINE_float("lr", 0.01, "Learning rate.")
+flags.DEFINE_enum("optimizer", "momentum", ["momentum", "adam"], "momentum: SGD with momentum 0.9; adam: Adam.")
 flags.DEFINE_string("train_models", "roaf,tanh_mlp", f"Networks to train (comma list of {', '.join(KINDS)}).")
 flags.DEFINE_enum("filter_mode", "fast", ["haar", "fast"], "ROAF filters O_l.")
 flags.DEFINE_integer("num_train", 60000, "Training examples (the first N).")
@@ -76,7 +77,7 @@ PRESETS = {
                  batch=8, train_batch=16),
 }
 SETTING_FLAGS = ("depths", "width", "alpha", "batch", "train_depth", "train_steps", "train_batch",
-                 "train_log_every", "lr", "train_models", "filter_mode", "num_train", "num_test")
+                 "train_log_every", "lr", "optimizer", "train_models", "filter_mode", "num_train", "num_test")
 
 
 def settings() -> dict:
@@ -101,6 +102,7 @@ def make_config(kind: str, depth: int, s: dict):
     c.dataset.data_dir = FLAGS.data_dir
   c.batch_size = s["train_batch"]
   c.optimizer.learning_rate = s["lr"]
+  c.optimizer.name = s["optimizer"]
   study.set_budget(c, s["train_steps"], log_every=math.gcd(s["train_steps"], s["train_log_every"]))
   c.progress = "none" if FLAGS.tiny else "auto"
   return c
@@ -248,7 +250,8 @@ def render(path_stem: str) -> None:
   first = "first loss" if k is None else f"mean loss first {min(k, a['train_steps'])} steps"
   last = "mean loss last 10 steps" if k is None else f"mean loss last {min(k, a['train_steps'])} steps"
   lines += ["", f"Training at depth {a['train_depth']} ({a['train_steps']} steps of batch "
-            f"{a['train_batch']}, SGD momentum 0.9, lr {a['lr']}, grad-norm clip 1; "
+            f"{a['train_batch']}, {'Adam' if a.get('optimizer') == 'adam' else 'SGD momentum 0.9'}, lr {a['lr']}, "
+            f"grad-norm clip 1; "
             f"{a['train_loop']}; {a['num_train']} training examples; test on "
             f"{n_test} test images):", "",
             f"| model | depth | steps | {first} | {last} | test acc | s/step |",

@@ -177,6 +177,8 @@ def _define_flags():
   flags.DEFINE_string("activation", "tanh", "Activation φ (model.activation).")
   flags.DEFINE_integer("examples", 4, "Training inputs at which J is measured (the first N).")
   flags.DEFINE_integer("seed", 0, "PRNGKey of model.init.")
+  flags.DEFINE_enum("beta", "one_minus_alpha", ["one_minus_alpha", "sqrt"],
+                    "β of every layer: 1 − α (model default) or √(1 − α²) (then α² + β² = 1).")
   flags.DEFINE_string("render_only", "", "Re-render STEM.md/png from STEM.json and exit.")
 
 
@@ -189,7 +191,7 @@ PRESETS = {
     "tiny": dict(depths="10,20", alphas="0.99,0.999", width=8, examples=2),
 }
 SETTING_FLAGS = ("depths", "alphas", "inits", "filter_modes", "haar_max_depth", "width", "activation",
-                 "examples", "seed")
+                 "examples", "seed", "beta")
 
 
 def settings() -> dict:
@@ -216,6 +218,8 @@ def make_config(alpha: float, init: str, mode: str, depth: int, s: dict):
     default.tiny(c)
   c.model.width, c.model.alpha, c.model.roaf_init = s["width"], alpha, init
   c.model.filter_mode, c.model.activation = mode, s["activation"]
+  if s.get("beta", "one_minus_alpha") == "sqrt":   # α² + β² = 1: the nonlinear path makes up α's shrinkage
+    c.model.beta = math.sqrt(1.0 - alpha * alpha)
   return c
 
 
@@ -391,7 +395,8 @@ def render(path_stem: str) -> None:
   if a.get("command"):
     lines += [f"Regenerate: `{a['command']}`", ""]
   lines += [
-      f"Model roaf.py:mlp-D (D − 1 ROAF layers h_l = α O_l h_(l−1) + β φ(W_l h_(l−1) + b_l), β = 1 − α), "
+      f"Model roaf.py:mlp-D (D − 1 ROAF layers h_l = α O_l h_(l−1) + β φ(W_l h_(l−1) + b_l), "
+      f"{'β = √(1 − α²)' if a.get('beta') == 'sqrt' else 'β = 1 − α'}), "
       f"init PRNGKey({a['seed']}); critical = W orthogonal at 1.1·√(1−α²)/β, kernel_init = glorot_normalized. "
       f"J = ∂h_(D−1)/∂h_0 at {a['examples']} training inputs; {haar_note}. Singular values by the QR "
       "(Lyapunov) scan with the graded factor U (scripts/roaf_init_study.py docstring): mean log10 σ = "
