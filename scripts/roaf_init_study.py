@@ -188,7 +188,7 @@ FLAGS = flags.FLAGS
 
 PRESETS = {
     "quick": dict(depths="100,1000", alphas="0.99,0.999", filter_modes="fast"),
-    "tiny": dict(depths="10,20", alphas="0.99,0.999", width=8, examples=2),
+    "tiny": dict(depths="10,20", alphas="0.99", width=8, examples=2),
 }
 SETTING_FLAGS = ("depths", "alphas", "inits", "filter_modes", "haar_max_depth", "width", "activation",
                  "examples", "seed", "beta")
