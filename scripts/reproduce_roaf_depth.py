@@ -172,6 +172,7 @@ def train(kind: str, s: dict) -> dict:
   losses = [h["train_loss"]["mean"] for h in summ["history"]]
   sps = summ["steps_per_sec"]
   return {**row, "dataset": summ["dataset"], "test_accuracy": summ["final"]["test_accuracy"]["mean"],
+          "curve": [[h["step"], h["train_loss"]["mean"]] for h in summ["history"]],
           "first_loss": losses[0], "final_loss": losses[-1], "log_every": c.log_every,
           "finite": bool(np.all(np.isfinite(losses))), "compile_s": summ["compile_seconds"],
           "sec_per_step": 1.0 / sps if sps and math.isfinite(sps) else float("nan")}
@@ -265,7 +266,8 @@ def render(path_stem: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+    curves = [t for t in trains if t.get("curve")]
+    fig, ax = plt.subplots(1, 3 if curves else 2, figsize=(13.5 if curves else 9, 3.5))
     for kind in KINDS:
       rr = [r for r in rows if r["model"] == kind]
       ok = [r for r in rr if r["log10_sigma_max"] > UNDERFLOW]
@@ -274,6 +276,13 @@ def render(path_stem: str) -> None:
     for axis, t in zip(ax, ("log10 σ_max/σ_min (underflowed points omitted)",
                             "log10 σ_max (−37.9 = f32 underflow)")):
       axis.set_xscale("log"); axis.set_xlabel("depth"); axis.set_title(t, fontsize=9); axis.legend()
+    for t in curves:   # the learning curve of each trained network (mean train loss per record)
+      steps, loss = zip(*t["curve"])
+      ax[2].plot(steps, loss, label=f"{t['model']}, depth {t['depth']} (test acc {t['test_accuracy']:.3f})")
+    if curves:
+      ax[2].axhline(math.log(10), color="0.6", lw=0.8, ls=":", label="chance (ln 10)")
+      ax[2].set(xlabel="step", ylabel="train loss", title="training")
+      ax[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path_stem + ".png", dpi=100)
   except Exception as e:  # plotting is optional
