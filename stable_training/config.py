@@ -6,7 +6,6 @@ with status 2 without writing anything.
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 from stable_training.schema import ConfigError, Key, check_group  # noqa: F401  (re-exported)
@@ -55,17 +54,6 @@ def _int(c, key, lo=None):
   return v
 
 
-def _pos_float(c, key, allow_zero=False):
-  v = _get(c, key)
-  if isinstance(v, bool) or not isinstance(v, numbers.Real):
-    raise ConfigError(f"config.{key}={v!r}: must be a number")
-  if not math.isfinite(v):
-    raise ConfigError(f"config.{key}={v!r}: must be a finite number")
-  if v < 0 or (v == 0 and not allow_zero):
-    raise ConfigError(f"config.{key}={v!r}: must be {'>= 0' if allow_zero else '> 0'}")
-  return v
-
-
 def _choice(c, key, valid):
   v = _get(c, key)
   if v not in valid:
@@ -105,66 +93,41 @@ def validate(config) -> None:
   from stable_training.data import sequence_tasks
   from stable_training.train import losses
 
-  check_group(config, TOP_KEYS, "")
+  # Types, ranges and choices of every declared key; what follows checks only relations between keys.
+  top = check_group(config, TOP_KEYS, "")
   from stable_training.optim.schema import OPTIMIZER_KEYS
-  check_group(config.dataset, DATASET_KEYS, "dataset")
-  check_group(config.optimizer, OPTIMIZER_KEYS, "optimizer")
+  ds = check_group(config.dataset, DATASET_KEYS, "dataset")
+  opt = check_group(config.optimizer, OPTIMIZER_KEYS, "optimizer")
   check_group(config.lsc, LSC_KEYS, "lsc")
-  check_group(config.diagnostics, DIAGNOSTICS_KEYS, "diagnostics")
+  diag = check_group(config.diagnostics, DIAGNOSTICS_KEYS, "diagnostics")
   models.resolve_model_config(config.model)
   _choice(config, "loss", losses.names())
-  log_every = _int(config, "log_every", 1)
+  log_every = top["log_every"]
   for key in ("eval_every", "checkpoint_every"):
-    v = _int(config, key, 1)
-    if v % log_every:
-      raise ConfigError(f"config.{key}={v}: must be a multiple of config.log_every={log_every}")
+    if top[key] % log_every:
+      raise ConfigError(f"config.{key}={top[key]}: must be a multiple of config.log_every={log_every}")
 
-  _check_dataset_name(config.dataset.name, sorted(data.names() + sequence_tasks.names()))
+  _check_dataset_name(ds["name"], sorted(data.names() + sequence_tasks.names()))
   _choice(config, "dataset.view", data.VIEWS)
-  _int(config, "dataset.num_train", 0)
-  _int(config, "dataset.num_test", 0)
-  _int(config, "dataset.num_val", 0)
-  if config.dataset.name in sequence_tasks.names():
-    _int(config, "dataset.lag", 2)
-    if config.num_epochs:
-      raise ConfigError(f"config.num_epochs={config.num_epochs}: the generated {config.dataset.name} task "
+  if ds["name"] in sequence_tasks.names():
+    if top["num_epochs"]:
+      raise ConfigError(f"config.num_epochs={top['num_epochs']}: the generated {ds['name']} task "
                         "has no epochs (fresh batches every step); use config.num_steps")
-    task = sequence_tasks.get_task(config.dataset.name)
-    if config.loss != task.loss:
-      raise ConfigError(f"config.loss={config.loss!r}: the {config.dataset.name} task needs {task.loss!r}")
+    task = sequence_tasks.get_task(ds["name"])
+    if top["loss"] != task.loss:
+      raise ConfigError(f"config.loss={top['loss']!r}: the {ds['name']} task needs {task.loss!r}")
 
-  _choice(config, "optimizer.name", optim.names())
-  if config.optimizer.name == "avg_grad_rmsprop":
+  if opt["name"] == "avg_grad_rmsprop":
     _choice(config, "optimizer.avg_grad.method", list(optim.METHODS))
     _int(config, "optimizer.avg_grad.num_points", 1)
-  _pos_float(config, "optimizer.learning_rate")
-  _pos_float(config, "optimizer.clip_output_norm", allow_zero=True)
-  _pos_float(config, "optimizer.eps")
-  _pos_float(config, "optimizer.clip_global_norm", allow_zero=True)
-  _pos_float(config, "optimizer.weight_decay", allow_zero=True)
-  sched = _choice(config, "optimizer.schedule", list(optim.SCHEDULES))
-  if sched == "warmup_cosine":
-    w = _int(config, "optimizer.warmup_steps", 0)
-    if not config.num_epochs and w >= config.num_steps:
-      raise ConfigError(f"config.optimizer.warmup_steps={w}: must be < config.num_steps={config.num_steps}")
-    v = _pos_float(config, "optimizer.end_lr_factor", allow_zero=True)
-    if v > 1:
-      raise ConfigError(f"config.optimizer.end_lr_factor={v!r}: must be in [0, 1]")
-  if sched == "step":
-    _pos_float(config, "optimizer.step_factor")
-    b = list(_get(config, "optimizer.step_boundaries"))
+  if opt["schedule"] == "warmup_cosine" and not top["num_epochs"] and opt["warmup_steps"] >= top["num_steps"]:
+    raise ConfigError(f"config.optimizer.warmup_steps={opt['warmup_steps']}: must be < "
+                      f"config.num_steps={top['num_steps']}")
+  if opt["schedule"] == "step":
+    b = list(opt["step_boundaries"])
     if any(isinstance(x, bool) or not isinstance(x, numbers.Integral) or x <= 0 for x in b) or b != sorted(b):
       raise ConfigError(f"config.optimizer.step_boundaries={tuple(b)!r}: must be increasing positive integers")
-  for key in ("optimizer.momentum", "optimizer.decay"):
-    v = _pos_float(config, key, allow_zero=True)
-    if v >= 1:
-      raise ConfigError(f"config.{key}={v!r}: must be in [0, 1)")
 
-  if config.lsc.enabled:
-    _int(config, "lsc.steps", 1)
-    _int(config, "lsc.batch", 1)
-    _choice(config, "lsc.method", ["exact", "power"])
-  if config.diagnostics.enabled:
-    v = _int(config, "diagnostics.every", 1)
-    if v % log_every:
-      raise ConfigError(f"config.diagnostics.every={v}: must be a multiple of config.log_every={log_every}")
+  if diag["enabled"] and diag["every"] % log_every:
+    raise ConfigError(f"config.diagnostics.every={diag['every']}: must be a multiple of "
+                      f"config.log_every={log_every}")
