@@ -59,8 +59,6 @@ def make_config(s: dict):
   c.seed, c.num_seeds = FLAGS.seed, 1
   c.lsc.enabled, c.lsc.rho = True, float(FLAGS.rho)
   c.lsc.steps, c.lsc.batch, c.lsc.batch_samples = s["steps"], s["batch"], s["batch_samples"]
-  if FLAGS.data_dir:
-    c.dataset.data_dir = FLAGS.data_dir
   return c
 
 
@@ -68,9 +66,9 @@ def measure(c) -> tuple[dict, dict, float]:
   """(per-layer spectra before/after, pre-training info, seconds) of config `c`'s LSC step."""
   import jax
   from stable_training import lsc
-  from stable_training.train import build, init_state, load_data
+  from stable_training.train import build, init_state
 
-  d = load_data(c)
+  d = study.load_data(c)
   setup = build(c, d)
   x = d["x_train"][:c.lsc.batch]
   state = init_state(setup.model, setup.tx, setup.seeds, x[:1])   # the engine's init of seed c.seed

@@ -176,12 +176,12 @@ def jacobian_at_init(args: Args, act: str, init: str, ds: str) -> dict:
   import jax.numpy as jnp
   from stable_training import diagnostics
   from stable_training import models as models_lib
-  from stable_training.train import cross_entropy, load_data
+  from stable_training.train import cross_entropy
   n = max(args.jac_examples, 16)
   config = make_config(args, act, init, ds, 0.01)
   config.dataset.num_test = n
   if ds not in _DATA_CACHE:
-    _DATA_CACHE[ds] = load_data(config)
+    _DATA_CACHE[ds] = study.load_data(config)
   d = _DATA_CACHE[ds]
   model = models_lib.build_model(config.model, num_classes=d["num_classes"], input_shape=d["x_test"].shape[1:])
   x, y = jnp.asarray(d["x_test"][:n]), jnp.asarray(d["y_test"][:n])

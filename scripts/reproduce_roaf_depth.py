@@ -98,8 +98,6 @@ def make_config(kind: str, depth: int, s: dict):
   if kind == "roaf_glorot":
     c.model.roaf_init = "kernel_init"   # W glorot_normalized, like the input/output layers
   c.dataset.num_train, c.dataset.num_test = s["num_train"], s["num_test"]
-  if FLAGS.data_dir:  # the at-init measurement reads data without study.run, which sets it for training
-    c.dataset.data_dir = FLAGS.data_dir
   c.batch_size = s["train_batch"]
   c.optimizer.learning_rate = s["lr"]
   c.optimizer.name = s["optimizer"]
@@ -183,10 +181,9 @@ def main(argv):
   if FLAGS.render_only:
     render(FLAGS.render_only)
     return
-  from stable_training.train import load_data
   s = settings()
   depths = [int(d) for d in s["depths"].split(",")]
-  d = load_data(make_config("roaf", depths[0], s))
+  d = study.load_data(make_config("roaf", depths[0], s))
   x, y = d["x_train"][:s["batch"]], d["y_train"][:s["batch"]]
   rows = []
   for depth in depths:

@@ -331,9 +331,8 @@ def main(argv):
     render(FLAGS.render_only)
     return
   import jax
-  from stable_training.train import load_data
   s = settings()
-  d = load_data(make_config(s["alphas"][0], s["inits"][0], s["filter_modes"][0], s["depths"][0], s))
+  d = study.load_data(make_config(s["alphas"][0], s["inits"][0], s["filter_modes"][0], s["depths"][0], s))
   x = np.asarray(d["x_train"][:s["examples"]], np.float32)
   t_all = time.time()
   rows, checks = [], {}

@@ -24,7 +24,7 @@ from typing import Any
 
 from absl import flags
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+from stable_training.data.sources import FASHION_MNIST_DIR
 
 
 def define_flags(study: str) -> None:
@@ -116,11 +116,24 @@ def run(config, study: str, run_name: str) -> dict:
   from stable_training.train import trainers
   from stable_training.train.records import quiet_logging
   quiet_logging()
-  if "dataset" in config and flags.FLAGS.data_dir:
-    config.dataset.data_dir = flags.FLAGS.data_dir
+  with_data_dir(config)
   wd = workdir(study, run_name)
   print(f"[{study}] {run_name}: workdir {wd}", flush=True)
   return trainers.run(config, wd)
+
+
+def with_data_dir(config):
+  """`config` with ``dataset.data_dir`` set from ``--data_dir`` when that flag was given (in place)."""
+  if "dataset" in config and flags.FLAGS.data_dir:
+    config.dataset.data_dir = flags.FLAGS.data_dir
+  return config
+
+
+def load_data(config) -> dict:
+  """The engine's `train.load_data` of `config` with ``--data_dir`` applied (for studies that measure
+  data outside `run`, e.g. spectra at init)."""
+  from stable_training.train import load_data as engine_load_data
+  return engine_load_data(with_data_dir(config))
 
 
 def pick_dataset(name: str = "auto") -> str:
@@ -128,9 +141,14 @@ def pick_dataset(name: str = "auto") -> str:
   Debian package's folder), else ``digits``."""
   if name != "auto":
     return name
-  folder = (flags.FLAGS.data_dir if "data_dir" in flags.FLAGS and flags.FLAGS.data_dir else None) or FASHION_MNIST_DIR
-  have = any(os.path.exists(os.path.join(folder, "train-images-idx3-ubyte" + ext)) for ext in (".gz", ""))
-  return "fashion_mnist" if have else "digits"
+  from stable_training.data import DataError
+  from stable_training.data.sources import _find_idx_file
+  try:
+    folder = flags.FLAGS.data_dir if "data_dir" in flags.FLAGS else ""   # scripts without the study flags
+    _find_idx_file(folder or FASHION_MNIST_DIR, "train-images-idx3-ubyte")
+  except DataError:
+    return "digits"
+  return "fashion_mnist"
 
 
 def apply_overrides(config, overrides: dict[str, Any]):
