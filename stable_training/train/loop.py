@@ -132,7 +132,6 @@ class Setup:
   seeds: np.ndarray
   num_steps: int
   mesh: Any
-  state_sharding: Any       # leading seed axis split over the mesh, or replicated
   split: str                # what the mesh splits: 'seeds' or 'batch'
 
 
@@ -207,9 +206,8 @@ def build(config, d) -> Setup:
   chunk = make_chunk_fn(train_step, stop_on_nonfinite=not skip, unroll=unroll, make_batch=make_batch)
   n_eval = min(config.eval_batch_size, d["x_test"].shape[0])
   evaluate = jax.jit(make_eval_step(model, loss, batch_size=n_eval))
-  state_sharding = sharding_lib.batch_sharded(mesh, 1, axis=0) if by_seed else repl
   return Setup(model, tx, loss, objective, jax.jit(chunk, donate_argnums=(0,)), evaluate, batch_xs,
-               host_batch, device_data, seeds, num_steps, mesh, state_sharding, "seeds" if by_seed else "batch")
+               host_batch, device_data, seeds, num_steps, mesh, "seeds" if by_seed else "batch")
 
 
 def check_model(model, config, sample_x) -> None:
