@@ -246,24 +246,22 @@ def table(arms: list[dict], analyses: list[dict], s: dict) -> str:
 
 
 def plot_curves(payload: dict, path: str) -> None:
-  """Median training loss vs step of each method at its best rate and of RMSProp at every rate that
-  trains, one panel per depth (the paper's learning-curve comparison)."""
-  import matplotlib
-  matplotlib.use("Agg")
+  """Median training loss vs step of each method at its best rate, one panel per depth (the paper's
+  learning-curve comparison), drawn by `diagnostics.plot.plot_learning_curves`."""
+  from stable_training.diagnostics.plot import plot_learning_curves   # sets the Agg backend
   import matplotlib.pyplot as plt
   analyses = payload["analysis"]
   fig, axes = plt.subplots(1, len(analyses), figsize=(6.5 * len(analyses), 4.2), squeeze=False)
   for ax, an in zip(axes[0], analyses):
+    curves = {}
     for m, r in an["methods"].items():
       arm = next((a for a in payload["arms"] if a["depth"] == an["depth"] and a["method"] == m
                   and a["lr"] == r["best_lr"] and not a["diverged"]), None)
-      if arm is None:
-        continue
-      steps, losses = zip(*arm["curve"])
-      ax.plot(steps, losses, label=f"{m} (lr {arm['lr']:g})", lw=1.4, ls="-" if m == "rmsprop" else "--")
+      if arm is not None:
+        curves[f"{m} (lr {arm['lr']:g})"] = arm["curve"]
+    plot_learning_curves(curves, "median training loss over seeds", log_y=True, xlabel="step",
+                         title=f"depth {an['depth']}: each method at its best rate", ax=ax)
     ax.axhline(an["target_loss"], color="0.5", lw=0.8, ls=":", label=f"target {an['target_loss']:.3f}")
-    ax.set(title=f"depth {an['depth']}: each method at its best rate", xlabel="step",
-           ylabel="median training loss over seeds", yscale="log")
     ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

@@ -273,12 +273,11 @@ def render(path_stem: str) -> None:
     for axis, t in zip(ax, ("log10 σ_max/σ_min (underflowed points omitted)",
                             "log10 σ_max (−37.9 = f32 underflow)")):
       axis.set_xscale("log"); axis.set_xlabel("depth"); axis.set_title(t, fontsize=9); axis.legend()
-    for t in curves:   # the learning curve of each trained network (mean train loss per record)
-      steps, loss = zip(*t["curve"])
-      ax[2].plot(steps, loss, label=f"{t['model']}, depth {t['depth']} (test acc {t['test_accuracy']:.3f})")
-    if curves:
+    if curves:   # the learning curve of each trained network (mean train loss per record)
+      from stable_training.diagnostics.plot import plot_learning_curves
+      plot_learning_curves({f"{t['model']}, depth {t['depth']} (test acc {t['test_accuracy']:.3f})": t["curve"]
+                            for t in curves}, "train loss", xlabel="step", title="training", ax=ax[2])
       ax[2].axhline(math.log(10), color="0.6", lw=0.8, ls=":", label="chance (ln 10)")
-      ax[2].set(xlabel="step", ylabel="train loss", title="training")
       ax[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path_stem + ".png", dpi=100)

@@ -455,3 +455,17 @@ def test_engine_records_the_initialization_at_step_0_once_across_resume(tmp_path
   assert not np.array_equal(d["act_mean"][stale][0], before["act_mean"][-1])   # re-measured
   lines = [json.loads(s) for s in open(tmp_path / "diagnostics.jsonl")]
   assert sorted((r["step"], r["seed"]) for r in lines) == [(s, k) for s in (0, 10, 20, 30, 40) for k in (0, 1)]
+
+
+def test_learning_curves_draw_into_a_callers_panel():
+  """``ax=``: the curves go into the caller's panel (the studies' multi-panel figures), nothing is saved."""
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2)
+  got = P.plot_learning_curves({"one seed": [(0, 2.0), (10, 1.0)]}, "loss", ax=axes[1], title="training")
+  assert got is fig and not axes[0].lines
+  (line,) = [ln for ln in axes[1].lines if ln.get_gid() == "mean"]
+  np.testing.assert_array_equal(line.get_xydata(), [[0, 2.0], [10, 1.0]])
+  assert axes[1].get_title() == "training"   # one seed: no across-seed wording
+  with pytest.raises(ValueError, match="either ax"):
+    P.plot_learning_curves({"a": [(0, 1.0)]}, "loss", path="x.png", ax=axes[0])
+  plt.close(fig)

@@ -268,7 +268,7 @@ def _curve_seeds(c):
 
 
 def plot_learning_curves(curves, ylabel, path=None, log_y=False, *, band="minmax",
-                         xlabel="training step", title=""):
+                         xlabel="training step", title="", ax=None):
   """Learning curves of several arms: the mean across seeds (line) and a band across seeds.
 
   Mirrors Glorot & Bengio (2010), Fig. 11–12 (test error vs training
@@ -290,13 +290,19 @@ def plot_learning_curves(curves, ylabel, path=None, log_y=False, *, band="minmax
     log_y: logarithmic y axis.
     band: ``"minmax"`` or ``"std"``.
     xlabel, title: axis label and title.
+    ax: draw into these axes (a panel of the caller's figure) instead of a new
+      figure; the caller saves it (`path` must then be None).
 
   Returns:
     The matplotlib Figure (closed to pyplot; its axes stay inspectable).
   """
   if band not in ("minmax", "std"):
     raise ValueError(f"band={band!r}: must be 'minmax' or 'std'")
-  fig, ax = plt.subplots(figsize=(7, 4.5))
+  if ax is not None and path is not None:
+    raise ValueError("plot_learning_curves: give either ax (the caller saves) or path")
+  own = ax is None
+  fig, ax = plt.subplots(figsize=(7, 4.5)) if own else (ax.figure, ax)
+  multi = False
   for k, (name, c) in enumerate(curves.items()):
     steps, vals = _curve_seeds(c)
     v = np.where(np.isfinite(vals), vals, np.nan)
@@ -310,6 +316,7 @@ def plot_learning_curves(curves, ylabel, path=None, log_y=False, *, band="minmax
         lo, hi = mean - sd, mean + sd
     color = f"C{k % 10}"
     n = vals.shape[0]
+    multi |= n > 1
     ax.plot(steps, mean, color=color, lw=1.6, marker="o" if len(steps) < 2 else None,
             label=f"{name} ({n} seeds)" if n > 1 else str(name), gid="mean")
     if n > 1:
@@ -319,11 +326,13 @@ def plot_learning_curves(curves, ylabel, path=None, log_y=False, *, band="minmax
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   sub = {"minmax": "min–max", "std": "± std"}[band]
-  ax.set_title((f"{title}\n" if title else "") + f"mean over seeds (line), {sub} across seeds (band)",
-               fontsize=10)
+  seeds = f"mean over seeds (line), {sub} across seeds (band)" if multi else ""
+  ax.set_title("\n".join(t for t in (title, seeds) if t), fontsize=10)
   ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
   ax.grid(alpha=0.25, lw=0.5)
   ax.legend(fontsize=8)
+  if not own:   # a panel of the caller's figure: it lays out and saves
+    return fig
   fig.tight_layout()
   return _finish(fig, path)
 
