@@ -16,6 +16,7 @@ the code path is identical to one CPU.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import sys
@@ -443,7 +444,7 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
   lnames = layer_names(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.params))
   writer = MetricWriter(workdir, start_step, lnames, primary)
   if restored is None and config.lsc.enabled:
-    state, lsc_radii = _lsc_pretrain(setup.model, setup.tx, state, d, config,
+    state, lsc_radii = _lsc_pretrain(setup.model, setup.tx, state, d, config, memo=LSC_MEMO,
                                      desc=os.path.basename(os.path.normpath(workdir)))
     writer.write({"step": 0, "kind": "lsc", **lsc_radii})
   state = jax.device_put(state, shardings)
@@ -523,6 +524,35 @@ def _nonfinite_message(bad_step, state, setup: Setup, manager) -> str:
     if path is not None:
       return f"non-finite update {where} (gradient finite), first parameter: {path}" + hint
   return f"non-finite loss or gradient at step {bad_step + 1}" + hint
+
+
+class BoundedMemo(collections.OrderedDict):
+  """A least-recently-used mapping holding at most `max_bytes` of array data.
+
+  The engine's LSC pre-training memo (`LSC_MEMO`): a sweep that re-initializes
+  the same seeds (e.g. over learning rates) pre-trains each (model, params,
+  inputs, config.lsc, key) once per process. Pre-training is deterministic in
+  that key, so a hit returns exactly what a fresh pre-training would.
+  """
+
+  def __init__(self, max_bytes: int):
+    super().__init__()
+    self.max_bytes = int(max_bytes)
+
+  def __getitem__(self, key):
+    value = super().__getitem__(key)
+    self.move_to_end(key)
+    return value
+
+  def __setitem__(self, key, value):
+    super().__setitem__(key, value)
+    self.move_to_end(key)
+    size = lambda v: sum(int(getattr(a, "nbytes", 0)) for a in jax.tree.leaves(v))
+    while len(self) > 1 and sum(size(v) for v in self.values()) > self.max_bytes:
+      self.popitem(last=False)  # the oldest; the newest entry is kept whatever its size
+
+
+LSC_MEMO = BoundedMemo(max_bytes=512 * 2**20)
 
 
 def _lsc_pretrain(model, tx, state, d, config, memo=None, desc=None):
