@@ -76,6 +76,8 @@ flags.DEFINE_integer("num_steps", None, "SGD steps per run (default: the setting
 flags.DEFINE_integer("batch_size", 10, "Minibatch size.")
 flags.DEFINE_integer("num_train", None, "Training examples (the first N; Shapeset: at most "
                      f"{SHAPESET_TRAIN} − num_val).")
+flags.DEFINE_integer("num_generated", 0, "Shapeset training images drawn (`dataset.num_generated`; 0 = its fixed "
+                     f"{SHAPESET_TRAIN}): long budgets see fresh images, closer to the paper's online stream.")
 flags.DEFINE_integer("num_val", None, "Validation examples (the next N training ones, `dataset.num_val`).")
 flags.DEFINE_integer("num_test", None, "Test examples (0 = all).")
 flags.DEFINE_integer("jac_examples", None, "Examples for the Jacobian spectra at init.")
@@ -86,7 +88,7 @@ flags.DEFINE_bool("jacobian_only", False, "Only the Jacobian-at-init table (no t
 FLAGS = flags.FLAGS
 
 _RESULT_FLAGS = ("datasets", "activations", "inits", "lrs", "width", "depth", "num_steps", "batch_size",
-                 "num_train", "num_val", "num_test", "jac_examples", "seed", "jacobian_only", "quick", "tiny",
+                 "num_train", "num_generated", "num_val", "num_test", "jac_examples", "seed", "jacobian_only", "quick", "tiny",
                  "tag", "data_dir", "out")
 
 
@@ -97,7 +99,8 @@ class Args:
     self.preset = study.setting()
     for k, v in PRESETS[self.preset].items():
       setattr(self, k, v if FLAGS[k].value is None else FLAGS[k].value)
-    for k in ("activations", "inits", "depth", "batch_size", "seed", "jacobian_only", "keep_checkpoints"):
+    for k in ("activations", "inits", "depth", "batch_size", "seed", "jacobian_only", "keep_checkpoints",
+              "num_generated"):
       setattr(self, k, FLAGS[k].value)
     self.lrs = [float(x) for x in self.lrs]
     for name, values, valid in (("datasets", self.datasets, glorot_cfg.DATASETS),
@@ -108,8 +111,10 @@ class Args:
           raise app.UsageError(f"--{name} {v!r}; valid: {', '.join(valid)}")
     if self.num_val < 1:
       raise app.UsageError(f"--num_val={self.num_val}: the learning rate is picked on validation, need >= 1")
-    if "shapeset" in self.datasets and self.num_val >= SHAPESET_TRAIN:
-      raise app.UsageError(f"--num_val={self.num_val}: Shapeset has {SHAPESET_TRAIN} training images")
+    self.shapeset_train = self.num_generated or SHAPESET_TRAIN
+    if "shapeset" in self.datasets and self.num_val >= self.shapeset_train:
+      raise app.UsageError(f"--num_val={self.num_val}: Shapeset has {self.shapeset_train} training images "
+                           "(--num_generated sets more)")
 
 
 def make_config(args: Args, act: str, init: str, ds: str, lr: float):
@@ -125,7 +130,8 @@ def make_config(args: Args, act: str, init: str, ds: str, lr: float):
   c.diagnostics.every = c.log_every * max(1, (c.num_steps // c.log_every) // 5)
   # Training examples: the first num_train, then num_val for validation (the engine
   # takes them from the end of the dataset.num_train prefix).
-  n_train = min(args.num_train, SHAPESET_TRAIN - args.num_val) if ds == "shapeset" else args.num_train
+  n_train = min(args.num_train, args.shapeset_train - args.num_val) if ds == "shapeset" else args.num_train
+  c.dataset.num_generated = args.num_generated if ds == "shapeset" else 0
   c.dataset.num_train = n_train + args.num_val
   c.dataset.num_val = args.num_val
   c.dataset.num_test = args.num_test
@@ -219,8 +225,8 @@ def write_outputs(args: Args, out: str, best, runs, jac, figures, seconds) -> st
       f"minibatch {args.batch_size}, {args.num_steps} steps "
       f"(= {args.num_steps * args.batch_size} examples seen), {args.num_train} training / "
       f"{args.num_val} validation examples (the engine's `dataset.num_val`: the {args.num_val} training "
-      f"examples after the first {args.num_train}; Shapeset: out of its {SHAPESET_TRAIN} training images, "
-      f"so at most {SHAPESET_TRAIN - args.num_val} train), test on {args.num_test or 'all'} test examples, "
+      f"examples after the first {args.num_train}; Shapeset: out of {args.shapeset_train} generated training "
+      f"images, so at most {args.shapeset_train - args.num_val} train), test on {args.num_test or 'all'} test examples, "
       f"learning rate picked on validation from {{{', '.join(f'{lr:g}' for lr in args.lrs)}}}, "
       f"1 seed ({args.seed}), every run through the engine (`glorot.py:ACT-INIT-DATASET`); "
       f"total {seconds / 60:.1f} min on this machine. The paper trains far longer "
@@ -272,7 +278,7 @@ def write_outputs(args: Args, out: str, best, runs, jac, figures, seconds) -> st
   payload = {
       "preset": args.preset, "budget": {k: getattr(args, k) for k in (
           "width", "depth", "num_steps", "batch_size", "num_train", "num_val", "num_test", "lrs",
-          "seed")},
+          "seed", "num_generated")},
       "seconds": seconds,
       "best": [dict(v) for v in best.values()], "runs": runs, "jacobian_at_init": jac,
       "paper": {ds: {f"{a}-{i}": v for (a, i), v in t.items()} for ds, t in PAPER.items()},

@@ -31,6 +31,7 @@ DATASET_KEYS = {
     "num_train": Key(int, 0, lo=0, doc="0 = all"), "num_test": Key(int, 0, lo=0, doc="0 = all"),
     "num_val": Key(int, 0, lo=0), "lag": Key(int, 100, lo=2), "standardize": Key(bool, True),
     "view_seed": Key(int, 0, lo=0),
+    "num_generated": Key(int, 0, lo=0, doc="generated datasets (shapeset): training images drawn; 0 = the fixed split"),
 }
 LSC_KEYS = {
     "enabled": Key(bool, False),
@@ -109,6 +110,9 @@ def validate(config) -> None:
 
   _check_dataset_name(ds["name"], sorted(data.names() + sequence_tasks.names()))
   _choice(config, "dataset.view", data.VIEWS)
+  if ds["num_generated"] and ds["name"] not in data.generated_names():
+    raise ConfigError(f"config.dataset.num_generated={ds['num_generated']}: only for generated datasets "
+                      f"({', '.join(data.generated_names())}), not {ds['name']!r}")
   if ds["name"] in sequence_tasks.names():
     if top["num_epochs"]:
       raise ConfigError(f"config.num_epochs={top['num_epochs']}: the generated {ds['name']} task "

@@ -16,7 +16,7 @@ def test_reproduce_glorot_tiny(tmp_path):
   runs = tmp_path / "runs"
   proc = subprocess.run(
       [sys.executable, os.path.join(ROOT, "scripts", "reproduce_glorot_table1.py"), "--tiny",
-       "--datasets=shapeset", "--activations=tanh", "--inits=normalized",
+       "--datasets=shapeset", "--activations=tanh", "--inits=normalized", "--num_generated=10400",
        f"--out={out}", f"--workdir_root={runs}"],
       capture_output=True, text=True, timeout=900, cwd=ROOT,  # hang guard only
       env={**os.environ, "JAX_PLATFORMS": "cpu"})
@@ -24,9 +24,9 @@ def test_reproduce_glorot_tiny(tmp_path):
   table = (out / "table1_tiny.md").read_text()
   assert "Tanh N" in table and "Budget (tiny)" in table
   assert ("Regenerate: `python scripts/reproduce_glorot_table1.py --datasets=shapeset --activations=tanh "
-          f"--inits=normalized --tiny --out={out}`") in table
+          f"--inits=normalized --num_generated=10400 --tiny --out={out}`") in table
   res = json.loads((out / "table1_tiny.json").read_text())
-  assert res["preset"] == "tiny" and res["budget"]["num_val"] == 200
+  assert res["preset"] == "tiny" and res["budget"]["num_val"] == 200 and res["budget"]["num_generated"] == 10400
   assert len(res["runs"]) == 1 and len(res["best"]) == 1
   r = res["runs"][0]
   assert r["status"] == "ok" and r["workdir"] == str(runs / "shapeset_tanh_normalized_lr0.1")

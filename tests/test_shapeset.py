@@ -126,3 +126,32 @@ def test_stream_and_load_splits(monkeypatch):
     S._split_arrays.cache_clear()
   with pytest.raises(ValueError, match="no split 'dev'; valid: train, validation, test"):
     data.load("shapeset", "dev")
+
+
+def test_larger_generated_train_split(monkeypatch):
+  """num_generated: the fixed training images first, then fresh blocks (no repeats), test split unchanged;
+  refused for a fixed dataset and by the config validator."""
+  monkeypatch.setattr(S, "SPLIT_SIZES", {"train": 20, "validation": 10, "test": 10})
+  S._split_arrays.cache_clear()
+  S._large_train.cache_clear()
+  try:
+    fixed = data.load("shapeset", "train", seed=4)
+    big = data.load("shapeset", "train", seed=4, num_generated=50)
+    assert big.x.shape == (50, 32, 32, 1)
+    np.testing.assert_array_equal(big.x[:20], fixed.x)
+    np.testing.assert_array_equal(big.x[20:40], S.generate(20, [4, 0, 1])[0])
+    flat = big.x.reshape(50, -1)
+    assert len({row.tobytes() for row in flat}) == 50  # every image drawn once
+    np.testing.assert_array_equal(data.load("shapeset", "test", seed=4, num_generated=50).x,
+                                  data.load("shapeset", "test", seed=4).x)
+  finally:
+    S._split_arrays.cache_clear()
+    S._large_train.cache_clear()
+  with pytest.raises(ValueError, match="num_generated=5 needs a generated dataset; 'digits' is not one of: shapeset"):
+    data.load("digits", "train", num_generated=5)
+  from experiments.configs import default
+  from stable_training.config import ConfigError, validate
+  c = default.get_config("digits")
+  c.dataset.num_generated = 100
+  with pytest.raises(ConfigError, match=r"config.dataset.num_generated=100: only for generated datasets \(shapeset\)"):
+    validate(c)

@@ -37,6 +37,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.dataset.num_val = 0    # the last N training examples become a validation split (model selection)
   c.dataset.lag = 100      # generated sequence tasks (adding, copy): the lag T
   c.dataset.standardize = True
+  c.dataset.num_generated = 0  # generated datasets (shapeset): training images drawn; 0 = the fixed split
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "deep_mlp"

@@ -12,7 +12,7 @@ SHD and PTB have their own readers (`stable_training.data.shd`, `.ptb`).
 """
 from __future__ import annotations
 
-from stable_training.data.core import DataError, Dataset, load, names, register_dataset, splits
+from stable_training.data.core import DataError, Dataset, generated_names, load, names, register_dataset, splits
 from stable_training.data.idx import read_idx, write_idx
 from stable_training.data import sources  # noqa: F401  (registers digits, fashion_mnist, mnist1d)
 from stable_training.data import shapeset  # noqa: F401  (registers shapeset)
@@ -20,6 +20,6 @@ from stable_training.data.shapeset import shapeset_stream
 from stable_training.data.transforms import (VIEWS, apply_view, batch_indices, iterate_batches, permutation,
                                              standardize)
 
-__all__ = ["DataError", "Dataset", "VIEWS", "apply_view", "batch_indices", "iterate_batches", "load", "names",
+__all__ = ["DataError", "Dataset", "VIEWS", "apply_view", "batch_indices", "generated_names", "iterate_batches", "load", "names",
            "permutation", "read_idx", "register_dataset", "shapeset_stream", "splits", "standardize",
            "write_idx"]

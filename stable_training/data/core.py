@@ -34,20 +34,22 @@ class DataError(ValueError):
 class _Entry(NamedTuple):
   fn: Callable[..., Dataset]
   splits: tuple[str, ...]
+  generated: bool = False
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_dataset(name: str, splits: tuple[str, ...] = ("train", "test")):
+def register_dataset(name: str, splits: tuple[str, ...] = ("train", "test"), generated: bool = False):
   """Decorator: registers ``fn(split, *, data_dir, seed) -> Dataset`` under `name`.
 
-  `load` validates the split against `splits` before calling `fn`.
+  `load` validates the split against `splits` before calling `fn`. A
+  `generated` dataset's fn also takes ``num_train`` (training images to draw).
   """
   def wrap(fn):
     if name in _REGISTRY:
       raise ValueError(f"dataset {name!r} registered twice")
-    _REGISTRY[name] = _Entry(fn, tuple(splits))
+    _REGISTRY[name] = _Entry(fn, tuple(splits), generated)
     return fn
   return wrap
 
@@ -64,18 +66,31 @@ def splits(name: str) -> tuple[str, ...]:
   return _REGISTRY[name].splits
 
 
-def load(name: str, split: str, *, data_dir: str | None = None, seed: int = 0) -> Dataset:
+def generated_names() -> tuple[str, ...]:
+  """Built-in datasets drawn by a generator, whose training split can be any size."""
+  return tuple(sorted(n for n, e in _REGISTRY.items() if e.generated))
+
+
+def load(name: str, split: str, *, data_dir: str | None = None, seed: int = 0,
+         num_generated: int = 0) -> Dataset:
   """Loads one split of dataset `name` as a `Dataset` (numpy, float32 x, int32 y).
 
   Built-in names (`names()`) are read or generated locally; any other name is
   read through ``tensorflow_datasets.data_source`` (the optional ``[tfds]``
   extra) from `data_dir`. `seed` only matters for generated datasets
   (shapeset); fixed datasets ignore it so every seed sees the same data.
+  `num_generated` > 0: a generated dataset's training split drawn at that size
+  instead of its fixed one (other splits are unchanged).
   """
+  if num_generated and name not in generated_names():
+    raise ValueError(f"num_generated={num_generated} needs a generated dataset; {name!r} is not one of: "
+                     f"{', '.join(generated_names())}")
   if name in _REGISTRY:
     entry = _REGISTRY[name]
     if split not in entry.splits:
       raise ValueError(f"dataset {name!r} has no split {split!r}; valid: {', '.join(entry.splits)}")
+    if entry.generated and split == "train" and num_generated:
+      return entry.fn(split, data_dir=data_dir, seed=seed, num_train=num_generated)
     return entry.fn(split, data_dir=data_dir, seed=seed)
   # Deferred import: the TFDS path costs nothing unless it is used.
   tfds_source = importlib.import_module("stable_training.data.tfds_source")

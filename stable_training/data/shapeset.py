@@ -257,14 +257,33 @@ def _split_arrays(split: str, seed: int):
   return x, y
 
 
-@register_dataset("shapeset", splits=("train", "validation", "test"))
-def load_shapeset(split: str, *, data_dir=None, seed: int = 0) -> Dataset:
+@functools.lru_cache(maxsize=1)
+def _large_train(n: int, seed: int):
+  """`n` training images: the fixed 10000, then blocks of 10000 drawn from ``[seed, 0, block]``."""
+  block = SPLIT_SIZES["train"]
+  parts = [_split_arrays("train", seed)]
+  for b in range(1, -(-n // block)):
+    parts.append(generate(min(block, n - b * block), [seed, _SPLIT_CODES["train"], b]))
+  x, y = (np.concatenate(a)[:n] for a in zip(*parts))
+  x.setflags(write=False)
+  y.setflags(write=False)
+  return x, y
+
+
+@register_dataset("shapeset", splits=("train", "validation", "test"), generated=True)
+def load_shapeset(split: str, *, data_dir=None, seed: int = 0, num_train: int | None = None) -> Dataset:
   """A fixed Shapeset-3×2 sample: ``SPLIT_SIZES[split]`` images (10000 / 5000 / 5000).
 
   Generated from seed ``[seed, code]`` with code 0 train, 1 validation,
   2 test (the stream uses 3), so the splits never share a random stream.
+  `num_train` (train split only): that many training images instead — the
+  fixed 10000 first, then fresh ones — for budgets that approach Glorot &
+  Bengio's online stream without reusing each image hundreds of times.
   Cached in-process; `data_dir` is unused.
   """
   del data_dir
-  x, y = _split_arrays(split, int(seed))
+  if num_train and split == "train":
+    x, y = _large_train(int(num_train), int(seed))
+  else:
+    x, y = _split_arrays(split, int(seed))
   return Dataset(x.copy(), y.copy(), NUM_CLASSES, "shapeset", (SIZE, SIZE, 1))

@@ -69,7 +69,8 @@ def load_data(config) -> dict[str, Any]:
   if dc.name in sequence_tasks.names():
     return _load_task(config)
   data_dir = dc.data_dir or None
-  train = data_lib.load(dc.name, "train", data_dir=data_dir, seed=config.seed)
+  train = data_lib.load(dc.name, "train", data_dir=data_dir, seed=config.seed,
+                        num_generated=dc.get("num_generated", 0))
   test = data_lib.load(dc.name, "test", data_dir=data_dir, seed=config.seed)
   xtr, ytr, xte, yte = train.x, train.y, test.x, test.y
   if dc.num_train:
