@@ -7,10 +7,13 @@ Prints tables (and writes results/roaf/bench.{md,json}):
    compile seconds (`jit(...).lower().compile()`) and XLA's memory analysis
    (arguments + temporaries = the compiled program's peak estimate).
 3. Train step at depth 1,000 and 10,000: JAX (one compiled nn.scan; filters
-   'fast' = signed permutations of one Haar matrix, and 'haar' = O_l
-   re-derived by QR per layer, see `stable_training.models.roaf`) vs a PyTorch eager loop over an
-   nn.ModuleList of nn.Linear with the O_l stored as buffers (the natural
-   PyTorch port; no QR cost, O(depth·W²) filter memory).
+   'identity' = none (the reference the filters' cost is measured against),
+   'perm' = random signed permutations, 'fast' = signed permutations of one
+   Haar matrix, and 'haar' = O_l re-derived by QR per layer, see
+   `stable_training.models.roaf`) vs a PyTorch eager loop over an
+   nn.ModuleList of nn.Linear doing the same math: the O_l stored as buffers
+   for 'fast'/'haar' (the natural PyTorch port; no QR cost, O(depth·W²)
+   filter memory), a gather and sign flip for 'perm', nothing for 'identity'.
 4. psMNIST RNN forward+backward over 784 steps (H = B = 128): JAX
    `RecurrentClassifier` ('elman' and 'roaf') vs `torch.nn.RNN` (tanh).
 
@@ -58,7 +61,8 @@ flags.DEFINE_integer("batch", 128, "Batch size.")
 flags.DEFINE_string("compile_depths", "100,1000,10000,50000", "Depths of the compile-time table (comma list).")
 flags.DEFINE_string("step_depths", "1000,10000", "Depths of the JAX vs PyTorch train-step table (comma list).")
 flags.DEFINE_integer("reps", 5, "Timed repetitions (medians are reported).")
-flags.DEFINE_string("filter_modes", "fast,haar", "ROAF filter modes (comma list of fast, haar).")
+flags.DEFINE_string("filter_modes", "identity,perm,fast,haar",
+                    "ROAF filter modes (comma list of identity, perm, fast, haar; identity = the no-filter reference).")
 flags.DEFINE_string("skip", "", "Comma list of parts to skip: compile,step,rnn.")
 FLAGS = flags.FLAGS
 
@@ -149,8 +153,17 @@ def best_over_threads(fn):
   return best
 
 
-def torch_train_time(depth, width, batch, reps, alpha=0.99):
-  """(seconds per step, torch threads) of the PyTorch eager ROAF MLP (see module doc)."""
+def torch_filter_kind(filter_mode: str) -> str:
+  """The PyTorch port's filter for a JAX filter mode: the same math, PyTorch's natural form."""
+  return {"perm": "perm", "identity": "identity"}.get(filter_mode, "dense")
+
+
+def torch_train_time(depth, width, batch, reps, alpha=0.99, kind="dense"):
+  """(seconds per step, torch threads) of the PyTorch eager ROAF MLP (see module doc).
+
+  `kind`: 'dense' (O_l stored as buffers: the port of 'fast' and 'haar'), 'perm'
+  (h[:, p_l] * s_l, the port of 'perm') or 'identity' (no filter).
+  """
   import torch
   torch.manual_seed(0)
 
@@ -158,13 +171,23 @@ def torch_train_time(depth, width, batch, reps, alpha=0.99):
     def __init__(self):
       super().__init__()
       self.layers = torch.nn.ModuleList([torch.nn.Linear(width, width) for _ in range(depth)])
-      o = torch.linalg.qr(torch.randn(depth, width, width))[0]
-      self.register_buffer("o", o)
+      if kind == "dense":
+        self.register_buffer("o", torch.linalg.qr(torch.randn(depth, width, width))[0])
+      elif kind == "perm":
+        self.register_buffer("p", torch.argsort(torch.rand(depth, width), dim=1))
+        self.register_buffer("s", torch.randint(0, 2, (depth, width)).float() * 2 - 1)
       self.out = torch.nn.Linear(width, 10)
+
+    def filt(self, h, l):
+      if kind == "dense":
+        return h @ self.o[l].T
+      if kind == "perm":
+        return h[:, self.p[l]] * self.s[l]
+      return h
 
     def forward(self, h):
       for l, lin in enumerate(self.layers):
-        h = alpha * (h @ self.o[l].T) + (1 - alpha) * torch.tanh(lin(h))
+        h = alpha * self.filt(h, l) + (1 - alpha) * torch.tanh(lin(h))
       return self.out(h)
 
   model = ROAFTorch()
@@ -241,12 +264,17 @@ def main(argv):
       print(json.dumps(r), flush=True)
   res["train_step"] = []
   for d in [] if "step" in skip else [int(v) for v in args.step_depths.split(",")]:
-    tt, tthreads = torch_train_time(d, args.width, args.batch, args.reps)
-    fl = layer_flops(args.width, args.batch) * d
+    torch_t = {}
+    for kind in sorted({torch_filter_kind(m) for m in modes}):
+      torch_t[kind] = torch_train_time(d, args.width, args.batch, args.reps, kind=kind)
+    fl = layer_flops(args.width, args.batch) * d  # the dense filter's flops: the same work for every mode
+    jax_t = {mode: jax_train_time(d, args.width, args.batch, args.reps, mode) for mode in modes}
     for mode in modes:
-      tj = jax_train_time(d, args.width, args.batch, args.reps, mode)
+      tj = jax_t[mode]
+      tt, tthreads = torch_t[torch_filter_kind(mode)]
       r = {"depth": d, "filter_mode": mode, "jax_s": tj, "torch_s": tt, "torch_threads": tthreads,
-           "speedup": tt / tj,
+           "torch_filter": torch_filter_kind(mode), "speedup": tt / tj,
+           "vs_identity": tj / jax_t["identity"] if "identity" in jax_t else None,
            "jax_gflops": fl / tj / 1e9, "torch_gflops": fl / tt / 1e9}
       res["train_step"].append(r)
       print(json.dumps(r), flush=True)
@@ -268,11 +296,12 @@ def main(argv):
     c0 = next(q["compile_s"] for q in res["compile"] if q["filter_mode"] == r["filter_mode"])
     lines.append(f"| {r['depth']} | {r['filter_mode']} | {r['compile_s']:.2f} | {r['compile_s'] / c0:.2f}× "
                  f"| {r['init_s']:.1f} | {r['peak_mib']:.0f} | {r['param_mib']:.0f} |")
-  lines += ["", "| train step, depth | filters | JAX s | PyTorch eager s (threads) | speed-up | JAX GFLOP/s (% roof) "
-            "| torch GFLOP/s (% roof) |", "|---|---|---|---|---|---|---|"]
+  lines += ["", "| train step, depth | filters | JAX s | JAX vs no filter (identity) | PyTorch eager s (threads, "
+            "filter) | speed-up | JAX GFLOP/s (% roof) | torch GFLOP/s (% roof) |", "|---|---|---|---|---|---|---|---|"]
   for r in res["train_step"]:
-    lines.append(f"| {r['depth']} | {r['filter_mode']} | {r['jax_s']:.3f} | {r['torch_s']:.3f} ({r['torch_threads']}) "
-                 f"| {r['speedup']:.2f}× "
+    vs = f"{r['vs_identity']:.2f}×" if r.get("vs_identity") else "—"
+    lines.append(f"| {r['depth']} | {r['filter_mode']} | {r['jax_s']:.3f} | {vs} | {r['torch_s']:.3f} "
+                 f"({r['torch_threads']}, {r['torch_filter']}) | {r['speedup']:.2f}× "
                  f"| {r['jax_gflops']:.1f} ({100 * r['jax_gflops'] / roof:.0f} %) "
                  f"| {r['torch_gflops']:.1f} ({100 * r['torch_gflops'] / roof:.0f} %) |")
   if res["rnn"]:

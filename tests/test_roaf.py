@@ -10,7 +10,7 @@ import pytest
 
 from stable_training.models import build_model, hidden_stack
 from stable_training.models.roaf import (ROAFLayer, ROAFMLP, critical_gain, fast_filter,
-                                         fast_filter_tables, haar_orthogonal, layer_filter,
+                                         fast_filter_tables, haar_orthogonal, layer_filter, perm_filter,
                                          validate_alpha_beta)
 
 
@@ -38,6 +38,40 @@ def test_fast_filters_are_orthogonal_and_match_layer():
   want = 0.6 * x @ o.T + 0.3 * jnp.tanh(x @ w + b)
   got = jax.jit(layer.apply)({"params": p}, x, 2)          # layer index 2 = row 1 of the tables
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_perm_filters_are_orthogonal_distinct_and_match_a_hand_loop():
+  """filter_mode='perm': O_l = diag(s_l) P_l, exactly orthogonal, different per layer; the whole
+  MLP equals h_l = α O_l h_{l−1} + β tanh(W_l h_{l−1} + b_l) written out with dense O_l."""
+  perm, sign = jax.jit(fast_filter_tables, static_argnums=(0, 2))(0, jnp.arange(1, 6), 16)
+  os_ = [np.asarray(perm_filter(p, s)) for p, s in zip(perm, sign)]
+  for o in os_:
+    np.testing.assert_array_equal(o.T @ o, np.eye(16))
+  assert all(np.abs(os_[i] - os_[j]).max() > 0 for i in range(5) for j in range(i))
+  m = ROAFMLP(width=16, depth=6, num_classes=3, alpha=0.9, filter_mode="perm")
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 7))
+  p = m.init(jax.random.PRNGKey(0), x)["params"]
+  h = jnp.tanh(x @ p["input"]["dense"]["kernel"] + p["input"]["dense"]["bias"])
+  hid = p["hidden"]["layer"]["dense"]
+  for l in range(5):
+    h = 0.9 * h @ os_[l].T + 0.1 * jnp.tanh(h @ hid["kernel"][l] + hid["bias"][l])
+  want = h @ p["output"]["kernel"] + p["output"]["bias"]
+  np.testing.assert_allclose(m.apply({"params": p}, x), want, rtol=1e-5, atol=1e-6)
+  # The gradient through the gather equals the dense-matrix one.
+  g = jax.grad(lambda x: jnp.sum(m.apply({"params": p}, x) ** 2))(x)
+  def dense(x):
+    h = jnp.tanh(x @ p["input"]["dense"]["kernel"] + p["input"]["dense"]["bias"])
+    for l in range(5):
+      h = 0.9 * h @ os_[l].T + 0.1 * jnp.tanh(h @ hid["kernel"][l] + hid["bias"][l])
+    return jnp.sum((h @ p["output"]["kernel"] + p["output"]["bias"]) ** 2)
+  np.testing.assert_allclose(g, jax.grad(dense)(x), rtol=1e-4, atol=1e-6)
+  # 'identity' (the no-filter ablation): O_l = I, same parameters.
+  ident = ROAFMLP(width=16, depth=6, num_classes=3, alpha=0.9, filter_mode="identity")
+  h = jnp.tanh(x @ p["input"]["dense"]["kernel"] + p["input"]["dense"]["bias"])
+  for l in range(5):
+    h = 0.9 * h + 0.1 * jnp.tanh(h @ hid["kernel"][l] + hid["bias"][l])
+  np.testing.assert_allclose(ident.apply({"params": p}, x), h @ p["output"]["kernel"] + p["output"]["bias"],
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_haar_sign_correction_mean_trace():
