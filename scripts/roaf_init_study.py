@@ -201,7 +201,8 @@ def settings() -> dict:
   s["alphas"] = [float(a) for a in str(s["alphas"]).split(",")]
   s["inits"] = str(s["inits"]).split(",")
   s["filter_modes"] = str(s["filter_modes"]).split(",")
-  for k, valid in (("inits", ("critical", "kernel_init")), ("filter_modes", ("fast", "haar"))):
+  from stable_training.models.roaf import FILTER_MODES
+  for k, valid in (("inits", ("critical", "kernel_init")), ("filter_modes", FILTER_MODES)):
     bad = [v for v in s[k] if v not in valid]
     if bad:
       raise app.UsageError(f"--{k}: unknown {bad}; valid: {', '.join(valid)}")

@@ -86,6 +86,24 @@ def _check_dataset_name(name, builtin) -> None:
     raise ConfigError(f"config.dataset.name={name!r}: neither built in ({valid}) nor a TFDS dataset")
 
 
+def schema_defaults(config) -> dict:
+  """``{"dataset.num_val": 0, ...}``: every declared key of a supervised config's schema and its default.
+
+  The model group uses the keys registered with ``config.model.name``. Used to
+  resume a workdir whose stored config predates a key added at its default.
+  """
+  from stable_training import models
+  from stable_training.optim.schema import OPTIMIZER_KEYS
+  out = {k: key.default for k, key in TOP_KEYS.items() if key.type is not dict}
+  groups = {"dataset": DATASET_KEYS, "optimizer": OPTIMIZER_KEYS, "lsc": LSC_KEYS, "diagnostics": DIAGNOSTICS_KEYS}
+  model = config.get("model") if hasattr(config, "get") else None
+  name = model.get("name") if hasattr(model, "get") else None
+  groups["model"] = (models.model_keys(name) or {}) if name in models.names() else {}
+  for g, keys in groups.items():
+    out.update({f"{g}.{k}": key.default for k, key in keys.items() if key.type is not dict})
+  return out
+
+
 def validate(config) -> None:
   """Checks a train config; raises `ConfigError` (one line) on the first problem."""
   # Imported here: these registries import model/optimizer code, which the

@@ -161,7 +161,8 @@ def test_keeps_two_and_orbax_info_is_quiet(tmp_path, caplog):
     return [r for r in caplog.records if f"{os.sep}orbax{os.sep}" in r.pathname and r.levelno < logging.WARNING]
 
   try:
-    with caplog.at_level(logging.DEBUG):
+    # The absl logger's own level too: an earlier launcher test in this worker may have set it to WARNING.
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="absl"):
       ckpt.quiet_orbax(logging.DEBUG)  # orbax as it is: chatty
       save_steps(tmp_path / "loud", steps=(1,))
       assert orbax_info()

@@ -81,7 +81,10 @@ def test_trainer_equals_vmapped_make_train(runs):
   assert [r["step"] for r in hist] == list(dqn.eval_steps(c))
   for key in trainer.STAT_KEYS:
     got = np.stack([per_seed(r, key) for r in hist], axis=1)  # [seeds, chunks]
-    np.testing.assert_array_equal(got, np.asarray(m[key]), err_msg=key)
+    if key in ("loss", "q_mean"):  # chunk means: XLA may order the sum differently per program (1 ulp)
+      np.testing.assert_allclose(got, np.asarray(m[key]), rtol=2e-6, err_msg=key)
+    else:  # the trajectory itself (returns, episodes, updates, non-finite step) is identical
+      np.testing.assert_array_equal(got, np.asarray(m[key]), err_msg=key)
   assert np.isfinite(per_seed(summary["final"], "loss")).all()
   assert summary["seeds"] == [0, 1]
   assert summary["first_nonfinite_step"] == [-1, -1]

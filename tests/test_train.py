@@ -235,6 +235,26 @@ def test_workdir_of_other_config_is_refused(tmp_path):
   assert open(tmp_path / "config.json").read() == before
 
 
+def test_workdir_from_before_a_key_was_added_resumes_at_its_default(tmp_path):
+  """A stored config that lacks a key the package added later (here dataset.num_generated) is the same
+  run when the new config has that key at its schema default, and a different one otherwise."""
+  import json
+  s1 = train.train_and_evaluate(small_config(), str(tmp_path))
+  path = tmp_path / "config.json"
+  old = json.loads(path.read_text())
+  del old["dataset"]["num_generated"]
+  path.write_text(json.dumps(old))
+  s2 = train.train_and_evaluate(small_config(), str(tmp_path))  # finished: returns the stored summary
+  assert s2["final"] == s1["final"]
+  with pytest.raises(train.WorkdirConfigMismatch, match=r"config.dataset.view_seed: None -> 3"):
+    train.train_and_evaluate(small_config(**{"dataset.view_seed": 3}), str(tmp_path))
+  c = small_config(**{"dataset.num_generated": 7})
+  from stable_training.train import checkpoint
+  from stable_training import config as config_lib
+  with pytest.raises(train.WorkdirConfigMismatch, match=r"config.dataset.num_generated: None -> 7"):
+    checkpoint.check_or_write_config(str(tmp_path), c, config_lib.schema_defaults(c))
+
+
 def test_validate_rejects_bad_values():
   with pytest.raises(ConfigError, match="config.num_seeds=0"):
     train.train_and_evaluate(small_config(num_seeds=0), "/nonexistent/never")

@@ -65,10 +65,13 @@ def config_to_dict(config) -> dict:
   return json.loads(config.to_json_best_effort())
 
 
-def check_or_write_config(workdir: str, config) -> bool:
+def check_or_write_config(workdir: str, config, defaults: dict | None = None) -> bool:
   """Refuses a workdir made by another config; writes ``config.json`` otherwise.
 
-  Returns True if the workdir already held this run (a resume).
+  Returns True if the workdir already held this run (a resume). `defaults`
+  (flat ``{"group.key": default}``): a key missing from the stored config
+  that the new one sets to its default is no difference — a key added to the
+  package after the run began, at the default that keeps the old behaviour.
 
   Raises:
     WorkdirConfigMismatch: naming the first differing keys.
@@ -79,8 +82,10 @@ def check_or_write_config(workdir: str, config) -> bool:
     with open(path) as f:
       old = json.load(f)
     a, b = _flatten(old), _flatten(new)
+    defaults = defaults or {}
+    added_at_default = lambda k: k not in a and k in defaults and b.get(k) == defaults[k]
     diff = sorted(k for k in set(a) | set(b)
-                  if k not in RESUMABLE_KEYS and a.get(k) != b.get(k))
+                  if k not in RESUMABLE_KEYS and a.get(k) != b.get(k) and not added_at_default(k))
     if diff:
       shown = "; ".join(f"config.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:3])
       raise WorkdirConfigMismatch(

@@ -420,7 +420,8 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
   skip = config.on_nonfinite == "skip"
   host_loop = config.get("step_loop", "scan") == "host"   # conv nets on XLA:CPU (see make_chunk_fn)
   primary = jax.process_index() == 0
-  resumed = ckpt_lib.check_or_write_config(workdir, config) if primary else False
+  resumed = (ckpt_lib.check_or_write_config(workdir, config, config_lib.schema_defaults(config))
+             if primary else False)
   if jax.process_count() > 1:  # process 0 decided; all take the same path (restore is collective)
     from jax.experimental import multihost_utils
     resumed = bool(multihost_utils.broadcast_one_to_all(np.int32(resumed)))
