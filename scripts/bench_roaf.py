@@ -15,7 +15,8 @@ Prints tables (and writes results/roaf/bench.{md,json}):
    for 'fast'/'haar' (the natural PyTorch port; no QR cost, O(depth·W²)
    filter memory), a gather and sign flip for 'perm', nothing for 'identity'.
 4. psMNIST RNN forward+backward over 784 steps (H = B = 128): JAX
-   `RecurrentClassifier` ('elman' and 'roaf') vs `torch.nn.RNN` (tanh).
+   `RecurrentClassifier` ('elman', 'roaf' with its Haar O, and 'roaf' with
+   ``filter_mode='perm'``) vs `torch.nn.RNN` (tanh).
 
 GFLOP/s count only the useful matmul flops: per ROAF layer 2·B·W² for each
 of W x and O x forward, and 2·B·W² for each of ∂x (through W and O) and
@@ -210,12 +211,13 @@ def rnn_times(hidden, batch, steps, reps):
   import torch
   x = jnp.ones((batch, steps, 1))
   out = {}
-  for cell in ("elman", "roaf"):
-    m = RecurrentClassifier(cell=cell, hidden=hidden, num_classes=10)
+  for name, cell, kw in (("elman", "elman", {}), ("roaf", "roaf", {}),
+                         ("roaf_perm", "roaf", {"filter_mode": "perm"})):
+    m = RecurrentClassifier(cell=cell, hidden=hidden, num_classes=10, **kw)
     p = m.init(jax.random.PRNGKey(0), x)["params"]
-    g = jax.jit(jax.grad(lambda p, x: jnp.sum(m.apply({"params": p}, x))))
+    g = jax.jit(jax.grad(lambda p, x, m=m: jnp.sum(m.apply({"params": p}, x))))
     jax.block_until_ready(g(p, x))
-    out["jax_" + cell] = median_time(lambda: jax.block_until_ready(g(p, x)), reps)
+    out["jax_" + name] = median_time(lambda: jax.block_until_ready(g(p, x)), reps)
   rnn = torch.nn.RNN(1, hidden, nonlinearity="tanh", batch_first=True)
   head = torch.nn.Linear(hidden, 10)
   xt = torch.ones(batch, steps, 1)

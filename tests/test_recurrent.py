@@ -37,6 +37,36 @@ def test_roaf_cell_step_matches_formula():
                              rtol=1e-4, atol=1e-3)
 
 
+def test_roaf_cell_perm_filter_matches_formula_and_classifier():
+  """filter_mode='perm': O = diag(s) P (exactly orthogonal, a permutation with signs), the step
+  α O h + β tanh(z) done by a gather; a whole classifier equals the dense-O recurrence written out."""
+  alpha, beta, hdim = 0.8, 0.15, 6
+  cell = ROAFRNNCell(hdim, alpha=alpha, beta=beta, filter_seed=3, filter_mode="perm")
+  o = np.asarray(cell.filter())
+  np.testing.assert_array_equal(o.T @ o, np.eye(hdim))
+  assert set(np.abs(o).sum(0).tolist()) == {1.0} and set(np.unique(o).tolist()) <= {-1.0, 0.0, 1.0}
+  m = RecurrentClassifier(cell="roaf", hidden=hdim, num_classes=2, alpha=alpha, beta=beta, filter_seed=3,
+                          filter_mode="perm")
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 7, 3))
+  p = m.init(jax.random.PRNGKey(0), x)["params"]
+  def hand(p, x):
+    c = p["cell"]
+    h = jnp.zeros((2, hdim))
+    for t in range(7):
+      z = x[:, t] @ c["wx"]["kernel"] + c["wx"]["bias"] + h @ c["wh"]["kernel"]
+      h = alpha * h @ o.T + beta * jnp.tanh(z)
+    return h @ p["output"]["kernel"] + p["output"]["bias"]
+  np.testing.assert_allclose(m.apply({"params": p}, x), hand(p, x), rtol=1e-5, atol=1e-6)
+  # The custom backward (inverse-permutation gather) equals autodiff of the dense-O recurrence.
+  loss = lambda f: (lambda p, x: jnp.sum(jnp.sin(f(p, x))))
+  g_model = jax.grad(loss(lambda p, x: m.apply({"params": p}, x)), argnums=(0, 1))(p, x)
+  g_hand = jax.grad(loss(hand), argnums=(0, 1))(p, x)
+  for a, b in zip(jax.tree.leaves(g_model), jax.tree.leaves(g_hand)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  with pytest.raises(ValueError, match="filter_mode 'svd'"):
+    ROAFRNNCell(hdim, filter_mode="svd").filter()
+
+
 def test_elman_step_matches_formula():
   cell = ElmanCell(5)
   h0 = jnp.full((1, 5), 0.3)

@@ -60,6 +60,7 @@ def _recurrent(c, cell):
   c.model.alpha = 0.5
   c.model.activation = "tanh"
   c.model.kernel_init = "lecun_normal"
+  c.model.filter_mode = "haar"   # the ROAF cell's O; "perm": a signed permutation (no H × H matmul per step)
   c.optimizer.name = "adam"
   c.optimizer.clip_global_norm = 1.0
   c.optimizer.clip_output_norm = 0.0

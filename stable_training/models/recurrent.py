@@ -49,10 +49,12 @@ from stable_training.models.mlp import (ActivationLike, InitLike, _activation_fr
                                         resolve_activation, resolve_init)
 from stable_training.models.registry import common_keys, register_model
 from stable_training.schema import Key
-from stable_training.models.roaf import (CRITICAL_INIT, layer_filter, roaf_kernel_init,
+from stable_training.models.roaf import (CRITICAL_INIT, fast_filter_perm_sign, layer_filter, perm_filter,
+                                         roaf_kernel_init, signed_permute,
                                          validate_alpha_beta)
 
 CELLS = ("roaf", "elman", "lstm", "gru", "relu_rnn", "sigmoid_rnn", "tanh_rnn", "alif", "lru")
+RNN_FILTER_MODES = ("haar", "perm")  # the ROAF cell's O: one Haar matrix, or a random signed permutation
 READOUTS = ("last", "all")
 # Default α of the ROAF RNN cell: our choice (filters over hundreds of steps need
 # less damping of the nonlinear path than 50k layers); studies state what they use.
@@ -188,23 +190,41 @@ class ROAFRNNCell(SimpleRNNCell):
   gain σ* = √(1 − α²)/β (×1.1, see `stable_training.models.roaf.critical_gain`):
   with σ = 1 the one-step Jacobian α O + β D_t W_h contracts by √(α² + β²) < 1
   and long-lag gradients vanish.
+
+  ``filter_mode='perm'``: O = diag(s) P, a random signed permutation (exactly
+  orthogonal) applied as a gather and a sign flip instead of an H × H matmul
+  per step — the cell then costs what an Elman cell costs (see
+  `stable_training.models.roaf.ROAFLayer`).
   """
   recurrent_kernel_init: InitLike = CRITICAL_INIT
   alpha: float = DEFAULT_RNN_ALPHA
   beta: float | None = None
   filter_seed: int = 0
+  filter_mode: str = "haar"
 
   def _recurrent_init(self):
     return roaf_kernel_init(self.recurrent_kernel_init, self.alpha, self.beta)
 
   @nn.nowrap
-  def filter(self) -> jax.Array:
-    """The fixed filter O (computed eagerly: a constant of the compiled program)."""
+  def _perm_sign(self):
     with jax.ensure_compile_time_eval():
+      return fast_filter_perm_sign(self.filter_seed, 0, self.features)
+
+  @nn.nowrap
+  def filter(self) -> jax.Array:
+    """The fixed filter O as a dense matrix (computed eagerly: a constant of the compiled program)."""
+    if self.filter_mode not in RNN_FILTER_MODES:
+      raise ValueError(f"unknown filter_mode {self.filter_mode!r}; valid: {', '.join(RNN_FILTER_MODES)}")
+    with jax.ensure_compile_time_eval():
+      if self.filter_mode == "perm":
+        return perm_filter(*self._perm_sign())
       return layer_filter(self.filter_seed, 0, self.features)
 
   def recur(self, h, u):
     alpha, beta = validate_alpha_beta(self.alpha, self.beta)
+    if self.filter_mode == "perm":
+      perm, sign = self._perm_sign()
+      return alpha * signed_permute(h, perm, sign) + beta * super().recur(h, u)
     return alpha * (h @ self.filter().T) + beta * super().recur(h, u)
 
 
@@ -442,7 +462,7 @@ class RecurrentClassifier(nn.Module):
     hidden: hidden units H.
     num_classes: output units (1 for regression tasks such as the adding problem).
     readout: 'last' | 'all'.
-    alpha, beta, activation, filter_seed: ROAF cell settings (ignored by the others).
+    alpha, beta, activation, filter_seed, filter_mode: ROAF cell settings (ignored by the others).
     kernel_init: input-kernel initializer of the cell.
   """
   cell: str
@@ -454,12 +474,13 @@ class RecurrentClassifier(nn.Module):
   activation: ActivationLike = "tanh"
   kernel_init: InitLike = "lecun_normal"
   filter_seed: int = 0
+  filter_mode: str = "haar"
 
   @nn.nowrap
   def cell_module(self, **kwargs) -> RecurrentCell:
     """This model's cell (``parent=None`` in `kwargs`: an unbound copy)."""
     roaf = dict(alpha=self.alpha, beta=self.beta, activation=self.activation,
-                filter_seed=self.filter_seed) if self.cell == "roaf" else {}
+                filter_seed=self.filter_seed, filter_mode=self.filter_mode) if self.cell == "roaf" else {}
     return make_cell(self.cell, self.hidden, self.kernel_init, **roaf, **kwargs)
 
   @nn.compact
@@ -516,10 +537,14 @@ _COMMON = common_keys(kernel_init="lecun_normal")
     "beta": Key(float, None, lo=0.0, lo_open=True, nullable=True),
     "activation": _COMMON["activation"], "activation_kwargs": _COMMON["activation_kwargs"],
     "kernel_init": _COMMON["kernel_init"], "filter_seed": Key(int, 0, lo=0),
+    "filter_mode": Key(str, "haar", choices=RNN_FILTER_MODES,
+                       doc="ROAF cell's O: haar (one Haar matrix) or perm (random signed permutation, no matmul)"),
 })
 def _build_rnn_classifier(cfg, *, num_classes, input_shape):
-  """Config keys: cell, width (= hidden), readout, alpha, beta, activation, kernel_init, filter_seed."""
+  """Config keys: cell, width (= hidden), readout, alpha, beta, activation, kernel_init, filter_seed,
+  filter_mode."""
   del input_shape
   return RecurrentClassifier(cell=cfg.cell, hidden=cfg.width, num_classes=num_classes, readout=cfg.readout,
                              alpha=cfg.alpha, beta=cfg.beta, activation=_activation_from_cfg(cfg),
-                             kernel_init=cfg.kernel_init, filter_seed=cfg.filter_seed)
+                             kernel_init=cfg.kernel_init, filter_seed=cfg.filter_seed,
+                             filter_mode=cfg.filter_mode)

@@ -155,6 +155,30 @@ def fast_filter_tables(filter_seed: int, indices: jax.Array, n: int) -> tuple[ja
   return jax.vmap(lambda i: fast_filter_perm_sign(filter_seed, i, n))(indices)
 
 
+@jax.custom_vjp
+def signed_permute(x: jax.Array, perm: jax.Array, sign: jax.Array) -> jax.Array:
+  """(O x_b)ᵀ for each row of x with O = diag(s) P: ``x[..., perm] * sign``.
+
+  Its backward pass is the inverse permutation as a gather, gᵀ O = (g ⊙ s)[..., perm⁻¹],
+  instead of autodiff's scatter-add into zeros (slower on XLA:CPU, most of all
+  inside an RNN's time loop). No gradient reaches `perm` or `sign` (fixed filters).
+  """
+  return x[..., perm] * sign.astype(x.dtype)
+
+
+def _signed_permute_fwd(x, perm, sign):
+  return signed_permute(x, perm, sign), (perm, sign)
+
+
+def _signed_permute_bwd(res, g):
+  perm, sign = res
+  inv = jnp.argsort(perm)
+  return (g * sign.astype(g.dtype))[..., inv], None, jnp.zeros_like(sign)
+
+
+signed_permute.defvjp(_signed_permute_fwd, _signed_permute_bwd)
+
+
 def perm_filter(perm: jax.Array, sign: jax.Array) -> jax.Array:
   """O_l = diag(s_l) P_l as a dense matrix (``perm`` mode; for tests and diagnostics)."""
   return jnp.eye(perm.shape[-1], dtype=sign.dtype)[perm] * sign[:, None]
@@ -211,7 +235,7 @@ class ROAFLayer(nn.Module):
     else:
       perm, sign = fast_filter_perm_sign(self.filter_seed, filt, self.width)
     if self.filter_mode == "perm":  # (O_l x)_i = s_i x_{perm_i}: a gather, no matmul
-      return x[..., perm] * sign.astype(x.dtype)
+      return signed_permute(x, perm, sign)
     with jax.ensure_compile_time_eval():
       o_base = layer_filter(self.filter_seed, 0, self.width, x.dtype)
     return x @ (o_base[perm] * sign[:, None].astype(x.dtype)).T
