@@ -126,7 +126,8 @@ def layer_flops(width, batch):
   return 5 * 2 * batch * width * width
 
 
-def jax_train_time(depth, width, batch, reps, filter_mode, unroll=1):
+def jax_train_runner(depth, width, batch, filter_mode, unroll=1):
+  """A compiled, warmed-up train step of the JAX ROAF MLP as a no-argument callable."""
   step, params, x, y, _ = jax_step(depth, width, batch, filter_mode, unroll)
   params = step(params, x, y)
   jax.block_until_ready(params)
@@ -135,7 +136,23 @@ def jax_train_time(depth, width, batch, reps, filter_mode, unroll=1):
   def run():
     box[0] = step(box[0], x, y)
     jax.block_until_ready(box[0])
-  return median_time(run, reps)
+  return run
+
+
+def interleaved_medians(runs: dict, reps: int) -> dict:
+  """Median seconds of each callable, timed in rounds (one call of each per round), so a change
+  of load on a shared machine hits every entry alike."""
+  ts = {k: [] for k in runs}
+  for _ in range(reps):
+    for k, run in runs.items():
+      t = time.perf_counter()
+      run()
+      ts[k].append(time.perf_counter() - t)
+  return {k: float(np.median(v)) for k, v in ts.items()}
+
+
+def jax_train_time(depth, width, batch, reps, filter_mode, unroll=1):
+  return median_time(jax_train_runner(depth, width, batch, filter_mode, unroll), reps)
 
 
 def best_over_threads(fn):
@@ -270,7 +287,8 @@ def main(argv):
     for kind in sorted({torch_filter_kind(m) for m in modes}):
       torch_t[kind] = torch_train_time(d, args.width, args.batch, args.reps, kind=kind)
     fl = layer_flops(args.width, args.batch) * d  # the dense filter's flops: the same work for every mode
-    jax_t = {mode: jax_train_time(d, args.width, args.batch, args.reps, mode) for mode in modes}
+    jax_t = interleaved_medians({mode: jax_train_runner(d, args.width, args.batch, mode) for mode in modes},
+                                args.reps)
     for mode in modes:
       tj = jax_t[mode]
       tt, tthreads = torch_t[torch_filter_kind(mode)]

@@ -207,8 +207,10 @@ class ROAFRNNCell(SimpleRNNCell):
 
   @nn.nowrap
   def _perm_sign(self):
+    """(permutation, signs, inverse permutation) of ``perm`` mode: constants of the compiled program."""
     with jax.ensure_compile_time_eval():
-      return fast_filter_perm_sign(self.filter_seed, 0, self.features)
+      perm, sign = fast_filter_perm_sign(self.filter_seed, 0, self.features)
+      return perm, sign, jnp.argsort(perm).astype(perm.dtype)
 
   @nn.nowrap
   def filter(self) -> jax.Array:
@@ -217,14 +219,13 @@ class ROAFRNNCell(SimpleRNNCell):
       raise ValueError(f"unknown filter_mode {self.filter_mode!r}; valid: {', '.join(RNN_FILTER_MODES)}")
     with jax.ensure_compile_time_eval():
       if self.filter_mode == "perm":
-        return perm_filter(*self._perm_sign())
+        return perm_filter(*self._perm_sign()[:2])
       return layer_filter(self.filter_seed, 0, self.features)
 
   def recur(self, h, u):
     alpha, beta = validate_alpha_beta(self.alpha, self.beta)
     if self.filter_mode == "perm":
-      perm, sign = self._perm_sign()
-      return alpha * signed_permute(h, perm, sign) + beta * super().recur(h, u)
+      return alpha * signed_permute(h, *self._perm_sign()) + beta * super().recur(h, u)
     return alpha * (h @ self.filter().T) + beta * super().recur(h, u)
 
 

@@ -47,6 +47,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from stable_training.models.mlp import (ActivationLike, DenseLayer, InitLike,
                                         _activation_from_cfg, resolve_activation, resolve_init,
@@ -156,24 +157,25 @@ def fast_filter_tables(filter_seed: int, indices: jax.Array, n: int) -> tuple[ja
 
 
 @jax.custom_vjp
-def signed_permute(x: jax.Array, perm: jax.Array, sign: jax.Array) -> jax.Array:
+def signed_permute(x: jax.Array, perm: jax.Array, sign: jax.Array, inv: jax.Array) -> jax.Array:
   """(O x_b)ᵀ for each row of x with O = diag(s) P: ``x[..., perm] * sign``.
 
-  Its backward pass is the inverse permutation as a gather, gᵀ O = (g ⊙ s)[..., perm⁻¹],
+  `inv` is the inverse permutation (``argsort(perm)``, computed once by the
+  caller): the backward pass is then a gather too, gᵀ O = (g ⊙ s)[..., inv],
   instead of autodiff's scatter-add into zeros (slower on XLA:CPU, most of all
-  inside an RNN's time loop). No gradient reaches `perm` or `sign` (fixed filters).
+  inside an RNN's time loop). No gradient reaches perm, sign or inv (fixed filters).
   """
   return x[..., perm] * sign.astype(x.dtype)
 
 
-def _signed_permute_fwd(x, perm, sign):
-  return signed_permute(x, perm, sign), (perm, sign)
+def _signed_permute_fwd(x, perm, sign, inv):
+  return signed_permute(x, perm, sign, inv), (perm, sign, inv)
 
 
 def _signed_permute_bwd(res, g):
-  perm, sign = res
-  inv = jnp.argsort(perm)
-  return (g * sign.astype(g.dtype))[..., inv], None, jnp.zeros_like(sign)
+  perm, sign, inv = res
+  zero_int = np.zeros(perm.shape, jax.dtypes.float0)  # integer inputs take float0 cotangents
+  return (g * sign.astype(g.dtype))[..., inv], zero_int, jnp.zeros_like(sign), zero_int
 
 
 signed_permute.defvjp(_signed_permute_fwd, _signed_permute_bwd)
@@ -231,11 +233,12 @@ class ROAFLayer(nn.Module):
     if self.filter_mode == "identity":
       return x
     if isinstance(filt, tuple):
-      perm, sign = filt
+      perm, sign, *inv = filt
     else:
       perm, sign = fast_filter_perm_sign(self.filter_seed, filt, self.width)
+      inv = []
     if self.filter_mode == "perm":  # (O_l x)_i = s_i x_{perm_i}: a gather, no matmul
-      return signed_permute(x, perm, sign)
+      return signed_permute(x, perm, sign, inv[0] if inv else jnp.argsort(perm).astype(perm.dtype))
     with jax.ensure_compile_time_eval():
       o_base = layer_filter(self.filter_seed, 0, self.width, x.dtype)
     return x @ (o_base[perm] * sign[:, None].astype(x.dtype)).T
@@ -312,7 +315,10 @@ class ROAFMLP(nn.Module):
     idx = jnp.arange(1, n + 1, dtype=jnp.int32)
     if self.filter_mode in ("haar", "identity"):
       return idx
-    return fast_filter_tables(self.filter_seed, jax.lax.optimization_barrier(idx), self.width)
+    perm, sign = fast_filter_tables(self.filter_seed, jax.lax.optimization_barrier(idx), self.width)
+    if self.filter_mode == "perm":  # the inverse permutations too, for signed_permute's backward
+      return perm, sign, jnp.argsort(perm, axis=-1).astype(perm.dtype)
+    return perm, sign
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
