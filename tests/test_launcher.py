@@ -162,3 +162,41 @@ def test_every_committed_table_names_its_command():
   missing = [os.path.relpath(t, ROOT) for t in tables
              if "scripts/" not in open(t).read() and "python" not in open(t).read()]
   assert not missing, f"tables without the command that regenerates them: {missing}"
+
+
+def test_host_devices_auto_policy():
+  """--host_devices=auto: the largest divisor of num_seeds within the cores (seeds split, never one
+  seed's batch); nothing for one seed, the DQN trainer, --distributed or an XLA_FLAGS that sets it."""
+  from experiments.main import host_device_count
+  c = default.get_config("tiny")
+  for seeds, cores, want in ((1, 2, 0), (2, 2, 2), (4, 2, 2), (3, 2, 0), (6, 4, 3), (16, 16, 16), (12, 8, 6)):
+    c.num_seeds = seeds
+    assert host_device_count("auto", c, cores, "", False) == want, (seeds, cores)
+  c.num_seeds = 4
+  assert host_device_count("auto", c, 2, "--xla_force_host_platform_device_count=3", False) == 0
+  assert host_device_count("auto", c, 2, "", True) == 0
+  assert host_device_count("5", c, 2, "", False) == 5 and host_device_count("0", c, 2, "", False) == 0
+  c.trainer = "dqn"
+  assert host_device_count("auto", c, 2, "", False) == 0
+  with pytest.raises(ValueError, match=r"--host_devices=two: must be auto or an integer >= 0"):
+    host_device_count("two", c, 2, "", False)
+
+
+def test_host_devices_auto_splits_seeds_with_the_same_numbers(tmp_path):
+  """Two seeds on a 2-core CLI run: auto exposes 2 CPU devices and splits the seeds (one per device);
+  per-seed results equal the single-device run (--host_devices=0)."""
+  if len(os.sched_getaffinity(0)) < 2:
+    pytest.skip("needs 2 cores")
+  runs = {}
+  for flag in ("auto", "0"):
+    rc, _, err = _cli(TINY + [f"--workdir={tmp_path / flag}", "--config.num_seeds=2", f"--host_devices={flag}"])
+    assert rc == 0, err[-2000:]
+    runs[flag] = json.loads((tmp_path / flag / "summary.json").read_text())
+  assert runs["auto"]["info"]["devices"] == 2 and runs["auto"]["info"]["mesh_splits"] == "seeds"
+  assert runs["0"]["info"]["devices"] == 1
+  for key in ("train_loss", "test_loss", "test_accuracy"):
+    np.testing.assert_allclose(runs["auto"]["final"][key]["per_seed"], runs["0"]["final"][key]["per_seed"],
+                               rtol=1e-5, atol=1e-6)
+  rc, _, err = _cli(TINY + [f"--workdir={tmp_path / 'bad'}", "--host_devices=-1"])
+  assert rc == 2 and _one_line(err) == "error: --host_devices=-1: must be auto or an integer >= 0"
+  assert not (tmp_path / "bad").exists()
