@@ -31,8 +31,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics, checkpoi
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
 _HOST_DEVICES = flags.DEFINE_string(
     "host_devices", "auto", "CPU devices to expose (XLA's host platform): N, 0 = leave as is, or auto = the "
-    "largest divisor of config.num_seeds that is <= the cores this process may use (supervised trainer, "
-    "not --distributed, XLA_FLAGS not already setting it), so the seeds split over the cores, one program "
+    "largest divisor of config.num_seeds that is <= the cores this process may use (not --distributed, "
+    "XLA_FLAGS not already setting it), so the seeds split over the cores, one program "
     "each. No effect on GPU/TPU backends.")
 
 
@@ -149,7 +149,8 @@ def _quiet_logging() -> None:
 
 
 def host_device_count(value, config, cores: int, xla_flags: str, distributed: bool) -> int:
-  """CPU devices to expose for `--host_devices=value` (0: leave XLA's default).
+  """CPU devices to expose for `--host_devices=value` (0: leave XLA's default); both trainers split
+  the seeds over them.
 
   ``auto``: the largest d <= `cores` dividing ``config.num_seeds`` — the engine then
   splits the seeds over d devices (measured on 2 cores, depth-100 MLP: 16 seeds
@@ -166,8 +167,6 @@ def host_device_count(value, config, cores: int, xla_flags: str, distributed: bo
     return n
   if distributed or "xla_force_host_platform_device_count" in xla_flags or config is None:
     return 0
-  if config.get("trainer", "supervised") != "supervised":
-    return 0  # the DQN trainer vmaps its seeds on one device
   seeds = config.get("num_seeds", 1)
   if not isinstance(seeds, int) or seeds < 2:
     return 0

@@ -35,13 +35,21 @@ import numpy as np
 from stable_training.rl import dqn
 
 
+def _split(keys, split: bool):
+  """`keys` split over this process's devices along the seed axis (the DQN trainer's
+  `seed_sharding`), or as they are."""
+  from stable_training.rl.trainer import seed_sharding
+  sh = seed_sharding(keys.shape[0]) if split else None
+  return jax.device_put(keys, sh) if sh is not None else keys
+
+
 def bench_ours(seeds: int, steps: int, warmup: int,
-               activation: str = "tgelu") -> dict:
+               activation: str = "tgelu", split: bool = False) -> dict:
   config = dict(activation=activation, target="none", total_steps=steps,
                 learning_starts=warmup, eval_every=steps, eval_episodes=1,
                 eval_max_steps=100, buffer_size=max(steps, 256))
   train = jax.jit(jax.vmap(dqn.make_train(config)))
-  keys = jax.random.split(jax.random.key(0), seeds)
+  keys = _split(jax.random.split(jax.random.key(0), seeds), split)
   t0 = time.perf_counter()
   compiled = train.lower(keys).compile()
   compile_s = time.perf_counter() - t0
@@ -70,7 +78,7 @@ class _FiveTupleEnv:
     return obs, state, r, jnp.logical_or(term, trunc), info
 
 
-def bench_rejax(seeds: int, steps: int, warmup: int) -> dict:
+def bench_rejax(seeds: int, steps: int, warmup: int, split: bool = False) -> dict:
   import flax.linen as nn
   import rejax
   from rejax.networks import DiscreteQNetwork, EpsilonGreedyPolicy
@@ -85,7 +93,7 @@ def bench_rejax(seeds: int, steps: int, warmup: int) -> dict:
   algo = algo.replace(agent=agent, env=_FiveTupleEnv(algo.env),
                       eval_callback=lambda algo, ts, rng: jnp.zeros(()))
   train = jax.jit(jax.vmap(algo.train))
-  keys = jax.random.split(jax.random.key(0), seeds)
+  keys = _split(jax.random.split(jax.random.key(0), seeds), split)
   t0 = time.perf_counter()
   compiled = train.lower(keys).compile()
   compile_s = time.perf_counter() - t0
@@ -178,7 +186,14 @@ def main(argv=None):
                  "OpenMP spinning on a shared CPU")
   p.add_argument("--skip", default="", help="comma list of torch,rejax,ours")
   p.add_argument("--out", default="results/dqn")
+  p.add_argument("--host_devices", type=int, default=0,
+                 help="expose N CPU devices; ours (and a second rejax row) then split the "
+                 "seeds over them, as `experiments.main --host_devices=auto` does")
   args = p.parse_args(argv)
+  if args.host_devices:  # read when the CPU backend starts, i.e. after this
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count="
+                               f"{args.host_devices}").strip()
+  split = args.host_devices > 1
   skip = set(filter(None, args.skip.split(",")))
   seeds = [int(s) for s in args.seeds.split(",")]
   rows = []
@@ -194,18 +209,21 @@ def main(argv=None):
   if "ours" not in skip:
     for act in args.activations.split(","):
       for n in seeds:
-        add(f"stable_training {act} (jit+vmap)", n,
-            lambda n=n, act=act: bench_ours(n, args.steps, args.warmup, act))
+        add(f"stable_training {act} (jit+vmap{', seeds split' if split else ''})", n,
+            lambda n=n, act=act: bench_ours(n, args.steps, args.warmup, act, split))
   if "rejax" not in skip:
     for n in seeds:
-      add("rejax DQN (jit+vmap)", n,
+      add("rejax DQN (jit+vmap, as shipped)", n,
           lambda n=n: bench_rejax(n, args.steps, args.warmup))
+      if split:
+        add("rejax DQN (jit+vmap, seeds split like ours)", n,
+            lambda n=n: bench_rejax(n, args.steps, args.warmup, True))
   if "torch" not in skip:
     add("torch + gymnasium loop", 1,
         lambda: bench_torch(args.steps, args.warmup, args.torch_threads))
   lines = [f"DQN throughput, CartPole-v1, {args.steps} env steps/seed "
            f"({args.warmup} warm-up), batch 256, 128-128 MLP, "
-           f"backend {jax.default_backend()}", "",
+           f"backend {jax.default_backend()}, {len(jax.devices())} device(s)", "",
            "| implementation | seeds | env steps/s (all seeds) | "
            "per seed | env steps per CPU-s | compile s | run s | CPU s |",
            "|---|---|---|---|---|---|---|---|"]

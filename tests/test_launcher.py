@@ -166,7 +166,7 @@ def test_every_committed_table_names_its_command():
 
 def test_host_devices_auto_policy():
   """--host_devices=auto: the largest divisor of num_seeds within the cores (seeds split, never one
-  seed's batch); nothing for one seed, the DQN trainer, --distributed or an XLA_FLAGS that sets it."""
+  seed's batch); nothing for one seed, --distributed or an XLA_FLAGS that sets it."""
   from experiments.main import host_device_count
   c = default.get_config("tiny")
   for seeds, cores, want in ((1, 2, 0), (2, 2, 2), (4, 2, 2), (3, 2, 0), (6, 4, 3), (16, 16, 16), (12, 8, 6)):
@@ -176,8 +176,6 @@ def test_host_devices_auto_policy():
   assert host_device_count("auto", c, 2, "--xla_force_host_platform_device_count=3", False) == 0
   assert host_device_count("auto", c, 2, "", True) == 0
   assert host_device_count("5", c, 2, "", False) == 5 and host_device_count("0", c, 2, "", False) == 0
-  c.trainer = "dqn"
-  assert host_device_count("auto", c, 2, "", False) == 0
   with pytest.raises(ValueError, match=r"--host_devices=two: must be auto or an integer >= 0"):
     host_device_count("two", c, 2, "", False)
 
@@ -197,6 +195,18 @@ def test_host_devices_auto_splits_seeds_with_the_same_numbers(tmp_path):
   for key in ("train_loss", "test_loss", "test_accuracy"):
     np.testing.assert_allclose(runs["auto"]["final"][key]["per_seed"], runs["0"]["final"][key]["per_seed"],
                                rtol=1e-5, atol=1e-6)
+  # The DQN trainer splits its vmapped seeds the same way: the same trajectories.
+  dqn = {}
+  for flag in ("auto", "0"):
+    rc, _, err = _cli(["--config=experiments/configs/dqn.py:tiny", f"--workdir={tmp_path / ('dqn' + flag)}",
+                       f"--host_devices={flag}"])
+    assert rc == 0, err[-2000:]
+    dqn[flag] = json.loads((tmp_path / ("dqn" + flag) / "summary.json").read_text())
+  assert dqn["auto"]["devices"] == 2 and dqn["0"]["devices"] == 1
+  for key in ("eval_return", "train_return"):
+    assert dqn["auto"]["final"][key]["per_seed"] == dqn["0"]["final"][key]["per_seed"]
+  np.testing.assert_allclose(dqn["auto"]["final"]["loss"]["per_seed"], dqn["0"]["final"]["loss"]["per_seed"],
+                             rtol=1e-5)
   rc, _, err = _cli(TINY + [f"--workdir={tmp_path / 'bad'}", "--host_devices=-1"])
   assert rc == 2 and _one_line(err) == "error: --host_devices=-1: must be auto or an integer >= 0"
   assert not (tmp_path / "bad").exists()
