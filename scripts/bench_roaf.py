@@ -307,7 +307,8 @@ def main(argv):
     print(json.dumps(res["rnn"]), flush=True)
 
   roof = res["roofline_gflops"]
-  lines = [f"# ROAF benchmarks ({os.cpu_count()} CPU cores; roofline {roof:.0f} GFLOP/s, "
+  backend = f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} host cores"
+  lines = [f"# ROAF benchmarks ({backend}; roofline {roof:.0f} GFLOP/s, "
            f"torch: faster of 1 and {res['torch_threads']} threads; width {args.width}, batch {args.batch})", "",
            f"Regenerate: `{cmd}`", "",
            "| depth | filters | compile s | vs first depth | init s (run, not compile) | XLA peak MiB | params MiB |",
