@@ -111,6 +111,7 @@ def test_resume_after_sigkill_matches_uninterrupted(runs):
   got = json.load(open(wd / "summary.json"))
   # The CLI run splits its 2 seeds over 2 CPU devices (--host_devices=auto on 2 cores), the full run
   # in this process has one device: the same trajectories.
+  assert got["devices"] == min(2, len(os.sched_getaffinity(0))) and full["devices"] == 1
   for key in trainer.STAT_KEYS:
     _same(key, per_seed(got["final"], key), per_seed(full["final"], key))
     _same(key, [per_seed(h, key) for h in got["history"]], [per_seed(h, key) for h in full["history"]])

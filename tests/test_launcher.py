@@ -195,18 +195,6 @@ def test_host_devices_auto_splits_seeds_with_the_same_numbers(tmp_path):
   for key in ("train_loss", "test_loss", "test_accuracy"):
     np.testing.assert_allclose(runs["auto"]["final"][key]["per_seed"], runs["0"]["final"][key]["per_seed"],
                                rtol=1e-5, atol=1e-6)
-  # The DQN trainer splits its vmapped seeds the same way: the same trajectories.
-  dqn = {}
-  for flag in ("auto", "0"):
-    rc, _, err = _cli(["--config=experiments/configs/dqn.py:tiny", f"--workdir={tmp_path / ('dqn' + flag)}",
-                       f"--host_devices={flag}"])
-    assert rc == 0, err[-2000:]
-    dqn[flag] = json.loads((tmp_path / ("dqn" + flag) / "summary.json").read_text())
-  assert dqn["auto"]["devices"] == 2 and dqn["0"]["devices"] == 1
-  for key in ("eval_return", "train_return"):
-    assert dqn["auto"]["final"][key]["per_seed"] == dqn["0"]["final"][key]["per_seed"]
-  np.testing.assert_allclose(dqn["auto"]["final"]["loss"]["per_seed"], dqn["0"]["final"]["loss"]["per_seed"],
-                             rtol=1e-5)
   rc, _, err = _cli(TINY + [f"--workdir={tmp_path / 'bad'}", "--host_devices=-1"])
   assert rc == 2 and _one_line(err) == "error: --host_devices=-1: must be auto or an integer >= 0"
   assert not (tmp_path / "bad").exists()
