@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import jax
@@ -221,7 +222,9 @@ def main(argv=None):
   if "torch" not in skip:
     add("torch + gymnasium loop", 1,
         lambda: bench_torch(args.steps, args.warmup, args.torch_threads))
-  lines = [f"DQN throughput, CartPole-v1, {args.steps} env steps/seed "
+  cmd = " ".join(["python scripts/bench_dqn.py", *(argv if argv is not None else sys.argv[1:])])
+  lines = [f"Regenerate: `{cmd}`", "",
+           f"DQN throughput, CartPole-v1, {args.steps} env steps/seed "
            f"({args.warmup} warm-up), batch 256, 128-128 MLP, "
            f"backend {jax.default_backend()}, {len(jax.devices())} device(s)", "",
            "| implementation | seeds | env steps/s (all seeds) | "
