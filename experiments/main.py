@@ -185,8 +185,8 @@ def main(argv):
   except ValueError as e:
     _usage_error(str(e))
   if n_host:  # read when the CPU backend starts, i.e. after this
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={n_host}").strip()
+    from stable_training.train.sharding import with_host_devices
+    os.environ["XLA_FLAGS"] = with_host_devices(os.environ.get("XLA_FLAGS", ""), n_host)
   if config is None or not _WORKDIR.value:
     _usage_error("--config and --workdir are required")
   from stable_training.config import ConfigError

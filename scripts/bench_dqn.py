@@ -192,8 +192,8 @@ def main(argv=None):
                  "seeds over them, as `experiments.main --host_devices=auto` does")
   args = p.parse_args(argv)
   if args.host_devices:  # read when the CPU backend starts, i.e. after this
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count="
-                               f"{args.host_devices}").strip()
+    from stable_training.train.sharding import with_host_devices
+    os.environ["XLA_FLAGS"] = with_host_devices(os.environ.get("XLA_FLAGS", ""), args.host_devices)
   split = args.host_devices > 1
   skip = set(filter(None, args.skip.split(",")))
   seeds = [int(s) for s in args.seeds.split(",")]

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from stable_training.models import DeepMLP
-from stable_training.train import cross_entropy, init_state, make_chunk_fn, make_train_step
+from stable_training.train import cross_entropy, init_state, make_chunk_fn, make_train_step, sharding
 
 flags.DEFINE_bool("quick", False, "Depths 10, 100 and seeds 1, 4 only.")
 flags.DEFINE_string("out", None, "Output folder (default: results/bench_train_step; a temporary folder "
@@ -43,7 +43,6 @@ def bench(depth, seeds, width=128, batch=128, steps=10, remat=True, repeats=3):
   """Compile seconds and steps/s of the engine chunk; state split over the devices like the engine's
   mesh: by seed when the device count divides the seeds, else by batch."""
   from jax.sharding import NamedSharding, PartitionSpec as P
-  from stable_training.train import sharding
   mesh = sharding.data_mesh()
   n_dev = mesh.devices.size
   by_seed = seeds % n_dev == 0
@@ -88,8 +87,7 @@ def compare_devices(a) -> None:
     for w in map(int, a.widths):
       for s in map(int, a.seeds):
         for n in map(int, a.host_devices):
-          env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
-                                            f" --xla_force_host_platform_device_count={n}").strip())
+          env = dict(os.environ, XLA_FLAGS=sharding.with_host_devices(os.environ.get("XLA_FLAGS", ""), n))
           r = subprocess.run([sys.executable, __file__, f"--child=100,{w},{s}"], env=env, check=True,
                              capture_output=True, text=True)
           row = json.loads(r.stdout.strip().splitlines()[-1])

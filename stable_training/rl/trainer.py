@@ -135,14 +135,12 @@ def seed_sharding(num_seeds: int):
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_chunk(program_json: str, num_seeds: int, devices: int = 1):
-  """The compiled ``vmap(chunk)`` over `num_seeds` seeds (donates the runner), split over the
-  devices as `seed_sharding` says (`devices`: their count, part of the cache key)."""
-  del devices
+def _compiled_chunk(program_json: str, num_seeds: int, sharding: NamedSharding | None = None):
+  """The compiled ``vmap(chunk)`` over `num_seeds` seeds (donates the runner), its inputs split
+  as `sharding` says (`seed_sharding`; None: one device)."""
   cfg = _program_dict(program_json)
   one = jax.eval_shape(dqn.make_init(cfg), jax.random.PRNGKey(0))
-  sh = seed_sharding(num_seeds)
-  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_seeds, *s.shape), s.dtype, sharding=sh), one)
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_seeds, *s.shape), s.dtype, sharding=sharding), one)
   # k (the chunk index) is shared by the seeds: the warm-up test stays a branch.
   chunk = jax.jit(jax.vmap(dqn.make_chunk(cfg), in_axes=(0, None)), donate_argnums=0)
   return chunk.lower(abstract, jax.ShapeDtypeStruct((), jnp.int32)).compile()
@@ -159,7 +157,7 @@ def precompile(config) -> float:
   program = json.dumps(program_config(c), sort_keys=True)
   t0 = time.perf_counter()
   _compiled_init(program)
-  _compiled_chunk(program, c.num_seeds, len(jax.local_devices()))
+  _compiled_chunk(program, c.num_seeds, seed_sharding(c.num_seeds))
   return time.perf_counter() - t0
 
 
@@ -314,7 +312,7 @@ def _train(c, workdir: str) -> dict:
   try:
     if len(chunks):
       t0 = time.perf_counter()
-      chunk = _compiled_chunk(program, c.num_seeds, len(jax.local_devices()))
+      chunk = _compiled_chunk(program, c.num_seeds, sharding)
       compile_s += time.perf_counter() - t0
     for k in chunks:
       t0 = time.perf_counter()
@@ -356,6 +354,6 @@ def _train(c, workdir: str) -> dict:
     timing = {k: float("nan") for k in
               ("steps_per_sec", "env_steps_per_sec", "run_seconds", "compile_seconds")}
   summary = _summary(records, c, seeds, timing, sizes)
-  summary["devices"] = len(jax.local_devices()) if sharding is not None else 1  # the seeds' split
+  summary["devices"] = sharding.mesh.devices.size if sharding is not None else 1  # the seeds' split
   records_lib.write_json(summary_path, summary)
   return summary

@@ -11,6 +11,15 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 
+def with_host_devices(xla_flags: str, n: int) -> str:
+  """`xla_flags` plus the flag that makes XLA's CPU platform expose `n` devices.
+
+  Takes effect only if set (in ``XLA_FLAGS``) before JAX starts its CPU backend,
+  e.g. for a subprocess or at the top of a launcher; GPU/TPU backends ignore it.
+  """
+  return f"{xla_flags} --xla_force_host_platform_device_count={int(n)}".strip()
+
+
 def data_mesh(devices=None) -> jax.sharding.Mesh:
   """A 1-d ``Mesh`` over `devices` (default: all, across hosts) with axis ``data``."""
   devices = jax.devices() if devices is None else devices
