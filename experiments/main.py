@@ -152,10 +152,8 @@ def host_device_count(value, config, cores: int, xla_flags: str, distributed: bo
   """CPU devices to expose for `--host_devices=value` (0: leave XLA's default); both trainers split
   the seeds over them.
 
-  ``auto``: the largest d <= `cores` dividing ``config.num_seeds`` — the engine then
-  splits the seeds over d devices (measured on 2 cores, depth-100 MLP: 16 seeds
-  cost 12.5× one seed instead of 15.9×, `scripts/bench_train_step.py
-  --host_devices=1,2`); never a split of one seed's batch (2.5× slower at width 32).
+  ``auto``: `sharding.auto_host_devices` of ``config.num_seeds`` — the largest
+  d <= `cores` dividing it, so the engine splits the seeds over d devices.
   """
   if value != "auto":
     try:
@@ -167,11 +165,9 @@ def host_device_count(value, config, cores: int, xla_flags: str, distributed: bo
     return n
   if distributed or "xla_force_host_platform_device_count" in xla_flags or config is None:
     return 0
+  from stable_training.train.sharding import auto_host_devices
   seeds = config.get("num_seeds", 1)
-  if not isinstance(seeds, int) or seeds < 2:
-    return 0
-  d = max(k for k in range(1, max(1, cores) + 1) if seeds % k == 0)
-  return d if d > 1 else 0
+  return auto_host_devices([seeds], cores) if isinstance(seeds, int) else 0
 
 
 def main(argv):
@@ -179,7 +175,8 @@ def main(argv):
   _quiet_logging()
   config = _config_or_exit()
   try:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from stable_training.train.sharding import usable_cores
+    cores = usable_cores()
     n_host = host_device_count(_HOST_DEVICES.value, config, cores, os.environ.get("XLA_FLAGS", ""),
                                _DISTRIBUTED.value)
   except ValueError as e:

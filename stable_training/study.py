@@ -12,6 +12,8 @@ every study script (absl)::
                    rerunning with the same root resumes killed runs
   --quick / --tiny smaller budgets (minutes / seconds)
   --tag            suffix of the output file names
+  --host_devices   CPU devices to split each run's seeds over (auto: see
+                   `use_host_devices`)
 """
 from __future__ import annotations
 
@@ -35,7 +37,35 @@ def define_flags(study: str) -> None:
   flags.DEFINE_bool("quick", False, "Minutes-long budget.")
   flags.DEFINE_bool("tiny", False, "Seconds-long smoke budget (the test suite's).")
   flags.DEFINE_string("tag", "", "Suffix of the output file names (runs outside the presets).")
+  flags.DEFINE_string("host_devices", "auto", "CPU devices to split each run's seeds over: N, 0 = one "
+                      "device, auto = the largest divisor of every run's seed count within the cores.")
+  flags.register_validator("host_devices", lambda v: v == "auto" or v.isdigit(),
+                           message="must be auto or an integer >= 0")
   flags.DEFINE_string("data_dir", "", "Dataset folder (default: the loader's, e.g. " + FASHION_MNIST_DIR + ").")
+
+
+def use_host_devices(seed_counts) -> int:
+  """Exposes the CPU cores as devices for a study whose runs have `seed_counts` seeds.
+
+  What ``experiments.main --host_devices`` does for one run, for a whole in-process
+  study: with ``--host_devices=auto``, d = `sharding.auto_host_devices` (the largest
+  divisor of every count within the cores), so the engine splits each run's vmapped
+  seeds over d devices; a study that mixes counts with no common divisor keeps one
+  device (splitting one seed's batch over CPU devices is slower). Must run before
+  JAX starts its backend (XLA reads the flag then); returns the devices requested
+  (0: none). Has no effect on GPU/TPU backends.
+  """
+  from jax._src import xla_bridge
+  from stable_training.train.sharding import auto_host_devices, usable_cores, with_host_devices
+  value = flags.FLAGS.host_devices
+  n = auto_host_devices(seed_counts, usable_cores()) if value == "auto" else int(value)
+  xla = os.environ.get("XLA_FLAGS", "")
+  if n < 2 or "xla_force_host_platform_device_count" in xla:
+    return 0
+  if xla_bridge.backends_are_initialized():
+    raise RuntimeError("use_host_devices must run before JAX starts its backend")
+  os.environ["XLA_FLAGS"] = with_host_devices(xla, n)
+  return n
 
 
 def setting() -> str:

@@ -194,6 +194,10 @@ def test_host_devices_auto_policy():
   assert host_device_count("5", c, 2, "", False) == 5 and host_device_count("0", c, 2, "", False) == 0
   with pytest.raises(ValueError, match=r"--host_devices=two: must be auto or an integer >= 0"):
     host_device_count("two", c, 2, "", False)
+  # A study's runs: the largest divisor of every run's seed count (studies call it before JAX starts).
+  from stable_training.train.sharding import auto_host_devices
+  assert auto_host_devices([4, 8, 2], 16) == 2 and auto_host_devices([6, 9], 16) == 3
+  assert auto_host_devices([8, 3], 2) == 0 and auto_host_devices([2, 1], 2) == 0 and auto_host_devices([], 4) == 0
 
 
 def test_host_devices_auto_splits_seeds_with_the_same_numbers(tmp_path):
