@@ -65,6 +65,7 @@ def make(mode):
   return jax.jit(jax.grad(loss))
 
 modes = sys.argv[2].split(",") if len(sys.argv) > 2 else ["none", "fast", "dense_in", "perm", "perm_vjp", "roll1", "rollk", "obase_sign"]
+print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), {len(jax.devices())} device(s)")
 fns = {m: make(m) for m in modes}
 for m in modes: jax.block_until_ready(fns[m](Ws))
 res = {m: [] for m in modes}
