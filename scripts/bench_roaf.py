@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stable_training import study
+from stable_training import allocator, study
 from stable_training.models.recurrent import RecurrentClassifier
 from stable_training.models.roaf import ROAFMLP
 
@@ -260,6 +260,7 @@ def settings() -> dict:
 
 def main(argv):
   del argv
+  study.setup_process()  # tcmalloc where installed, for JAX and PyTorch alike (same process)
   args = types.SimpleNamespace(**settings())
   skip = set(args.skip.split(","))
   torch_threads = None
@@ -307,7 +308,8 @@ def main(argv):
     print(json.dumps(res["rnn"]), flush=True)
 
   roof = res["roofline_gflops"]
-  backend = f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} host cores"
+  backend = (f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} host cores, "
+             f"{allocator.describe()}")
   lines = [f"# ROAF benchmarks ({backend}; roofline {roof:.0f} GFLOP/s, "
            f"torch: faster of 1 and {res['torch_threads']} threads; width {args.width}, batch {args.batch})", "",
            f"Regenerate: `{cmd}`", "",

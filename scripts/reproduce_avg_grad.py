@@ -277,7 +277,7 @@ def main(argv):
     print(f"wrote {stem}.png")
     return
   s = settings()
-  study.use_host_devices([s["num_seeds"]])
+  study.setup_process([s["num_seeds"]])
   out = study.out_dir(STUDY)
   depths = [s["depth"]] + ([avg_grad_cfg.SHALLOW_DEPTH] if FLAGS.shallow else [])
   arms = []

@@ -249,6 +249,7 @@ def main(argv):
   if args.resummarize:
     print(resummarize(args.resummarize))
     return
+  study.setup_process()
   setting = args.setting or study.setting()
   out = args.out or (os.path.join("results", "dqn") if setting == "full"
                      else tempfile.mkdtemp(prefix=f"dqn_{setting}_"))

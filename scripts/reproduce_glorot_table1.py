@@ -289,6 +289,7 @@ def write_outputs(args: Args, out: str, best, runs, jac, figures, seconds) -> st
 
 def main(argv):
   del argv
+  study.setup_process()
   args = Args()
   out = study.out_dir(STUDY)
   t0 = time.time()

@@ -93,7 +93,7 @@ def run_row(act: str, arm: str, lr: float, summ: dict, seconds: float) -> dict:
 def main(argv):
   del argv
   s = settings()
-  study.use_host_devices([s["seeds"]])
+  study.setup_process([s["seeds"]])
   out = study.out_dir(STUDY)
   runs, dataset = [], None
   for act in s["acts"].split(","):

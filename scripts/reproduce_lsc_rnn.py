@@ -96,7 +96,7 @@ def run_row(cell: str, depth: int, arm: str, summ: dict, seconds: float) -> dict
 def main(argv):
   del argv
   s = settings()
-  study.use_host_devices([s["seeds"]])
+  study.setup_process([s["seeds"]])
   out = study.out_dir(STUDY)
   rows, dataset = [], None
   for cell in s["cells"].split(","):

@@ -181,6 +181,7 @@ def main(argv):
   if FLAGS.render_only:
     render(FLAGS.render_only)
     return
+  study.setup_process()
   s = settings()
   depths = [int(d) for d in s["depths"].split(",")]
   d = study.load_data(make_config("roaf", depths[0], s))

@@ -63,6 +63,7 @@ def make_config(task: str, cell: str, lag: int):
 
 def main(argv):
   del argv
+  study.setup_process()
   lags = [int(t) for t in FLAGS.lags]
   if FLAGS.quick:
     lags = [50, 100]

@@ -73,6 +73,7 @@ def row(cell: str, c, s: dict) -> dict:
 
 def main(argv):
   del argv
+  study.setup_process()
   out = study.out_dir(STUDY)
   rows = []
   for cell in FLAGS.cells:

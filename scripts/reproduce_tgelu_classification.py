@@ -98,7 +98,7 @@ def main(argv):
   for arm in FLAGS.arms:
     tgelu.get_config(arm)  # unknown arm: fail before anything runs
   dataset = "digits" if FLAGS.tiny and not FLAGS["dataset"].present else study.pick_dataset(FLAGS.dataset)
-  study.use_host_devices([configure(arm, dataset).num_seeds for arm in FLAGS.arms])
+  study.setup_process([configure(arm, dataset).num_seeds for arm in FLAGS.arms])
   out = study.out_dir(STUDY)
   rows = {}
   for i, arm in enumerate(FLAGS.arms):

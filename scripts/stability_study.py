@@ -90,7 +90,7 @@ def main(argv):
   dataset = "digits" if FLAGS.tiny and not FLAGS["dataset"].present else study.pick_dataset(FLAGS.dataset)
   print(f"dataset: {dataset}" + ("" if dataset == "fashion_mnist" else
                                  " (Fashion-MNIST IDX files not found or --tiny; using scikit-learn digits)"))
-  study.use_host_devices([make_config(arm, dataset).num_seeds for arm in arms])
+  study.setup_process([make_config(arm, dataset).num_seeds for arm in arms])
   out = study.out_dir(STUDY)
   name = study.stem("table")
   json_path = os.path.join(out, "results.json" if name == "table" else f"{name}.json")

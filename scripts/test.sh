@@ -19,4 +19,9 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_CO
 # emitters compile the 9 LSC time-radius tests in 10.6 instead of 26.1 s of
 # backend compile) are off. Results agree within the tests' tolerances.
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+# Launcher and study subprocesses would re-execute themselves with tcmalloc where it
+# is installed (stable_training/allocator.py): a second interpreter start each, for
+# no change in any number (the compile-bound suite is no faster with it, measured).
+# tests/test_allocator.py turns it back on for itself.
+export STABLE_TRAINING_ALLOCATOR="${STABLE_TRAINING_ALLOCATOR:-system}"
 exec .venv/bin/python -m pytest "$@"

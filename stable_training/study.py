@@ -13,7 +13,7 @@ every study script (absl)::
   --quick / --tiny smaller budgets (minutes / seconds)
   --tag            suffix of the output file names
   --host_devices   CPU devices to split each run's seeds over (auto: see
-                   `use_host_devices`)
+                   `setup_process`)
 """
 from __future__ import annotations
 
@@ -44,17 +44,26 @@ def define_flags(study: str) -> None:
   flags.DEFINE_string("data_dir", "", "Dataset folder (default: the loader's, e.g. " + FASHION_MNIST_DIR + ").")
 
 
-def use_host_devices(seed_counts) -> int:
-  """Exposes the CPU cores as devices for a study whose runs have `seed_counts` seeds.
+def setup_process(seed_counts=()) -> int:
+  """First thing in a study's main: the process set up as `experiments.main` sets up one run.
 
-  What ``experiments.main --host_devices`` does for one run, for a whole in-process
-  study: with ``--host_devices=auto``, d = `sharding.auto_host_devices` (the largest
-  divisor of every count within the cores), so the engine splits each run's vmapped
-  seeds over d devices; a study that mixes counts with no common divisor keeps one
-  device (splitting one seed's batch over CPU devices is slower). Must run before
-  JAX starts its backend (XLA reads the flag then); returns the devices requested
-  (0: none). Has no effect on GPU/TPU backends.
+  1. The allocator: re-executes the script with tcmalloc preloaded where it is
+     installed (`stable_training.allocator`; XLA:CPU's large per-step
+     temporaries then cost no page faults) — only when the caller is the
+     program's ``__main__`` module, not a main called in-process by a test.
+  2. The CPU cores as devices for runs of `seed_counts` seeds: with
+     ``--host_devices=auto``, d = `sharding.auto_host_devices` (the largest
+     divisor of every count within the cores), so the engine splits each run's
+     vmapped seeds over d devices; a study that mixes counts with no common
+     divisor (or passes none) keeps one device (splitting one seed's batch over
+     CPU devices is slower). Must run before JAX starts its backend (XLA reads
+     the flag then); no effect on GPU/TPU backends.
+
+  Returns the CPU devices requested (0: none).
   """
+  import sys
+  from stable_training import allocator
+  allocator.reexec_with_tcmalloc(sys._getframe(1).f_globals.get("__name__", ""))  # only a script run as such
   from jax._src import xla_bridge
   from stable_training.train.sharding import auto_host_devices, usable_cores, with_host_devices
   value = flags.FLAGS.host_devices
@@ -63,7 +72,7 @@ def use_host_devices(seed_counts) -> int:
   if n < 2 or "xla_force_host_platform_device_count" in xla:
     return 0
   if xla_bridge.backends_are_initialized():
-    raise RuntimeError("use_host_devices must run before JAX starts its backend")
+    raise RuntimeError("setup_process must run before JAX starts its backend")
   os.environ["XLA_FLAGS"] = with_host_devices(xla, n)
   return n
 

@@ -202,3 +202,29 @@ def test_layer_unroll_gives_the_same_function_and_gradient():
   g1, g2 = jax.grad(loss(rolled))(p), jax.grad(loss(unrolled))(p)
   for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["perm", "fast"])
+def test_filter_tables_compiled_in_as_constants_give_the_same_step_without_a_sort(mode, monkeypatch):
+  """Up to CONSTANT_TABLE_ENTRIES the (perm, sign[, inverse]) tables are constants of the compiled step
+  (no sort left in it); above, drawn inside the step. Same outputs and gradients either way; the
+  inverse permutation (a scatter) equals argsort."""
+  from stable_training.models import roaf as R
+  m = ROAFMLP(width=16, depth=9, num_classes=3, alpha=0.9, filter_mode=mode)
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 16))
+  p = m.init(jax.random.PRNGKey(0), x)["params"]
+  loss = lambda p: jnp.sum(m.apply({"params": p}, x) ** 2)
+  step = lambda: jax.jit(jax.value_and_grad(loss))
+  hlo_const = step().lower(p).compile().as_text()
+  v_const, g_const = step()(p)
+  monkeypatch.setattr(R, "CONSTANT_TABLE_ENTRIES", 0)
+  hlo_drawn = step().lower(p).compile().as_text()
+  v_drawn, g_drawn = step()(p)
+  assert " sort(" in hlo_drawn and " sort(" not in hlo_const
+  np.testing.assert_array_equal(v_const, v_drawn)
+  for a, b in zip(jax.tree.leaves(g_const), jax.tree.leaves(g_drawn)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  perm, _ = fast_filter_tables(3, jnp.arange(1, 40), 32)
+  np.testing.assert_array_equal(R.inverse_permutation(perm), jnp.argsort(perm, axis=-1))
+  np.testing.assert_array_equal(jnp.take_along_axis(perm, R.inverse_permutation(perm), -1),
+                                jnp.broadcast_to(jnp.arange(32), perm.shape))

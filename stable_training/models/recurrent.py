@@ -45,11 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from stable_training import activations as acts
-from stable_training.models.mlp import (ActivationLike, InitLike, _activation_from_cfg,
+from stable_training.models.mlp import (ActivationLike, Dense, InitLike, _activation_from_cfg,
                                         resolve_activation, resolve_init)
 from stable_training.models.registry import common_keys, register_model
 from stable_training.schema import Key
-from stable_training.models.roaf import (CRITICAL_INIT, fast_filter_perm_sign, layer_filter, perm_filter,
+from stable_training.models.roaf import (CRITICAL_INIT, fast_filter_perm_sign, inverse_permutation, layer_filter, perm_filter,
                                          roaf_kernel_init, signed_permute,
                                          validate_alpha_beta)
 
@@ -113,8 +113,8 @@ class RecurrentCell(nn.RNNCellBase):
 
   def setup(self):
     n = self._GATES * self.features
-    self.wx = nn.Dense(n, kernel_init=resolve_init(self.kernel_init), name="wx")
-    self.wh = nn.Dense(n, use_bias=False, kernel_init=self._recurrent_init(), name="wh")
+    self.wx = Dense(n, kernel_init=resolve_init(self.kernel_init), name="wx")
+    self.wh = Dense(n, use_bias=False, kernel_init=self._recurrent_init(), name="wh")
 
   @property
   def hidden(self) -> int:
@@ -210,7 +210,7 @@ class ROAFRNNCell(SimpleRNNCell):
     """(permutation, signs, inverse permutation) of ``perm`` mode: constants of the compiled program."""
     with jax.ensure_compile_time_eval():
       perm, sign = fast_filter_perm_sign(self.filter_seed, 0, self.features)
-      return perm, sign, jnp.argsort(perm).astype(perm.dtype)
+      return perm, sign, inverse_permutation(perm)
 
   @nn.nowrap
   def filter(self) -> jax.Array:

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stable_training.models.mlp import (ActivationLike, DenseLayer, InitLike,
+from stable_training.models.mlp import (ActivationLike, Dense, DenseLayer, InitLike,
                                         _activation_from_cfg, resolve_activation, resolve_init,
                                         scan_layers)
 from stable_training.models.registry import common_keys, register_model
@@ -151,6 +151,23 @@ def fast_filter_perm_sign(filter_seed: int, index: jax.Array | int,
   return perm, jax.random.rademacher(k_sign, (n,), jnp.float32)
 
 
+# Filter tables up to this many entries (depth × width) are drawn when the step is traced and
+# compiled in as constants (the per-step sort of the draw was 10 % of the depth-1,000 step);
+# larger ones are drawn inside the step so that the program stays small.
+CONSTANT_TABLE_ENTRIES = 2 ** 21
+
+
+def inverse_permutation(perm: jax.Array) -> jax.Array:
+  """P⁻¹ of the permutations along the last axis: inv[..., perm[..., i]] = i.
+
+  A scatter of the iota (O(n)); ``argsort(perm)`` gives the same integers with
+  a sort, which the trace of the depth-1,000 ``perm`` train step showed at
+  ≈ 15 % of the step on XLA:CPU (`scripts/profile_step.py`).
+  """
+  iota = jnp.broadcast_to(jnp.arange(perm.shape[-1], dtype=perm.dtype), perm.shape)
+  return jnp.put_along_axis(jnp.zeros_like(perm), perm, iota, axis=-1, inplace=False)
+
+
 def fast_filter_tables(filter_seed: int, indices: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
   """`fast_filter_perm_sign` for several layers: ([L, n] permutations, [L, n] signs)."""
   return jax.vmap(lambda i: fast_filter_perm_sign(filter_seed, i, n))(indices)
@@ -238,7 +255,7 @@ class ROAFLayer(nn.Module):
       perm, sign = fast_filter_perm_sign(self.filter_seed, filt, self.width)
       inv = []
     if self.filter_mode == "perm":  # (O_l x)_i = s_i x_{perm_i}: a gather, no matmul
-      return signed_permute(x, perm, sign, inv[0] if inv else jnp.argsort(perm).astype(perm.dtype))
+      return signed_permute(x, perm, sign, inv[0] if inv else inverse_permutation(perm))
     with jax.ensure_compile_time_eval():
       o_base = layer_filter(self.filter_seed, 0, self.width, x.dtype)
     return x @ (o_base[perm] * sign[:, None].astype(x.dtype)).T
@@ -250,7 +267,7 @@ class ROAFLayer(nn.Module):
       raise ValueError(f"unknown filter_mode {self.filter_mode!r}; valid: {', '.join(FILTER_MODES)}")
     if x.shape[-1] != self.width:
       raise ValueError(f"ROAFLayer input width {x.shape[-1]} != layer width {self.width}")
-    z = nn.Dense(self.width, kernel_init=roaf_kernel_init(self.kernel_init, alpha, beta),
+    z = Dense(self.width, kernel_init=roaf_kernel_init(self.kernel_init, alpha, beta),
                  name="dense")(x)
     if not self.is_initializing():  # taps exist only when diagnostics ask (mutable=['perturbations'])
       z = self.perturb("preact", z)
@@ -308,17 +325,26 @@ class ROAFMLP(nn.Module):
     [n, W] signs) of `fast_filter_tables`, drawn once per call outside the
     scan, so the remat'ed layers do not redraw them (a threefry draw and a
     sort per layer, forward, recompute and backward: 0.46 → 0.40 s per train
-    step at depth 1,000, width = batch = 128, one loaded run). The
-    optimization barrier keeps XLA from constant-folding the tables at
-    compile time (which made compile time grow with depth).
+    step at depth 1,000, width = batch = 128, one loaded run). Up to
+    `CONSTANT_TABLE_ENTRIES` (n × W) they are drawn eagerly when the step is
+    traced and compiled in as constants (no sort per step: the depth-1,000
+    ``perm`` step's trace had the draw's sort at 10 % of the step); above it,
+    per call behind an optimization barrier that keeps XLA from
+    constant-folding them at compile time (its folding made compile time
+    grow with depth: 350 s at depth 1,000). ``'perm'`` adds the inverse
+    permutations. Same tables either way.
     """
-    idx = jnp.arange(1, n + 1, dtype=jnp.int32)
     if self.filter_mode in ("haar", "identity"):
-      return idx
-    perm, sign = fast_filter_tables(self.filter_seed, jax.lax.optimization_barrier(idx), self.width)
-    if self.filter_mode == "perm":  # the inverse permutations too, for signed_permute's backward
-      return perm, sign, jnp.argsort(perm, axis=-1).astype(perm.dtype)
-    return perm, sign
+      return jnp.arange(1, n + 1, dtype=jnp.int32)
+
+    def tables(idx):
+      perm, sign = fast_filter_tables(self.filter_seed, idx, self.width)
+      # 'perm': the inverse permutations too, for signed_permute's backward
+      return (perm, sign, inverse_permutation(perm)) if self.filter_mode == "perm" else (perm, sign)
+    if n * self.width <= CONSTANT_TABLE_ENTRIES:
+      with jax.ensure_compile_time_eval():  # drawn once per trace: constants of the compiled step
+        return tables(jnp.arange(1, n + 1, dtype=jnp.int32))
+    return tables(jax.lax.optimization_barrier(jnp.arange(1, n + 1, dtype=jnp.int32)))
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
