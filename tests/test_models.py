@@ -129,3 +129,12 @@ def test_dense_matmul_same_derivatives_and_plain_row_major_weight_gradient():
   slow = [l for l in weight_grad_dots(plain) if "lhs_contracting_dims={0}" in l]
   assert slow, "plain autodiff no longer contracts x's first axis: dense_matmul may be unnecessary"
   assert not [l for l in weight_grad_dots(ours) if "lhs_contracting_dims={0}" in l]
+  # Also inside a time loop, where the backward pass reads the stacked residuals (an RNN's U).
+  def rnn(mm):
+    def loss(u):
+      h, _ = jax.lax.scan(lambda h, x: (jnp.tanh(mm(h, u) + x), None), jnp.zeros((16, 64)), jnp.ones((5, 16, 64)))
+      return jnp.sum(h ** 2)
+    hlo = jax.jit(jax.grad(loss)).lower(jnp.eye(64)).compile().as_text()
+    return [l for l in hlo.splitlines() if " dot(" in l and "lhs_contracting_dims={0}" in l
+            and "f32[64,64]" in l.split("=")[1][:12]]
+  assert rnn(jnp.matmul) and not rnn(dense_matmul)

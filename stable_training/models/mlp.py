@@ -64,7 +64,10 @@ def _dense_matmul_jvp(precision, primals, tangents):
   y = dense_matmul(x, w, precision)
   xt = lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)   # [K, B·...], materialized
   dy = lax.dot_general(dx, w, (((dx.ndim - 1,), (0,)), ((), ())), precision=precision)
-  return y, dy + jnp.dot(xt.T, dw, precision=precision).reshape(y.shape)
+  # x ∂W contracting xt's first axis: the residual kept for the backward pass is xt itself,
+  # and the transpose of this dot, ∂W = xt ḡ, contracts xt's last axis (row-major).
+  x_dw = lax.dot_general(xt, dw, (((0,), (0,)), ((), ())), precision=precision)
+  return y, dy + x_dw.reshape(y.shape)
 
 
 def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
