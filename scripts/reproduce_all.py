@@ -3,16 +3,19 @@ r"""Runs every claim of the reproduction ledger (WORKSPACE.md) and writes one ve
 Each study — a `scripts/reproduce_*.py` sweep, `scripts/stability_study.py` or
 `scripts/lsc_ffn_spectrum.py` — runs as a subprocess of ``sys.executable`` with
 ``--out=DIR/<study>``, ``--workdir_root`` in a temporary folder (removed at exit) and
-the flags of the scale; its stdout/stderr go to ``DIR/<study>/log.txt``. Then every
-claim is judged from its study's JSON by an explicit rule, into ``DIR/summary.md`` and
-``DIR/summary.json``: claim · paper's number · ours · budget · dataset · verdict
-(reproduced / partly / not reproduced / not run) · link to the study's table and figures.
-A study that fails (non-zero exit, or killed at ``--time_budget_s``) gives its claims
+the flags of the scale; its stdout/stderr go to ``DIR/<study>/log.txt``. A study with
+several runs at a scale (``full``: one per decisive ledger row) runs each as its own
+subprocess into ``DIR/<study>/<run>/``. Then every claim is judged from its runs' JSON
+by an explicit rule, into ``DIR/summary.md`` and ``DIR/summary.json``: claim · paper's
+number · ours · budget · dataset · verdict (reproduced / partly / not reproduced / not
+run) · link to the study's table and figures. A claim reading several runs gets their
+JSONs merged (`merge_runs`: lists such as ``rows`` / ``best`` concatenated). A run that
+fails (non-zero exit, or killed at ``--time_budget_s``) gives the claims reading it
 "not run" with the last line of its log; the others still run, and the exit status is 1.
 
   python scripts/reproduce_all.py --scale=tiny               # smoke: 8 min on 2 busy CPU cores, temporary --out
   python scripts/reproduce_all.py --scale=quick              # ≈ 1–2 h on 2 CPU cores, temporary --out
-  python scripts/reproduce_all.py --scale=full --out=DIR     # the ledger's commands: a day on 2 CPU cores
+  python scripts/reproduce_all.py --scale=full --out=DIR     # the ledger's decisive commands: ≈ a day on 2 CPU cores
   scripts/gpu_suite.sh OUTDIR                                # --scale=gpu on one H200, ≤ 9 min
   python scripts/reproduce_all.py --list                     # the claims, by study
   python scripts/reproduce_all.py --scale=tiny --only=lsc_spectrum,roaf_memory
@@ -21,8 +24,12 @@ Scales (``STUDIES[...].args``):
   tiny   each study's ``--tiny`` budget (seconds per run, scikit-learn digits / generated
          data), with every arm a claim needs; checks the plumbing, the numbers mean nothing.
   quick  each study's ``--quick`` budget (minutes per study on 2 CPU cores).
-  full   the command of the study's ledger row in WORKSPACE.md (the script's full
-         defaults where the ledger has none).
+  full   the commands of the study's decisive ledger rows in WORKSPACE.md (the largest
+         budget each claim was decided at; the script's full defaults where the ledger has
+         none); a study with several such rows has one run per row, named by its --tag.
+         The studies glorot_shapeset, roaf_copy and lsc_ffn_grid run at this scale only,
+         and claims marked "full only" are judged at it only. tests/test_reproduce_all.py
+         checks these runs against the commands written in the ledger.
   gpu    budgets for one NVIDIA H200 so that every study, ``--jobs=4`` at a time, ends
          within ≈ 6 min (the ``gpu`` entries of STUDIES state each assumption); the
          studies run longest first.
@@ -82,6 +89,24 @@ Verdict rules (one pure function per claim, `judge_*`; accuracies are test accur
   lsc_rnn_accuracy LSC: acc(ρ = 0.5) ≥ max(acc(none), acc(ρ = 1)) per (cell, depth): all
                    reproduced, some partly.
   lsc_ffn          LSC: acc(lsc) ≥ max(acc(he), acc(glorot)) per activation: all reproduced, some partly.
+Decisive rows (full only):
+  glorot_shapeset  G&B 2010 Table 1 on Shapeset-3x2 at 200 k updates (tanh, softsign, sigmoid runs): the
+                   glorot_table1 rule — normalized test error < standard (a tie fails) for every
+                   activation: reproduced; for some: partly.
+  roaf_copy        Ceni 2022, copy task (runs copy + copy_short): largest lag T solved per cell (every
+                   seed at ratio ≤ 0.1, in either run); ROAF solves its longest lag: reproduced; ROAF
+                   solves some lag and at least every other cell's largest: partly.
+  lsc_ffn_grid_relu LSC, the issue's full grid (4 lrs × 4 seeds), relu: test accuracy of each arm at its
+                   best lr (mean over seeds); lsc ≥ max(glorot, he): reproduced; lsc ≥ min(glorot, he):
+                   partly.
+  lsc_ffn_grid_sin same, sin.
+  lsc_ffn_grid_cos same, cos.
+  lsc_rnn_deep     LSC, deep RNNs (the grid of every cell at depths 2 and 5): at each cell's deepest
+                   depth acc(ρ = 0.5) ≥ max(acc(none), acc(ρ = 1)) (ties count): all cells reproduced,
+                   some partly.
+At full, lsc_rnn_radii / lsc_rnn_accuracy read the same grid, avg_grad_deep the 5-epoch run
+(epochs5), avg_grad_shallow the 600-step run with its shallow control, roaf_jacobian the
+10,000-layer sweep (engine_d10k) and roaf_deep_train the 50,000-layer run.
 A claim whose arms are not in its study's JSON (a subset run) is "not run" and says which.
 """
 from __future__ import annotations
@@ -365,6 +390,83 @@ def judge_lsc_ffn(data: dict) -> tuple[str, str]:
   return count_grade(ok), "best test acc " + "; ".join(parts)
 
 
+# Decisive rows (full only).
+def judge_glorot_shapeset(data: dict) -> tuple[str, str]:
+  """G&B Table 1 on Shapeset (the 200 k-update runs merged): the glorot_table1 rule on the Shapeset rows —
+  normalized test error < standard for every activation with both inits: reproduced; for some: partly."""
+  best = [b for b in data["best"] if b["dataset"] == "shapeset"]
+  if not best:
+    raise Missing("no Shapeset run in this JSON")
+  return judge_glorot_table1({**data, "best": best})
+
+
+def judge_roaf_copy(data: dict) -> tuple[str, str]:
+  """Copy task (runs merged): ROAF solves (every seed, in any run) the longest lag it was run at: reproduced;
+  solves some lag, at least as long as every other cell's largest solved lag: partly."""
+  rows = [r for r in data["rows"] if r["task"] == "copy"]
+  cells = list(dict.fromkeys(r["cell"] for r in rows))
+  if "roaf" not in cells:
+    raise Missing("roaf on the copy task not in this run")
+  best = {c: largest_solved(rows, c) for c in cells}
+  roaf_rows = [r for r in rows if r["cell"] == "roaf"]
+  longest = max(r["lag"] for r in roaf_rows)
+  others = max((t for c, t in best.items() if c != "roaf"), default=0)
+  v = (REPRODUCED if best["roaf"] == longest else PARTLY if best["roaf"] > 0 and best["roaf"] >= others
+       else NOT_REPRODUCED)
+  low = min(roaf_rows, key=lambda r: r["ratio"])
+  return v, (f"largest T solved (of {', '.join(map(str, sorted({r['lag'] for r in rows})))}): "
+             + ", ".join(f"{c} {t or 'none'}" for c, t in best.items())
+             + f"; ROAF's lowest loss / baseline {low['ratio']:.3f} (T = {low['lag']}, {low['steps']} steps)")
+
+
+def lsc_ffn_grid_judge(act: str) -> Callable[[dict], tuple[str, str]]:
+  """LSC FFN grid, activation `act`: each arm's test accuracy at its best lr (the JSON's ``best``, mean over
+  seeds); lsc ≥ max(glorot, he): reproduced; lsc ≥ min(glorot, he): partly."""
+  def judge(data):
+    best = {r["arm"]: r for r in data["best"] if r["act"] == act}
+    missing = [a for a in ("glorot", "he", "lsc") if a not in best]
+    if missing:
+      raise Missing(f"{act}: arm {', '.join(missing)} not in this run")
+    g, h, lsc = (best[a]["test_accuracy"] for a in ("glorot", "he", "lsc"))
+    v = REPRODUCED if lsc >= max(g, h) else PARTLY if lsc >= min(g, h) else NOT_REPRODUCED
+    return v, f"{act}, best over lr: " + " / ".join(
+        f"{a} {best[a]['test_accuracy']:.4f} ± {best[a]['test_accuracy_std']:.4f} (lr {best[a]['lr']:g})"
+        for a in ("glorot", "he", "lsc"))
+  return judge
+
+
+def judge_lsc_rnn_deep(data: dict) -> tuple[str, str]:
+  """LSC RNN grid (runs merged): at each cell's deepest depth acc(ρ = 0.5) ≥ max(acc(none), acc(ρ = 1)) (ties
+  count): every cell reproduced, some partly."""
+  rows = {(r["cell"], r["depth"], r["arm"]): r for r in data["rows"]}
+  ok, parts = [], []
+  for cell in dict.fromkeys(c for c, _, _ in rows):
+    depth = max(d for c, d, _ in rows if c == cell)
+    r = {arm: rows.get((cell, depth, arm)) for arm in ("none", "1", "0.5")}
+    if None in r.values():
+      continue
+    a = {arm: x["test_accuracy"] for arm, x in r.items()}
+    ok.append(a["0.5"] >= max(a["none"], a["1"]))
+    parts.append(f"{cell} d{depth}: " + " / ".join(
+        f"{lab} {r[arm]['test_accuracy']:.4f} ± {r[arm]['test_accuracy_std']:.4f}"
+        for arm, lab in (("none", "none"), ("1", "ρ=1"), ("0.5", "ρ=0.5"))))
+  if not ok:
+    raise Missing("arms none, 1 and 0.5 not all in this run at a cell's deepest depth")
+  return count_grade(ok), "test acc " + "; ".join(parts)
+
+
+def merge_runs(datas: list[dict]) -> dict:
+  """One JSON from the JSONs of several runs of a study: every key whose value is a list in all of them
+  concatenated (in run order), every other key from the first."""
+  if not datas:
+    raise ValueError("merge_runs: no JSON to merge")
+  out = dict(datas[0])
+  for k, v in datas[0].items():
+    if isinstance(v, list) and all(isinstance(d.get(k), list) for d in datas[1:]):
+      out[k] = [x for d in datas for x in d[k]]
+  return out
+
+
 # ---------------------------------------------------------------- studies ---
 def _names(ds) -> str:
   """Readable dataset name(s)."""
@@ -391,7 +493,8 @@ def _budget_tgelu(d):
 
 def _budget_avg_grad(d):
   s = d["settings"]
-  return (f"tanh MLP {s['depth']} × {s['width']} (control 1 × {s['width']}), RMSProp, {s['num_steps']} steps, "
+  control = f" (control 1 × {s['width']})" if len(d.get("analysis", [])) > 1 else ""   # --noshallow: none
+  return (f"tanh MLP {s['depth']} × {s['width']}{control}, RMSProp, {s['num_steps']} steps, "
           f"{s['num_seeds']} seeds, lr ∈ {s['lrs']}")
 
 
@@ -424,11 +527,18 @@ def _budget_spectrum(d):
           f"on {s['batch']} examples")
 
 
+SCALES = ("tiny", "quick", "full", "gpu")
+
+
 @dataclasses.dataclass(frozen=True)
 class Study:
-  """A script, its extra flags per scale (tiny / quick also get --tiny / --quick), how to describe its JSON."""
+  """A script, its extra flags per scale (tiny / quick also get --tiny / --quick), how to describe its JSON.
+
+  ``args[scale]`` is a list of flags (one run, into DIR/<study>/) or ``{run: flags}`` (one subprocess per run,
+  into DIR/<study>/<run>/); a scale without an entry does not run the study.
+  """
   script: str
-  args: dict                       # scale -> extra flags
+  args: dict                       # scale -> extra flags, or {run: extra flags}
   gpu_s: int                       # estimated seconds at the gpu scale (longest run first)
   budget: Callable[[dict], str]
   dataset: Callable[[dict], str]
@@ -458,10 +568,10 @@ STUDIES: dict[str, Study] = {
         150, _budget_glorot, lambda d: _names(sorted({b["dataset"] for b in d["best"]}))),
     "tgelu": Study(
         "scripts/reproduce_tgelu_classification.py",
-        {"tiny": ["--arms=tgelu-clip,gelu"], "quick": [], "full": ["--epochs=2", "--num_train=30720"],
-         # the script's full budget, out of the CPU's reach (60k images × 5 epochs, 8 seeds): 1170 steps of 8
-         # vmapped ConvNets at ≈ 10 ms ≈ 12 s + compile ≈ 30 s per arm; gelu-clip equals gelu to 4 decimals
-         # (ledger), so 2 arms ≈ 1.5 min.
+        # full: the script's full budget (60k images × 5 epochs, 8 seeds), the two arms the claim compares.
+        {"tiny": ["--arms=tgelu-clip,gelu"], "quick": [], "full": ["--arms=tgelu-clip,gelu", "--tag=full60k"],
+         # gpu, the same budget: 1170 steps of 8 vmapped ConvNets at ≈ 10 ms ≈ 12 s + compile ≈ 30 s per arm;
+         # gelu-clip equals gelu to 4 decimals (ledger), so 2 arms ≈ 1.5 min.
          "gpu": ["--arms=tgelu-clip,gelu"]},
         90, _budget_tgelu, lambda d: _names(d["dataset"])),
     "dqn": Study(
@@ -474,7 +584,11 @@ STUDIES: dict[str, Study] = {
         lambda d: d["meta"]["env"] + " (pure-JAX port)"),
     "avg_grad": Study(
         "scripts/reproduce_avg_grad.py",
-        {"tiny": [], "quick": [], "full": ["--num_steps=600", "--log_every=25"],
+        # full: the 600-step run (with the shallow control) and the decisive 5-epoch run (--noshallow).
+        {"tiny": [], "quick": [],
+         "full": {"steps600": ["--num_steps=600", "--log_every=25"],
+                  "epochs5": ["--lrs=1e-5,1e-4,3e-4,1e-3,3e-3,1e-2,1e-1", "--num_seeds=4", "--num_steps=2350",
+                              "--log_every=50", "--noshallow", "--tag=epochs5"]},
          # the ledger's 600 steps with 8 seeds (vmapped), RMSProp and the cheapest averaged gradient (secant)
          # at the three rates around the ledger's best (3e-4): 12 arms × (≈ 8 s compile + 600 × 3 ms) ≈ 2 min.
          "gpu": ["--num_steps=600", "--log_every=25", "--num_seeds=8", "--methods=rmsprop,secant",
@@ -482,7 +596,13 @@ STUDIES: dict[str, Study] = {
         120, _budget_avg_grad, lambda d: _names(d["settings"]["dataset"])),
     "roaf_depth": Study(
         "scripts/reproduce_roaf_depth.py",
-        {"tiny": [], "quick": [], "full": ["--depths=10,100,1000,10000", "--train_depth=10000", "--train_steps=100"],
+        # full: the spectra to 10,000 layers (roaf_jacobian) and the decisive 50,000-layer training run.
+        {"tiny": [], "quick": [],
+         "full": {"engine_d10k": ["--depths=10,100,1000,10000", "--train_depth=10000", "--train_steps=100",
+                                  "--tag=engine_d10k"],
+                  "d50k_alpha09999_adam": ["--depths=1000", "--alpha=0.9999", "--train_models=roaf_glorot",
+                                           "--train_depth=50000", "--train_steps=300", "--train_log_every=10",
+                                           "--optimizer=adam", "--lr=0.001", "--tag=d50k_alpha09999_adam"]},
          # spectra at init up to 10,000 layers (a forward-mode Jacobian each: seconds); training is latency-bound
          # (≈ 45 µs per layer, forward + remat + backward): 1,000 layers × 500 steps ≈ 25 s per model ≈ 1.5 min.
          "gpu": ["--depths=10,100,1000,10000", "--train_depth=1000", "--train_steps=500"]},
@@ -505,7 +625,12 @@ STUDIES: dict[str, Study] = {
         150, _budget_memory, lambda d: "generated " + "/".join(sorted({r["task"] for r in d["rows"]})) + " task"),
     "lsc_rnn": Study(
         "scripts/reproduce_lsc_rnn.py",
-        {"tiny": ["--arms=none,1,0.5"], "quick": [], "full": [],
+        # full: the ledger's grid (depths 2 and 5, full data, 2000 steps, 2 seeds), two cells per run.
+        {"tiny": ["--arms=none,1,0.5"], "quick": [],
+         "full": {f"d25_{tag}_2000": [f"--cells={cells}", "--depths=2,5", "--width=64", "--num_steps=2000",
+                                      "--num_train=0", "--num_test=0", "--lsc_steps=300", "--seeds=2",
+                                      "--batch_size=128", f"--tag=d25_{tag}_2000"]
+                  for cells, tag in (("gru,relu_rnn", "gru_relu"), ("lstm,alif", "lstm_alif"))},
          # LSTM and GRU, depth 2 × 32 (the ledger's quick grid) on all 60k images, 600 steps (T = 28: ≈ 3 ms),
          # 2 seeds, 100 LSC steps of host eigs ≈ 20 s per pre-trained arm: 6 runs ≈ 2 min.
          "gpu": ["--cells=lstm,gru", "--depths=2", "--width=32", "--num_steps=600", "--lsc_steps=100", "--seeds=2",
@@ -533,16 +658,43 @@ STUDIES: dict[str, Study] = {
         # gpu = full = the ledger's 20 × 128, 200 LSC steps: 150 s on 2 cores, ≈ 45 s on 8 eig workers.
         {"tiny": [], "quick": [], "full": [], "gpu": []},
         45, _budget_spectrum, lambda d: _names(d["settings"]["dataset"])),
+    # Decisive ledger rows of their own claims: full only (gpu_s unused).
+    "glorot_shapeset": Study(
+        "scripts/reproduce_glorot_table1.py",
+        {"full": {f"shapeset200k_{act}": ["--datasets=shapeset", f"--activations={act}", "--inits=standard,normalized",
+                                          f"--lrs={lrs}", "--width=128", "--num_steps=200000", "--num_train=195000",
+                                          "--num_generated=200000", "--num_val=5000", "--num_test=0",
+                                          f"--tag=shapeset200k_{act}"]
+                  for act, lrs in (("tanh", "0.03,0.1"), ("softsign", "0.03"), ("sigmoid", "0.03,0.1"))}},
+        0, _budget_glorot, lambda d: _names(sorted({b["dataset"] for b in d["best"]}))),
+    "roaf_copy": Study(
+        "scripts/reproduce_roaf_memory.py",
+        {"full": {"copy": ["--tasks=copy", "--lags=100,200,500,1000", "--steps=3000", "--tag=copy"],
+                  "copy_short": ["--tasks=copy", "--lags=10,20,50,100", "--steps=10000", "--eval_every=500",
+                                 "--tag=copy_short"]}},
+        0, _budget_memory, lambda d: "generated " + "/".join(sorted({r["task"] for r in d["rows"]})) + " task"),
+    "lsc_ffn_grid": Study(
+        "scripts/reproduce_lsc_ffn.py",
+        {"full": {f"grid1000_{act}": [f"--acts={act}", "--num_steps=1000", "--lsc_steps=200", f"--tag=grid1000_{act}"]
+                  for act in ("relu", "sin", "cos")}},
+        0, _budget_lsc, lambda d: _names(d.get("dataset"))),
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
+  """A claim, the study whose JSON judges it, and the rule (`judge`).
+
+  Where the study has several runs at a scale, the claim reads `runs` (all of them when empty; their JSONs
+  merged, `merge_runs`); at a scale with one run, that run. It is judged at `scales` only.
+  """
   name: str
   study: str
   claim: str
   paper: str
   judge: Callable[[dict], tuple[str, str]]
+  runs: tuple[str, ...] = ()
+  scales: tuple[str, ...] = SCALES
 
 
 CLAIMS = [
@@ -570,14 +722,16 @@ CLAIMS = [
     Claim("dqn_memory", "dqn", "Ramaswamy et al. 2023: dropping the target network halves the Q-learning "
           "memory", "half (no target copy)", judge_dqn_memory),
     Claim("avg_grad_deep", "avg_grad", "Averaged gradient + RMSProp (ICLR 2025 submission): fewer iterations "
-          "on a deep tanh net", "≈ 3× fewer iterations (median training loss)", judge_avg_grad_deep),
-    Claim("avg_grad_shallow", "avg_grad", "same, shallow control", "no difference", judge_avg_grad_shallow),
+          "on a deep tanh net", "≈ 3× fewer iterations (median training loss)", judge_avg_grad_deep,
+          runs=("epochs5",)),
+    Claim("avg_grad_shallow", "avg_grad", "same, shallow control", "no difference", judge_avg_grad_shallow,
+          runs=("steps600",)),
     Claim("roaf_jacobian", "roaf_depth", "Ceni 2022: ROAF keeps the input-output Jacobian well-conditioned "
-          "with depth", "singular values near 1 at any depth", judge_roaf_jacobian),
+          "with depth", "singular values near 1 at any depth", judge_roaf_jacobian, runs=("engine_d10k",)),
     Claim("roaf_init", "roaf_init", "Ceni 2022: at init, ROAF keeps every singular value of the input-output "
           "Jacobian O(1) at 50,000 layers", "singular values near 1 at any depth", judge_roaf_init),
     Claim("roaf_deep_train", "roaf_depth", "Ceni 2022: a very deep ROAF MLP trains by backprop",
-          "trains at 50,000 layers", judge_roaf_deep_train),
+          "trains at 50,000 layers", judge_roaf_deep_train, runs=("d50k_alpha09999_adam",)),
     Claim("roaf_psmnist", "roaf_psmnist", "Ceni 2022: ROAF RNN on permuted sequential MNIST after 1 epoch",
           "> 94 % (MNIST)", judge_roaf_psmnist),
     Claim("roaf_memory", "roaf_memory", "Ceni 2022: ROAF RNN learns dependencies 10,000 steps back "
@@ -586,16 +740,28 @@ CLAIMS = [
           "to its target", "radii at ρ", judge_lsc_rnn_radii),
     Claim("lsc_rnn_accuracy", "lsc_rnn", "Herranz-Celotti & Rouat: LSC pre-training improves deep RNN "
           "accuracy (ρ = 0.5 best)", "ρ = 0.5 better than ρ = 1 and than none", judge_lsc_rnn_accuracy),
+    Claim("lsc_rnn_deep", "lsc_rnn", "Herranz-Celotti & Rouat: ρ = 0.5 is the best LSC target for deep RNN "
+          "stacks (depth 5)", "ρ = 0.5 better than ρ = 1 and than none when deep", judge_lsc_rnn_deep,
+          scales=("full",)),
     Claim("lsc_ffn", "lsc_ffn", "Herranz-Celotti & Rouat: feed-forward LSC pre-training to ρ = 1 matches "
           "or beats He/Glorot", "LSC ≥ He, Glorot for sin/relu/cos", judge_lsc_ffn),
+    # Decisive ledger rows (full only).
+    Claim("glorot_shapeset", "glorot_shapeset", "Glorot & Bengio 2010 Table 1 on Shapeset-3x2, 200 k updates: "
+          "normalized init lowers the test error", "Softsign 16.27 / N 16.06, Tanh 27.15 / N 15.60, Sigmoid 82.61",
+          judge_glorot_shapeset),
+    Claim("roaf_copy", "roaf_copy", "Ceni 2022: ROAF RNN learns dependencies far back — the copy task at "
+          "growing lag T", "copy task solved at long lags", judge_roaf_copy),
+    *(Claim(f"lsc_ffn_grid_{act}", "lsc_ffn_grid", f"Herranz-Celotti & Rouat: feed-forward LSC (ρ = 1) matches "
+            f"or beats He/Glorot — the issue's full grid, {act}", "LSC ≥ He, Glorot", lsc_ffn_grid_judge(act),
+            runs=(f"grid1000_{act}",)) for act in ("relu", "sin", "cos")),
 ]
 
 # -------------------------------------------------------------------- run ---
-flags.DEFINE_enum("scale", "quick", ["tiny", "quick", "full", "gpu"], "Budget of every study (see the module doc).")
+flags.DEFINE_enum("scale", "quick", list(SCALES), "Budget of every study (see the module doc).")
 flags.DEFINE_string("out", None, "Output folder (default: temporary for tiny/quick, results/all_<scale> otherwise).")
 flags.DEFINE_list("only", [], "Studies (or claims: their study) to run; default all (--list names them).")
 flags.DEFINE_bool("list", False, "Print the claims by study and exit.")
-flags.DEFINE_integer("jobs", 1, "Studies run at once (gpu_suite.sh: 4).")
+flags.DEFINE_integer("jobs", 1, "Studies (runs of a study) run at once (gpu_suite.sh: 4).")
 flags.DEFINE_float("time_budget_s", 0, "Kill studies still running after this many seconds and start no new "
                    "ones (their claims: not run); 0 = no limit.")
 flags.DEFINE_string("data_dir", "", "Passed to every study as --data_dir (Fashion-MNIST's IDX folder).")
@@ -603,11 +769,41 @@ flags.DEFINE_string("workdir_root", None, "Keep the runs' workdirs here (default
 FLAGS = flags.FLAGS
 
 
-def command(name: str, scale: str, out: str, workdir_root: str, data_dir: str = "") -> list[str]:
-  """The subprocess command of study `name` at `scale`."""
-  s = STUDIES[name]
+def study_runs(name: str, scale: str) -> dict[str, list[str]]:
+  """{run: flags} of study `name` at `scale`: {"": flags} for a single run, {} where it does not run."""
+  a = STUDIES[name].args.get(scale)
+  return {} if a is None else {r: list(f) for r, f in a.items()} if isinstance(a, dict) else {"": list(a)}
+
+
+def job_name(study: str, run: str) -> str:
+  """A run's name in the status and its folder under DIR: the study, or study/run for one of several runs."""
+  return f"{study}/{run}" if run else study
+
+
+def jobs_of(names: list[str], scale: str) -> list[tuple[str, str]]:
+  """(study, run) of every run of the studies `names` at `scale`, in order."""
+  return [(n, r) for n in names for r in study_runs(n, scale)]
+
+
+def claim_jobs(c: "Claim", scale: str) -> list[str]:
+  """Job names whose JSONs claim `c` reads at `scale`: the study's single run, else the claim's `runs` (all
+  when empty)."""
+  rs = study_runs(c.study, scale)
+  if "" in rs:
+    return [c.study]
+  bad = [r for r in c.runs if r not in rs]
+  if bad:
+    raise ValueError(f"claim {c.name}: run {bad[0]!r} is not a {scale} run of {c.study} ({', '.join(rs)})")
+  return [job_name(c.study, r) for r in (c.runs or rs)]
+
+
+def command(name: str, scale: str, out: str, workdir_root: str, data_dir: str = "", run: str = "") -> list[str]:
+  """The subprocess command of study `name`'s run `run` ("": its single run) at `scale`."""
+  s, rs = STUDIES[name], study_runs(name, scale)
+  if run not in rs:
+    raise ValueError(f"{name}: no run {run!r} at --scale={scale} (runs: {', '.join(map(repr, rs)) or 'none'})")
   cmd = [sys.executable, os.path.join(ROOT, s.script), *(["--" + scale] if scale in ("tiny", "quick") else []),
-         *s.args[scale], f"--out={out}", f"--workdir_root={workdir_root}"]
+         *rs[run], f"--out={out}", f"--workdir_root={workdir_root}"]
   if scale == "gpu":
     cmd.append("--tag=gpu")
   if data_dir:
@@ -615,22 +811,36 @@ def command(name: str, scale: str, out: str, workdir_root: str, data_dir: str = 
   return cmd
 
 
-def selected(only: list[str]) -> list[str]:
-  """Study names from --only (study or claim names), in STUDIES order; all when empty."""
+def selected(only: list[str], scale: str | None = None) -> list[str]:
+  """Study names from --only (study or claim names), in STUDIES order; all when empty. With `scale`, only the
+  studies that run at it; naming one that does not is an error."""
   by_claim = {c.name: c.study for c in CLAIMS}
   bad = [n for n in only if n not in STUDIES and n not in by_claim]
   if bad:
     raise app.UsageError(f"--only: unknown {', '.join(bad)}; studies: {', '.join(STUDIES)}; claims: "
                          f"{', '.join(by_claim)}")
   want = {by_claim.get(n, n) for n in only}
-  return [n for n in STUDIES if not only or n in want]
+  names = [n for n in STUDIES if not only or n in want]
+  if scale is None:
+    return names
+  absent = [n for n in names if not study_runs(n, scale)]
+  if only and absent:
+    raise app.UsageError(f"--only: {', '.join(absent)} does not run at --scale={scale} (scales: "
+                         f"{', '.join(STUDIES[absent[0]].args)})")
+  return [n for n in names if n not in absent]
 
 
 def list_claims() -> str:
+  """The claims by study; a study's runs where it has several at a scale; scales other than all four marked."""
   lines = []
   for name, s in STUDIES.items():
-    lines.append(f"{name}  ({s.script})")
-    lines += [f"  {c.name:18s} {c.claim}" for c in CLAIMS if c.study == name]
+    only = "" if set(s.args) == set(SCALES) else f" — {', '.join(s.args)} only"
+    lines.append(f"{name}  ({s.script}){only}")
+    named = [sc for sc in SCALES if study_runs(name, sc) and "" not in study_runs(name, sc)]
+    lines += [f"    {sc} runs: {', '.join(study_runs(name, sc))}" for sc in named]
+    lines += [f"  {c.name:18s} {c.claim}" + ("" if c.scales == SCALES else f" [{', '.join(c.scales)} only]")
+              + (f" ({'/'.join(named)}: reads {', '.join(c.runs)})" if c.runs else "")
+              for c in CLAIMS if c.study == name]
   return "\n".join(lines)
 
 
@@ -657,11 +867,13 @@ def find_outputs(out: str, since: float) -> tuple[str | None, str | None, list[s
   return js, (md if os.path.exists(md) else None), figs
 
 
-def _start(name: str, scale: str, out: str, wroot: str, data_dir: str):
-  """Starts study `name` in its own process group, output to OUT/name/log.txt; returns (proc, t0, log, cmd)."""
-  sdir = os.path.join(out, name)
+def _start(study: str, run: str, scale: str, out: str, wroot: str, data_dir: str):
+  """Starts run `run` of `study` in its own process group, output to OUT/<job>/log.txt (job: `job_name`);
+  returns (proc, t0, log, cmd)."""
+  job = job_name(study, run)
+  sdir = os.path.join(out, job)
   os.makedirs(sdir, exist_ok=True)
-  cmd = command(name, scale, sdir, os.path.join(wroot, name), data_dir)
+  cmd = command(study, scale, sdir, os.path.join(wroot, job), data_dir, run)
   log = open(os.path.join(sdir, "log.txt"), "w")
   proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
   return proc, time.time(), log, cmd
@@ -683,20 +895,23 @@ def _finish(name: str, rc: int, t0: float, cmd: list[str], out: str, killed: boo
 
 def run_studies(names: list[str], scale: str, out: str, wroot: str, jobs: int, budget_s: float,
                 data_dir: str) -> dict:
-  """Runs the studies, `jobs` at a time (longest first at the gpu scale); returns {name: status}.
+  """Runs every run of the studies, `jobs` at a time (longest study first at the gpu scale); returns
+  {job: status} (job: `job_name`).
 
-  With `budget_s` > 0, studies still running after `budget_s` seconds are stopped (SIGTERM, then SIGKILL
+  With `budget_s` > 0, runs still going after `budget_s` seconds are stopped (SIGTERM, then SIGKILL
   to their process group) and those not started are skipped.
   """
   t_start = last_beat = time.time()
-  pending = sorted(names, key=lambda n: -STUDIES[n].gpu_s) if scale == "gpu" else list(names)
-  running, status, total = {}, {}, len(pending)
+  todo = jobs_of(names, scale)
+  todo = sorted(todo, key=lambda j: -STUDIES[j[0]].gpu_s) if scale == "gpu" else todo
+  runs = {job_name(*j): j for j in todo}
+  pending, running, status, total = list(runs), {}, {}, len(todo)
   try:
     while pending or running:
       over = 0 < budget_s < time.time() - t_start
       while pending and len(running) < jobs and not over:
         name = pending.pop(0)
-        running[name] = _start(name, scale, out, wroot, data_dir)
+        running[name] = _start(*runs[name], scale, out, wroot, data_dir)
         print(f"[reproduce_all] [{total - len(pending)}/{total}] {name}: {' '.join(running[name][3][1:])}",
               flush=True)
       for name in pending if over else []:
@@ -740,33 +955,41 @@ def _kill(proc, sig) -> None:
     pass
 
 
-def judge_all(names: list[str], status: dict, out: str) -> list[dict]:
-  """One row per claim of the studies `names` (see the module doc), from the studies' JSON."""
+def judge_all(names: list[str], status: dict, out: str, scale: str) -> list[dict]:
+  """One row per claim of the studies `names` judged at `scale` (see the module doc), from the JSON of the runs
+  it reads (merged when several; budget and dataset: each run's, repeats dropped)."""
   rows = []
   for c in CLAIMS:
-    if c.study not in names:
+    if c.study not in names or scale not in c.scales:
       continue
-    st, s = status.get(c.study, {}), STUDIES[c.study]
-    row = {"claim": c.claim, "name": c.name, "study": c.study, "paper": c.paper, "ours": "", "budget": "",
-           "dataset": "", "verdict": NOT_RUN, "links": []}
-    if st.get("status") != "ok":
-      row["ours"] = f"{c.study} {st.get('status', 'not started')}: {st.get('error') or ''}".strip()
+    s, jobs = STUDIES[c.study], claim_jobs(c, scale)
+    row = {"claim": c.claim, "name": c.name, "study": c.study, "runs": jobs, "paper": c.paper, "ours": "",
+           "budget": "", "dataset": "", "verdict": NOT_RUN, "links": []}
+    failed = [j for j in jobs if status.get(j, {}).get("status") != "ok"]
+    if failed:
+      row["ours"] = "; ".join(f"{j} {status.get(j, {}).get('status', 'not started')}: "
+                              f"{status.get(j, {}).get('error') or ''}".strip() for j in failed)
       rows.append(row)
       continue
-    with open(st["json"]) as f:
-      data = json.load(f)
-    row["links"] = [os.path.relpath(p, out) for p in [st["table"], *st["figures"]] if p]
+    datas = []
+    for j in jobs:
+      with open(status[j]["json"]) as f:
+        datas.append(json.load(f))
+      row["links"] += [os.path.relpath(p, out) for p in [status[j]["table"], *status[j]["figures"]] if p]
     try:
-      row["verdict"], row["ours"] = c.judge(data)
+      row["verdict"], row["ours"] = c.judge(merge_runs(datas))
     except Missing as e:
       row["ours"] = str(e)
     except Exception as e:  # a JSON the rule does not understand: say so, count as a failure
       row["ours"], row["error"] = f"rule failed: {type(e).__name__}: {e}", True
     for key, fn in (("budget", s.budget), ("dataset", s.dataset)):
-      try:
-        row[key] = fn(data)
-      except Exception as e:
-        row[key] = f"? ({type(e).__name__})"
+      parts = []
+      for d in datas:
+        try:
+          parts.append(fn(d))
+        except Exception as e:
+          parts.append(f"? ({type(e).__name__})")
+      row[key] = "; ".join(dict.fromkeys(parts))
     rows.append(row)
   return rows
 
@@ -809,14 +1032,16 @@ def main(argv):
   if FLAGS.list:
     print(list_claims())
     return 0
-  names = selected(FLAGS.only)
   scale = FLAGS.scale
+  names = selected(FLAGS.only, scale)
   out = FLAGS.out or (tempfile.mkdtemp(prefix=f"reproduce_all_{scale}_") if scale in ("tiny", "quick")
                       else os.path.join(ROOT, "results", f"all_{scale}"))
   out = os.path.abspath(out)
   os.makedirs(out, exist_ok=True)
   wroot = FLAGS.workdir_root or tempfile.mkdtemp(prefix="reproduce_all_runs_")
-  print(f"[reproduce_all] scale {scale}: {len(names)} studies ({', '.join(names)}) → {out}; workdirs in {wroot}"
+  n_runs = len(jobs_of(names, scale))
+  print(f"[reproduce_all] scale {scale}: {len(names)} studies ({', '.join(names)})"
+        + (f", {n_runs} runs" if n_runs != len(names) else "") + f" → {out}; workdirs in {wroot}"
         + ("" if FLAGS.workdir_root else " (removed at exit)"), flush=True)
   signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so that the cleanup below runs
   t0 = time.time()
@@ -825,8 +1050,8 @@ def main(argv):
   finally:
     if not FLAGS.workdir_root:
       shutil.rmtree(wroot, ignore_errors=True)
-  status = {n: status[n] for n in names}
-  rows = judge_all(names, status, out)
+  status = {job_name(*j): status[job_name(*j)] for j in jobs_of(names, scale)}
+  rows = judge_all(names, status, out, scale)
   print(write_summary(out, scale, rows, status, time.time() - t0))
   print(f"[reproduce_all] wrote {os.path.join(out, 'summary.md')} and summary.json ({time.time() - t0:.0f} s)")
   failed = [n for n, st in status.items() if st["status"] != "ok"] + [r["name"] for r in rows if r.get("error")]

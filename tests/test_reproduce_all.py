@@ -1,10 +1,12 @@
-"""scripts/reproduce_all.py: the verdict rules on hand-made numbers, --list, one tiny smoke run, gpu_suite.sh on CPU."""
+"""scripts/reproduce_all.py: the verdict rules on hand-made numbers and committed results, the full scale's runs
+against WORKSPACE.md's ledger, --list, one tiny smoke run, gpu_suite.sh on CPU."""
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -255,10 +257,19 @@ def test_registry_is_consistent():
   assert {c.study for c in ra.CLAIMS} == set(ra.STUDIES)   # every study has a claim, every claim a study
   assert len({c.name for c in ra.CLAIMS}) == len(ra.CLAIMS)
   for name, s in ra.STUDIES.items():
-    assert set(s.args) == {"tiny", "quick", "full", "gpu"}, name
+    assert set(s.args) in (set(ra.SCALES), {"full"}), name   # every scale, or the decisive rows' full only
     assert os.path.exists(os.path.join(ROOT, s.script)), s.script
+    for scale in s.args:
+      for run, flags in ra.study_runs(name, scale).items():
+        tag = next((f.split("=", 1)[1] for f in flags if f.startswith("--tag=")), None)
+        assert not run or tag in (None, run), f"{name}/{run}: --tag={tag} is not the run's name"
   for c in ra.CLAIMS:
     assert f"  {c.name} " in ra.__doc__, f"{c.name}: its rule is not in the module docstring"
+    assert c.scales and set(c.scales) <= set(ra.SCALES), c.name
+    assert not c.runs or any(set(c.runs) <= set(ra.study_runs(c.study, sc)) for sc in ra.SCALES), c.name
+    for scale in c.scales:
+      if ra.study_runs(c.study, scale):
+        assert ra.claim_jobs(c, scale), (c.name, scale)   # its runs exist there (else ValueError)
 
 
 def test_selection_and_commands():
@@ -269,6 +280,315 @@ def test_selection_and_commands():
   gpu = ra.command("dqn", "gpu", "/o", "/w", data_dir="/d")
   assert "--tiny" not in gpu and "--quick" not in gpu and "--setting=full" in gpu
   assert gpu[-2:] == ["--tag=gpu", "--data_dir=/d"]
+  full = ra.command("roaf_copy", "full", "/o", "/w", run="copy_short")   # one of a study's several runs
+  assert full[1].endswith("scripts/reproduce_roaf_memory.py") and "--tag=copy_short" in full and "--out=/o" in full
+  assert "--tiny" not in full and "--quick" not in full
+  with pytest.raises(ValueError, match="'nope'"):
+    ra.command("roaf_copy", "full", "/o", "/w", run="nope")
+  with pytest.raises(ValueError, match="no run '' at --scale=tiny"):   # full only
+    ra.command("roaf_copy", "tiny", "/o", "/w")
+
+
+def test_scales_select_studies_runs_and_claims():
+  full_only = {n for n, s in ra.STUDIES.items() if set(s.args) == {"full"}}
+  assert full_only == {"glorot_shapeset", "roaf_copy", "lsc_ffn_grid"}
+  for scale in ("tiny", "quick", "gpu"):   # as before the decisive rows: one run per study
+    assert ra.selected([], scale) == [n for n in ra.STUDIES if n not in full_only]
+    assert [r for _, r in ra.jobs_of(ra.selected([], scale), scale)] == [""] * len(ra.selected([], scale))
+  assert ra.selected([], "full") == list(ra.STUDIES)
+  assert ra.selected(["lsc_ffn_grid_sin"], "full") == ["lsc_ffn_grid"]
+  with pytest.raises(ra.app.UsageError, match="roaf_copy does not run at --scale=tiny"):
+    ra.selected(["roaf_copy"], "tiny")
+  deep = next(c for c in ra.CLAIMS if c.name == "avg_grad_deep")
+  assert ra.claim_jobs(deep, "tiny") == ["avg_grad"] and ra.claim_jobs(deep, "full") == ["avg_grad/epochs5"]
+  rnn = next(c for c in ra.CLAIMS if c.name == "lsc_rnn_accuracy")
+  assert ra.claim_jobs(rnn, "full") == ["lsc_rnn/d25_gru_relu_2000", "lsc_rnn/d25_lstm_alif_2000"]
+  assert ra.study_runs("roaf_copy", "tiny") == {} and "" in ra.study_runs("dqn", "full")
+
+
+# ------------------------------------------------- decisive rows (full) ---
+def _committed(*paths):
+  """The committed results JSONs, as the claim reads them (merged when several)."""
+  return ra.merge_runs([json.load(open(os.path.join(ROOT, "results", p))) for p in paths])
+
+
+def test_merge_runs():
+  a = {"rows": [1], "best": [{"x": 1}], "settings": {"s": 1}, "preset": "full"}
+  b = {"rows": [2, 3], "best": "not a list", "settings": {"s": 2}}
+  m = ra.merge_runs([a, b])
+  assert m["rows"] == [1, 2, 3] and m["best"] == [{"x": 1}] and m["settings"] == {"s": 1} and m["preset"] == "full"
+  assert a["rows"] == [1]   # inputs untouched
+  assert ra.merge_runs([a]) == a
+  with pytest.raises(ValueError):
+    ra.merge_runs([])
+
+
+def test_glorot_shapeset_rule():
+  both = {("shapeset", "tanh", "standard"): 64.4, ("shapeset", "tanh", "normalized"): 62.2,
+          ("shapeset", "softsign", "standard"): 60.3, ("shapeset", "softsign", "normalized"): 60.0,
+          ("fashion_mnist", "tanh", "standard"): 10.0, ("fashion_mnist", "tanh", "normalized"): 20.0}   # ignored
+  assert _verdict(ra.judge_glorot_shapeset, _glorot(both)) == R
+  tie = {**both, ("shapeset", "sigmoid", "standard"): 88.9, ("shapeset", "sigmoid", "normalized"): 88.9}
+  verdict, ours = ra.judge_glorot_shapeset(_glorot(tie))
+  assert verdict == P and "sigmoid 88.90 → N 88.90" in ours and "fashion_mnist" not in ours
+  assert _verdict(ra.judge_glorot_shapeset, _glorot({k: -v for k, v in both.items()})) == N
+  with pytest.raises(ra.Missing):
+    ra.judge_glorot_shapeset(_glorot({("fashion_mnist", "tanh", "standard"): 18.8,
+                                      ("fashion_mnist", "tanh", "normalized"): 17.3}))
+
+
+def test_glorot_shapeset_on_the_committed_runs():
+  files = [f"glorot/table1_shapeset200k_{a}.json" for a in ("tanh", "softsign", "sigmoid")
+           if os.path.exists(os.path.join(ROOT, "results", "glorot", f"table1_shapeset200k_{a}.json"))]
+  data = _committed(*files)
+  verdict, ours = ra.judge_glorot_shapeset(data)
+  err = {(b["activation"], b["init"]): b["test_error"] for b in data["best"]}
+  acts = sorted({a for a, _ in err})
+  ok = [err[(a, "normalized")] < err[(a, "standard")] for a in acts]
+  assert verdict == (R if all(ok) else P if any(ok) else N)
+  for a in acts:
+    assert f"shapeset {a} {err[(a, 'standard')]:.2f} → N {err[(a, 'normalized')]:.2f}" in ours
+
+
+def _copy(solved: dict, ratio=0.5):
+  """{(cell, lag): solved?} → copy-task rows, one seed."""
+  return {"rows": [{"task": "copy", "cell": c, "lag": t, "steps": 3000, "seeds": 1, "solved_seeds": int(s),
+                    "ratio": 0.05 if s else ratio} for (c, t), s in solved.items()]}
+
+
+def test_roaf_copy_rule():
+  base = {("elman", 10): True, ("elman", 20): False, ("gru", 10): False}
+  assert _verdict(ra.judge_roaf_copy, _copy({**base, ("roaf", 10): True, ("roaf", 20): True})) == R   # its longest
+  verdict, ours = ra.judge_roaf_copy(_copy({**base, ("roaf", 10): True, ("roaf", 50): False}))
+  assert verdict == P and "(of 10, 20, 50): elman 10, gru none, roaf 10;" in ours
+  assert _verdict(ra.judge_roaf_copy, _copy({("roaf", 10): True, ("roaf", 50): False, ("lstm", 20): True})) == N
+  verdict, ours = ra.judge_roaf_copy(_copy({**base, ("roaf", 10): False}, ratio=0.84))
+  assert verdict == N and "ROAF's lowest loss / baseline 0.840 (T = 10, 3000 steps)" in ours
+  rows = _copy({("roaf", 10): True})["rows"] + [{**_copy({("roaf", 1000): True})["rows"][0], "task": "adding"}]
+  assert _verdict(ra.judge_roaf_copy, {"rows": rows}) == R   # adding rows are not the copy task
+  with pytest.raises(ra.Missing):
+    ra.judge_roaf_copy(_copy({("gru", 10): True}))
+
+
+def test_roaf_copy_on_the_committed_runs():
+  data = _committed("roaf/memory_copy.json", "roaf/memory_copy_short.json")
+  verdict, ours = ra.judge_roaf_copy(data)
+  rows = data["rows"]
+  best = {c: max((r["lag"] for r in rows if r["cell"] == c and r["solved_seeds"] == r["seeds"]), default=0)
+          for c in dict.fromkeys(r["cell"] for r in rows)}
+  longest = max(r["lag"] for r in rows if r["cell"] == "roaf")
+  others = max(t for c, t in best.items() if c != "roaf")
+  assert verdict == (R if best["roaf"] == longest else P if 0 < best["roaf"] >= others else N)
+  assert "largest T solved (of " + ", ".join(map(str, sorted({r["lag"] for r in rows}))) + "): " in ours
+  for c, t in best.items():
+    assert f"{c} {t or 'none'}" in ours
+  low = min((r for r in rows if r["cell"] == "roaf"), key=lambda r: r["ratio"])
+  assert f"{low['ratio']:.3f} (T = {low['lag']}, {low['steps']} steps)" in ours
+
+
+def _ffn_best(act, accs, std=0.01, lr=1e-4):
+  return {"best": [{"act": act, "arm": arm, "lr": lr, "test_accuracy": a, "test_accuracy_std": std}
+                   for arm, a in zip(("glorot", "he", "lsc"), accs)]}
+
+
+@pytest.mark.parametrize("accs, want", [((0.75, 0.83, 0.83), R), ((0.75, 0.83, 0.84), R), ((0.75, 0.83, 0.77), P),
+                                        ((0.85, 0.77, 0.77), P), ((0.75, 0.83, 0.74), N)])
+def test_lsc_ffn_grid_rule(accs, want):
+  assert _verdict(ra.lsc_ffn_grid_judge("relu"), _ffn_best("relu", accs)) == want
+  with pytest.raises(ra.Missing, match="relu: arm"):   # another activation's run
+    ra.lsc_ffn_grid_judge("relu")(_ffn_best("sin", accs))
+
+
+def test_lsc_ffn_grid_claims_read_their_activation():
+  grid = [c for c in ra.CLAIMS if c.study == "lsc_ffn_grid"]
+  assert [(c.name, c.runs) for c in grid] == [(f"lsc_ffn_grid_{a}", (f"grid1000_{a}",)) for a in ("relu", "sin", "cos")]
+  data = ra.merge_runs([_ffn_best("sin", (0.85, 0.77, 0.81)), _ffn_best("relu", (0.75, 0.83, 0.74))])
+  assert [_verdict(c.judge, data) for c in grid[:2]] == [N, P]
+  verdict, ours = grid[1].judge(data)
+  assert ours == "sin, best over lr: glorot 0.8500 ± 0.0100 (lr 0.0001) / he 0.7700 ± 0.0100 (lr 0.0001) / " \
+                 "lsc 0.8100 ± 0.0100 (lr 0.0001)"
+  with pytest.raises(ra.Missing, match="cos"):
+    grid[2].judge(data)
+
+
+@pytest.mark.parametrize("act", ["relu", "sin", "cos"])
+def test_lsc_ffn_grid_on_the_committed_runs(act):
+  path = f"lsc/ffn_grid1000_{act}.json"
+  if not os.path.exists(os.path.join(ROOT, "results", path)):
+    pytest.skip(f"results/{path} not committed")
+  data = _committed(path)
+  claim = next(c for c in ra.CLAIMS if c.name == f"lsc_ffn_grid_{act}")
+  verdict, ours = claim.judge(data)
+  b = {r["arm"]: r for r in data["best"]}
+  g, h, lsc = (b[a]["test_accuracy"] for a in ("glorot", "he", "lsc"))
+  assert verdict == (R if lsc >= max(g, h) else P if lsc >= min(g, h) else N)
+  for a in ("glorot", "he", "lsc"):
+    assert f"{a} {b[a]['test_accuracy']:.4f} ± {b[a]['test_accuracy_std']:.4f} (lr {b[a]['lr']:g})" in ours
+
+
+def _rnn_grid(accs: dict):
+  """{(cell, depth): (none, ρ=1, ρ=0.5)} → rows."""
+  return {"rows": [{"cell": c, "depth": d, "arm": arm, "test_accuracy": a, "test_accuracy_std": 0.001}
+                   for (c, d), trio in accs.items() for arm, a in zip(("none", "1", "0.5"), trio)]}
+
+
+def test_lsc_rnn_deep_rule():
+  grid = {("gru", 2): (0.876, 0.878, 0.877), ("gru", 5): (0.878, 0.879, 0.882),
+          ("relu_rnn", 2): (0.841, 0.833, 0.827), ("relu_rnn", 5): (0.847, 0.840, 0.847)}   # a tie counts
+  verdict, ours = ra.judge_lsc_rnn_deep(_rnn_grid(grid))
+  assert verdict == R and "gru d5: none 0.8780 ± 0.0010 / ρ=1 0.8790 ± 0.0010 / ρ=0.5 0.8820 ± 0.0010" in ours
+  assert "d2" not in ours   # only the deepest depth counts
+  assert _verdict(ra.judge_lsc_rnn_deep, _rnn_grid({**grid, ("lstm", 5): (0.9, 0.8, 0.85)})) == P
+  assert _verdict(ra.judge_lsc_rnn_deep, _rnn_grid({("lstm", 5): (0.9, 0.8, 0.85)})) == N
+  with pytest.raises(ra.Missing):   # the deepest depth lacks ρ = 0.5
+    ra.judge_lsc_rnn_deep({"rows": [r for r in _rnn_grid(grid)["rows"] if (r["depth"], r["arm"]) != (5, "0.5")]})
+
+
+def test_lsc_rnn_deep_on_the_committed_runs():
+  files = [f for f in ("lsc/rnn_d25_gru_relu_2000.json", "lsc/rnn_d25_lstm_alif_2000.json")
+           if os.path.exists(os.path.join(ROOT, "results", f))]
+  data = _committed(*files)
+  verdict, ours = ra.judge_lsc_rnn_deep(data)
+  acc = {(r["cell"], r["depth"], r["arm"]): r["test_accuracy"] for r in data["rows"]}
+  ok = []
+  for cell in dict.fromkeys(r["cell"] for r in data["rows"]):
+    d = max(dd for c, dd, _ in acc if c == cell)
+    ok.append(acc[(cell, d, "0.5")] >= max(acc[(cell, d, "none")], acc[(cell, d, "1")]))
+    assert f"{cell} d{d}: none {acc[(cell, d, 'none')]:.4f}" in ours and f"ρ=0.5 {acc[(cell, d, '0.5')]:.4f}" in ours
+  assert verdict == (R if all(ok) else P if any(ok) else N)
+
+
+def test_judge_all_reads_each_claims_runs(tmp_path):
+  """At full, a claim reads its runs (merged), a failed run makes only its readers "not run", budgets join."""
+  src = {"avg_grad/epochs5": "avg_grad/table_epochs5.json", "avg_grad/steps600": "avg_grad/results.json",
+         "lsc_ffn_grid/grid1000_relu": "lsc/ffn_grid1000_relu.json",
+         "lsc_ffn_grid/grid1000_sin": "lsc/ffn_grid1000_sin.json",
+         "roaf_copy/copy": "roaf/memory_copy.json", "roaf_copy/copy_short": "roaf/memory_copy_short.json"}
+  status = {}
+  for job, path in src.items():
+    os.makedirs(tmp_path / job)
+    js = str(tmp_path / job / os.path.basename(path))
+    with open(js, "w") as f:
+      json.dump(json.load(open(os.path.join(ROOT, "results", path))), f)
+    status[job] = {"status": "ok", "json": js, "table": None, "figures": []}
+  status["lsc_ffn_grid/grid1000_cos"] = {"status": "failed", "error": "boom"}
+  rows = {r["name"]: r for r in ra.judge_all(["avg_grad", "lsc_ffn_grid", "roaf_copy"], status, str(tmp_path), "full")}
+  assert list(rows) == ["avg_grad_deep", "avg_grad_shallow", "roaf_copy", "lsc_ffn_grid_relu", "lsc_ffn_grid_sin",
+                        "lsc_ffn_grid_cos"]
+  for name in rows:
+    claim = next(c for c in ra.CLAIMS if c.name == name)
+    if name == "lsc_ffn_grid_cos":
+      assert rows[name]["verdict"] == ra.NOT_RUN and rows[name]["ours"] == "lsc_ffn_grid/grid1000_cos failed: boom"
+      continue
+    data = ra.merge_runs([json.load(open(status[j]["json"])) for j in rows[name]["runs"]])
+    assert (rows[name]["verdict"], rows[name]["ours"]) == claim.judge(data)
+  assert rows["avg_grad_deep"]["runs"] == ["avg_grad/epochs5"] and "2350 steps" in rows["avg_grad_deep"]["budget"]
+  assert rows["avg_grad_shallow"]["runs"] == ["avg_grad/steps600"] and "600 steps" in rows["avg_grad_shallow"]["budget"]
+  assert rows["roaf_copy"]["runs"] == ["roaf_copy/copy", "roaf_copy/copy_short"]
+  assert rows["roaf_copy"]["budget"] == "Adam 3e-3, 3000 steps, 1 seed(s); Adam 3e-3, 10000 steps, 1 seed(s)"
+  tiny = ra.judge_all(["lsc_rnn"], {"lsc_rnn": {"status": "failed", "error": "x"}}, str(tmp_path), "tiny")
+  assert [r["name"] for r in tiny] == ["lsc_rnn_radii", "lsc_rnn_accuracy"]   # lsc_rnn_deep: full only
+
+
+def test_several_runs_of_a_study_run_and_are_judged(tmp_path, monkeypatch):
+  """A study with several runs at a scale: one subprocess each into DIR/<study>/<run>/, a status per run, and a
+  claim judged from its runs' merged JSON (a stand-in script, not a study: a fraction of a second)."""
+  script = tmp_path / "fake_study.py"
+  script.write_text("import argparse, json, os\n"
+                    "p = argparse.ArgumentParser(); p.add_argument('--out'); p.add_argument('--tag', default='')\n"
+                    "p.add_argument('--workdir_root'); p.add_argument('--fail', action='store_true')\n"
+                    "a = p.parse_args()\n"
+                    "if a.fail: raise SystemExit('failing on purpose')\n"
+                    "json.dump({'rows': [a.tag]}, open(os.path.join(a.out, f'fake_{a.tag}.json'), 'w'))\n"
+                    "open(os.path.join(a.out, f'fake_{a.tag}.md'), 'w').write('table')\n")
+  judge = lambda d: (R, "+".join(d["rows"]))
+  monkeypatch.setitem(ra.STUDIES, "fake", ra.Study(str(script), {"full": {"a": ["--tag=a"], "b": ["--tag=b"],
+                                                                           "c": ["--tag=c", "--fail"]}},
+                                                    0, lambda d: f"budget {d['rows'][0]}", lambda d: "data"))
+  monkeypatch.setattr(ra, "CLAIMS", [ra.Claim("both", "fake", "claim", "paper", judge, runs=("a", "b")),
+                                     ra.Claim("with_c", "fake", "claim", "paper", judge)])
+  out = tmp_path / "out"
+  status = ra.run_studies(["fake"], "full", str(out), str(tmp_path / "w"), 2, 0, "")
+  assert {j: st["status"] for j, st in status.items()} == {"fake/a": "ok", "fake/b": "ok", "fake/c": "failed"}
+  assert status["fake/c"]["error"] == "failing on purpose" and (out / "fake" / "c" / "log.txt").exists()
+  assert status["fake/a"]["json"] == str(out / "fake" / "a" / "fake_a.json")
+  both, with_c = ra.judge_all(["fake"], status, str(out), "full")
+  assert (both["verdict"], both["ours"], both["budget"]) == (R, "a+b", "budget a; budget b")
+  assert both["links"] == ["fake/a/fake_a.md", "fake/b/fake_b.md"]
+  assert with_c["verdict"] == ra.NOT_RUN and with_c["ours"] == "fake/c failed: failing on purpose"
+  md = ra.write_summary(str(out), "full", [both, with_c], status, 1.0)
+  assert "| fake/c | failed: failing on purpose |" in md
+
+
+# ---------------------------------------------- full scale = the ledger ---
+WORKSPACE = os.path.join(ROOT, "WORKSPACE.md")
+# The decisive rows `--scale=full` runs (by --tag; steps600: the untagged 600-step avg_grad row).
+DECISIVE = {"shapeset200k_tanh", "shapeset200k_softsign", "shapeset200k_sigmoid", "copy", "copy_short",
+            "grid1000_relu", "grid1000_sin", "grid1000_cos", "d25_gru_relu_2000", "d25_lstm_alif_2000", "epochs5",
+            "steps600", "d50k_alpha09999_adam", "engine_d10k", "full60k"}
+# Runs whose ledger row is not written yet (still running): checked as soon as a ledger command has their tag.
+PENDING_ROWS = {"d25_lstm_alif_2000", "full60k"}
+
+
+def _flags(tokens) -> tuple:
+  """`--k v` / `--k=v` tokens → sorted ('--k=v', ...), --out dropped (reproduce_all gives each run its own)."""
+  out, i = [], 0
+  while i < len(tokens):
+    t = tokens[i]
+    if "=" not in t and i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+      t, i = f"{t}={tokens[i + 1]}", i + 1
+    i += 1
+    if not t.startswith("--out="):
+      out.append(t)
+  return tuple(sorted(out))
+
+
+def _ledger_commands(text: str) -> dict:
+  """{script: {flags}} of every backticked command in the "Reproduction ledger" table of WORKSPACE.md's
+  `text`; a backticked `--flags …` later in a row runs the script named before it in that row."""
+  table = text.split("## Reproduction ledger", 1)[1].split("\n## ", 1)[0]
+  cmds = {}
+  for line in table.splitlines():
+    if not line.startswith("|"):
+      continue
+    script = None
+    for seg in re.findall(r"`([^`]+)`", line):
+      toks = seg.split()
+      toks = toks[1:] if toks[:1] == ["python"] else toks
+      if toks and toks[0].startswith("scripts/") and toks[0].endswith(".py"):
+        script, toks = toks[0], toks[1:]
+      elif not (toks and toks[0].startswith("--") and script):
+        continue   # a path or a name, not a command
+      cmds.setdefault(script, set()).add(_flags(toks))
+  return cmds
+
+
+def test_ledger_parser():
+  assert _flags(["--depths", "10,100", "--noshallow", "--tag=a", "--out=results/x", "--quick"]) == \
+      ("--depths=10,100", "--noshallow", "--quick", "--tag=a")
+  text = ("# W\n## Reproduction ledger\n\n| claim | command |\n|---|---|\n"
+          "| c | `scripts/run.sh` (`scripts/a.py`) |\n"
+          "| d | `python scripts/b.py --x 1 --tag=t --out=results/b` (`results/b/t.md`) and `--x=2 --tag=u` |\n"
+          "\n## Benchmarks\n| e | `scripts/c.py --y=1` |\n")
+  assert _ledger_commands(text) == {"scripts/a.py": {()}, "scripts/b.py": {("--tag=t", "--x=1"), ("--tag=u", "--x=2")}}
+
+
+def test_full_scale_runs_the_ledger_commands():
+  """Every decisive run of --scale=full is, flag for flag, a command written in WORKSPACE.md's ledger."""
+  ledger = _ledger_commands(open(WORKSPACE).read())
+  ledger_tags = {f.split("=", 1)[1] for fs in ledger.values() for flags in fs for f in flags if f.startswith("--tag=")}
+  full = {}
+  for name, s in ra.STUDIES.items():
+    for run, flags in ra.study_runs(name, "full").items():
+      tag = next((f.split("=", 1)[1] for f in flags if f.startswith("--tag=")), None)
+      if run or tag:
+        full[run or tag] = (name, s.script, flags)
+  assert DECISIVE <= set(full), f"--scale=full lacks {sorted(DECISIVE - set(full))}"
+  for key, (name, script, flags) in full.items():
+    if key in PENDING_ROWS and key not in ledger_tags:
+      continue
+    assert _flags(flags) in ledger.get(script, set()), \
+        f"{name}/{key}: `{script} {' '.join(flags)}` is not a command in WORKSPACE.md's ledger"
 
 
 # ------------------------------------------------------------ subprocesses ---
@@ -313,7 +633,7 @@ def _git_status_results():
 def _check_summary(out, studies):
   summary = json.load(open(os.path.join(out, "summary.json")))
   assert set(summary["studies"]) == set(studies)
-  want = [c for c in ra.CLAIMS if c.study in studies]
+  want = [c for c in ra.CLAIMS if c.study in studies and summary["scale"] in c.scales]
   assert [r["name"] for r in summary["claims"]] == [c.name for c in want]
   for row, claim in zip(summary["claims"], want):
     st = summary["studies"][claim.study]
