@@ -18,10 +18,22 @@ picked on validation. This script
 3. renders the per-layer monitoring figures (activation percentiles over
    training, activation / gradient histograms, Jacobian spectra) of the
    sigmoid and tanh runs from their workdirs' diagnostics with
-   `stable_training.diagnostics.plot`.
+   `stable_training.diagnostics.plot`;
+4. draws the learning curves of the table's runs (each activation / init at
+   its selected learning rate; paper Fig. 11–12), one panel per dataset:
+   validation error vs step when the runs evaluate more than once, else the
+   training error (minibatches of each logging interval) — `plot_curves`.
 
-Writes ``OUT/table1[_SETTING][_TAG].md``, its ``.json`` and ``OUT/figures/*/*.png``
-(``--out``: results/glorot for the full setting, a temporary folder otherwise).
+Writes ``OUT/table1[_SETTING][_TAG].md``, its ``.json`` and ``.png`` (the learning
+curves; their data, steps and per-seed values, in the JSON's ``curves``, so
+``plot_curves(json.load(open(STEM + ".json"))["curves"], STEM + ".png")``
+re-renders them) and ``OUT/figures/*/*.png`` (``--out``: results/glorot for the
+full setting, a temporary folder otherwise).
+
+A rerun with the ``--workdir_root`` of an earlier one reads the runs it finds
+finished (summary.json at num_steps, same config) instead of training them —
+with or without their checkpoints — and keeps their training times (and the
+total, when nothing trained) from the JSON it overwrites.
 
   python scripts/reproduce_glorot_table1.py             # width 1000 (long)
   python scripts/reproduce_glorot_table1.py --quick --out=results/glorot   # the committed table (≈ 30 min)
@@ -29,6 +41,7 @@ Writes ``OUT/table1[_SETTING][_TAG].md``, its ``.json`` and ``OUT/figures/*/*.pn
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -51,6 +64,7 @@ PAPER = {
                 ("tanh", "standard"): 55.9, ("tanh", "normalized"): 52.92,
                 ("sigmoid", "standard"): 57.28},
 }
+CHANCE_ERROR = {"shapeset": 100.0 * (1 - 1 / 9), "fashion_mnist": 90.0}   # % (9 / 10 classes)
 ROW_ORDER = [("softsign", "standard"), ("softsign", "normalized"), ("tanh", "standard"),
              ("tanh", "normalized"), ("sigmoid", "standard"), ("sigmoid", "normalized")]
 PRESETS = {
@@ -82,8 +96,8 @@ flags.DEFINE_integer("num_val", None, "Validation examples (the next N training 
 flags.DEFINE_integer("num_test", None, "Test examples (0 = all).")
 flags.DEFINE_integer("jac_examples", None, "Examples for the Jacobian spectra at init.")
 flags.DEFINE_integer("seed", 0, "Seed of every run.")
-flags.DEFINE_bool("keep_checkpoints", True, "Keep each run's checkpoints (a rerun with the same "
-                  "--workdir_root then skips finished runs); --nokeep_checkpoints deletes them after each run.")
+flags.DEFINE_bool("keep_checkpoints", True, "Keep each run's checkpoints; --nokeep_checkpoints deletes them "
+                  "after each run (a rerun with the same --workdir_root skips finished runs either way).")
 flags.DEFINE_bool("jacobian_only", False, "Only the Jacobian-at-init table (no training).")
 FLAGS = flags.FLAGS
 
@@ -143,15 +157,53 @@ def run_name(ds: str, act: str, init: str, lr: float) -> str:
   return f"{ds}_{act}_{init}_lr{lr:g}"
 
 
-def train_cell(args: Args, act: str, init: str, ds: str, lr: float) -> dict:
-  """One engine run; validation and test error (%) of its best validation step."""
+def cell_label(act: str, init: str) -> str:
+  """The paper's row name: ``Tanh``, ``Tanh N`` (normalized init)."""
+  return act.capitalize() + (" N" if init == "normalized" else "")
+
+
+def budget(args: Args) -> dict:
+  """The budget recorded in the JSON (a rerun keeps earlier timings only under the same budget)."""
+  return {k: getattr(args, k) for k in ("width", "depth", "num_steps", "batch_size", "num_train", "num_val",
+                                        "num_test", "lrs", "seed", "num_generated")}
+
+
+def finished_summary(config, workdir: str) -> dict | None:
+  """The summary of the run `workdir` already holds to ``config.num_steps``, else None.
+
+  The engine itself returns a finished run's summary only while its last
+  checkpoint is kept; after --nokeep_checkpoints it would train the run again,
+  so a finished run (summary.json at num_steps) is read here, after the
+  engine's own check that the workdir holds this config (raises
+  `WorkdirConfigMismatch` otherwise).
+  """
+  from stable_training import config as config_lib
+  from stable_training.train import checkpoint as ckpt_lib
+  try:
+    with open(os.path.join(workdir, "summary.json")) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return None
+  history = summary.get("history") or []
+  if not history or history[-1]["step"] != config.num_steps:
+    return None
+  ckpt_lib.check_or_write_config(workdir, study.with_data_dir(config), config_lib.schema_defaults(config))
+  return summary
+
+
+def train_cell(args: Args, act: str, init: str, ds: str, lr: float,
+               prev_seconds: dict | None = None) -> tuple[dict, bool]:
+  """One engine run (or the summary of a finished one): (its row — validation and test error (%) of its
+  best validation step —, whether it trained). `prev_seconds`: {run name: seconds} of an earlier table,
+  the time a finished run took."""
   from stable_training.train import NonFiniteError
   config = make_config(args, act, init, ds, lr)
   name = run_name(ds, act, init, lr)
   workdir = study.workdir(STUDY, name)
   t0 = time.time()
+  done = finished_summary(config, workdir)
   try:
-    summary = study.run(config, STUDY, name)
+    summary = done if done is not None else study.run(config, STUDY, name)
     best = summary["best"]
     val_err = 100.0 * (1.0 - best["val_accuracy"]["mean"])
     test_err = 100.0 * (1.0 - best["test_accuracy"]["mean"])
@@ -162,10 +214,13 @@ def train_cell(args: Args, act: str, init: str, ds: str, lr: float) -> dict:
   if not args.keep_checkpoints:
     import shutil
     shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+  seconds = time.time() - t0
+  if done is not None and name in (prev_seconds or {}):
+    seconds = prev_seconds[name]   # not retrained: the time it took when it was
   return {"dataset": ds, "activation": act, "init": init, "lr": lr, "val_error": val_err,
-          "test_error": test_err, "best_step": best_step, "status": status, "seconds": time.time() - t0,
+          "test_error": test_err, "best_step": best_step, "status": status, "seconds": seconds,
           "num_steps": config.num_steps, "workdir": workdir,
-          "config": config.to_json_best_effort(sort_keys=True)}
+          "config": config.to_json_best_effort(sort_keys=True)}, done is None
 
 
 _DATA_CACHE: dict = {}
@@ -201,6 +256,61 @@ def jacobian_at_init(args: Args, act: str, init: str, ds: str) -> dict:
           "act_std_per_layer": np.asarray(stats["act_std"]).tolist()}
 
 
+def train_records(workdir: str) -> list[dict]:
+  """The ``kind == "train"`` records of a run's metrics.jsonl (held-out metrics sit in those of eval steps)."""
+  from stable_training.train.records import read_records
+  return [r for r in read_records(os.path.join(workdir, "metrics.jsonl")) if r.get("kind") == "train"]
+
+
+# Metric of the learning curves (its error % is plotted): (short name, y label).
+CURVE_METRICS = {"val_accuracy": ("validation error", "validation error (%)"),
+                 "train_accuracy": ("training error", "training error (%) on the training minibatches")}
+
+
+def run_curve(workdir: str, metric: str) -> dict:
+  """One run's error curve from its metrics.jsonl: ``{"step": [T], "values": [S][T]}`` in % (100·(1 − `metric`))."""
+  recs = [r for r in train_records(workdir) if metric in r]
+  err = lambda a: None if a is None else 100.0 * (1.0 - a)
+  return {"run": os.path.basename(os.path.normpath(workdir)), "step": [r["step"] for r in recs],
+          "values": [[err(a) for a in v] for v in zip(*(r[metric]["per_seed"] for r in recs))]}
+
+
+def learning_curves(args: Args, best: dict, path: str) -> dict:
+  """The learning curves of the table's runs (`best`: each (dataset, activation, init) at its selected lr),
+  one panel per dataset: validation error if every run evaluated more than once, else training error."""
+  n_evals = min((sum("val_accuracy" in r for r in train_records(b["workdir"])) for b in best.values()),
+                default=0)
+  metric = "val_accuracy" if n_evals >= 2 else "train_accuracy"
+  panels = []
+  for ds in args.datasets:
+    cells = [(a, i) for (a, i) in ROW_ORDER if (ds, a, i) in best]
+    panels.append({"title": f"{ds}: each row at its selected lr", "chance": CHANCE_ERROR.get(ds),
+                   "curves": {f"{cell_label(a, i)} (lr {best[ds, a, i]['lr']:g})":
+                              run_curve(best[ds, a, i]["workdir"], metric) for a, i in cells}})
+  when = "" if metric == "val_accuracy" else " (validation error evaluated once, at the end)"
+  what, ylabel = CURVE_METRICS[metric]
+  return {"figure": path, "metric": metric, "name": what, "ylabel": ylabel, "panels": panels,
+          "title": f"Glorot & Bengio (2010), {args.depth} × {args.width} MLP, SGD minibatch {args.batch_size}\n"
+                   f"{what} vs step{when}"}
+
+
+def plot_curves(curves: dict, path: str) -> None:
+  """Draws the payload's ``curves`` (one panel per dataset) with `plot_learning_curves` into the PNG `path`."""
+  from stable_training.diagnostics.plot import plot_learning_curves   # sets the Agg backend
+  import matplotlib.pyplot as plt
+  panels = curves["panels"]
+  fig, axes = plt.subplots(1, len(panels), figsize=(max(8.0, 6.2 * len(panels)), 5.2), squeeze=False,
+                           layout="constrained")
+  for ax, p in zip(axes[0], panels):
+    plot_learning_curves(p["curves"], curves["ylabel"], title=p["title"], ax=ax)
+    if p.get("chance") is not None:
+      ax.axhline(p["chance"], color="0.5", lw=0.8, ls=":", label=f"chance ({p['chance']:.1f} %)")
+      ax.legend(fontsize=8)
+  fig.suptitle(curves["title"], fontsize=11)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def _fmt(v, nd=2):
   return "—" if v is None or not np.isfinite(v) else f"{v:.{nd}f}"
 
@@ -210,10 +320,11 @@ def command() -> str:
   return study.command("scripts/reproduce_glorot_table1.py", only=_RESULT_FLAGS)
 
 
-def write_outputs(args: Args, out: str, best, runs, jac, figures, seconds) -> str:
-  """Writes ``table1[_SETTING][_TAG].{md,json}`` into `out`; returns the table."""
+def write_outputs(args: Args, out: str, best, runs, jac, figures, seconds, curves=None) -> str:
+  """Writes ``table1[_SETTING][_TAG].{md,json}`` into `out` (with the learning `curves` when given);
+  returns the table."""
   cells = [(a, i) for (a, i) in ROW_ORDER if a in args.activations and i in args.inits]
-  label = lambda a, i: a.capitalize() + (" N" if i == "normalized" else "")
+  label = cell_label
   lines = ["# Glorot & Bengio (2010) Table 1 — test error %", ""]
   if not runs:
     lines = ["# Glorot & Bengio (2010) — layer Jacobians at initialization (no training: "
@@ -274,15 +385,21 @@ def write_outputs(args: Args, out: str, best, runs, jac, figures, seconds) -> st
   if figures:
     lines += ["", "## Monitoring figures (best-lr runs)", ""]
     lines += [f"- `{os.path.relpath(p, out)}`" for p in figures]
+  if curves:
+    lines += ["", "## Learning curves", "",
+              f"`{os.path.relpath(curves['figure'], out)}`: {curves['name']} (%) vs step of each row's run (its "
+              "selected lr), one panel per dataset" + ("" if curves["metric"] == "val_accuracy" else
+                                                       "; the validation error was evaluated once, at the end")
+              + "."]
   table = "\n".join(lines)
   payload = {
-      "preset": args.preset, "budget": {k: getattr(args, k) for k in (
-          "width", "depth", "num_steps", "batch_size", "num_train", "num_val", "num_test", "lrs",
-          "seed", "num_generated")},
+      "preset": args.preset, "budget": budget(args),
       "seconds": seconds,
       "best": [dict(v) for v in best.values()], "runs": runs, "jacobian_at_init": jac,
       "paper": {ds: {f"{a}-{i}": v for (a, i), v in t.items()} for ds, t in PAPER.items()},
       "figures": figures}
+  if curves:
+    payload["curves"] = curves
   study.write_results(out, table, payload, name=study.stem("table1"))
   return table
 
@@ -292,6 +409,15 @@ def main(argv):
   study.setup_process()
   args = Args()
   out = study.out_dir(STUDY)
+  stem = os.path.join(out, study.stem("table1"))
+  prev = {}   # the table this run overwrites, under the same budget: its timings of runs found finished
+  try:
+    with open(stem + ".json") as f:
+      prev = json.load(f)
+  except (OSError, ValueError):
+    pass
+  prev = prev if prev.get("budget") == budget(args) else {}
+  prev_seconds = {os.path.basename(r["workdir"]): r["seconds"] for r in prev.get("runs", [])}
   t0 = time.time()
   jac = []
   # the paper's statistic is tanh standard vs normalized: always measured
@@ -301,12 +427,13 @@ def main(argv):
     for act, init in cells:
       jac.append(jacobian_at_init(args, act, init, ds))
       print(f"jacobian@init {ds} {act}-{init}: mean sv {jac[-1]['mean_sv']:.3f}", flush=True)
-  runs, best = [], {}
+  runs, best, trained = [], {}, False
   todo = [] if args.jacobian_only else [(ds, act, init, lr) for ds in args.datasets for act in args.activations
                                         for init in args.inits for lr in args.lrs]
   for k, (ds, act, init, lr) in enumerate(todo):
     print(f"[{k + 1}/{len(todo)}] {ds} {act}-{init} lr={lr:g}", flush=True)
-    r = train_cell(args, act, init, ds, lr)
+    r, r_trained = train_cell(args, act, init, ds, lr, prev_seconds)
+    trained |= r_trained
     runs.append(r)
     print(f"{ds} {act}-{init} lr={lr:g}: val {r['val_error']:.2f}% test {r['test_error']:.2f}% "
           f"({r['status']}, {r['seconds']:.0f}s)", flush=True)
@@ -319,7 +446,14 @@ def main(argv):
       from stable_training.diagnostics import plot as plot_lib
       figures += plot_lib.render(r["workdir"], out_dir=os.path.join(out, "figures", f"{ds}_{act}_{init}"),
                                  title=f"{ds} {act} {init} (lr {r['lr']:g})")
-  table = write_outputs(args, out, best, runs, jac, figures, time.time() - t0)
+  curves = None
+  if best:
+    curves = learning_curves(args, best, stem + ".png")
+    plot_curves(curves, curves["figure"])
+  seconds = time.time() - t0
+  if runs and not trained and "seconds" in prev:
+    seconds = prev["seconds"]   # nothing trained: the study's time is the one it took when it did
+  table = write_outputs(args, out, best, runs, jac, figures, seconds, curves)
   print(table)
   print(f"wrote {os.path.join(out, study.stem('table1'))}.md")
 

@@ -13,8 +13,16 @@ pre-training of one (activation, seed) is computed once per process and reused
 across learning rates. --tiny shrinks the configs with ``lsc.py:tiny-…``
 (scikit-learn digits, seconds).
 
-Writes ``<out>/ffn[_quick|_tiny][_TAG].{md,json}`` (``--out`` default:
-results/lsc for the full grid, a temporary folder for --quick / --tiny).
+Writes ``<out>/ffn[_quick|_tiny][_TAG].{md,json,png}`` (``--out`` default:
+results/lsc for the full grid, a temporary folder for --quick / --tiny). The
+PNG (`plot_curves`): one panel per activation, the learning curve of each arm
+at its best learning rate (mean over seeds, min–max band) — test accuracy vs
+step when the runs evaluate more than once, else the training loss; the JSON's
+``curves`` holds the same data (steps, per-seed values), so
+``plot_curves(json.load(open(STEM + ".json"))["curves"], STEM + ".png")``
+re-renders it. A rerun that finds a run finished (``--workdir_root`` of an
+earlier run: the engine returns its summary at once) keeps that run's training
+time from the JSON it overwrites.
 
   python scripts/reproduce_lsc_ffn.py --quick
   python scripts/reproduce_lsc_ffn.py            # full grid (hours on 2 cores)
@@ -31,6 +39,7 @@ import numpy as np
 
 from experiments.configs import lsc as lsc_configs
 from stable_training import study
+from stable_training.train.records import read_records
 
 STUDY = "lsc"
 ARMS = {"glorot": ("glorot", "none"), "he": ("he", "none"), "lsc": ("glorot", "lsc")}
@@ -65,7 +74,9 @@ def make_config(act: str, arm: str, lr: float, s: dict):
   variant = f"ffn-{act}-{init}-{lsc_arm}"
   c = lsc_configs.get_config(("tiny-" if FLAGS.tiny else "") + variant)
   c.model.depth, c.model.width = s["depth"], s["width"]
-  study.set_budget(c, s["num_steps"], log_every=max(1, min(100, s["num_steps"])))
+  # --tiny logs 5 records (its learning curves get several points), the other settings every 100 steps.
+  log_every = max(1, s["num_steps"] // 5) if FLAGS.tiny else max(1, min(100, s["num_steps"]))
+  study.set_budget(c, s["num_steps"], log_every=log_every)
   c.batch_size = s["batch_size"]
   c.num_seeds = s["seeds"]
   c.dataset.num_train, c.dataset.num_test = s["num_train"], s["num_test"]
@@ -90,19 +101,100 @@ def run_row(act: str, arm: str, lr: float, summ: dict, seconds: float) -> dict:
   return r
 
 
+def finished_before(workdir: str, num_steps: int) -> bool:
+  """Whether `workdir` already holds this run trained to `num_steps` (its summary.json): the engine then
+  returns that summary without training, so the time measured here is not the run's."""
+  try:
+    with open(os.path.join(workdir, "summary.json")) as f:
+      history = json.load(f).get("history") or []
+  except (OSError, ValueError):
+    return False
+  return bool(history) and history[-1]["step"] == num_steps
+
+
+def previous_seconds(path: str, s: dict) -> dict:
+  """{run name: seconds} of the results JSON at `path` if it was written with the settings `s` (else {})."""
+  try:
+    with open(path) as f:
+      prev = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  if prev.get("settings") != s:
+    return {}
+  return {f"ffn-{r['act']}-{r['arm']}-{r['lr']:g}": r["seconds"] for r in prev.get("runs", [])}
+
+
+def train_records(workdir: str) -> list[dict]:
+  """The ``kind == "train"`` records of a run's metrics.jsonl (held-out metrics sit in those of eval steps)."""
+  return [r for r in read_records(os.path.join(workdir, "metrics.jsonl")) if r.get("kind") == "train"]
+
+
+# Metric of the learning curves: (short name, y label, log y).
+CURVE_METRICS = {"test_accuracy": ("test accuracy", "test accuracy", False),
+                 "train_loss": ("training loss", "training loss (log scale)", True)}
+
+
+def curve_metric(workdirs) -> str:
+  """The metric of these runs' learning curves: ``test_accuracy`` if every run evaluated more than once,
+  else ``train_loss`` (the mean over each logging interval)."""
+  n_evals = min((sum("test_accuracy" in r for r in train_records(wd)) for wd in workdirs), default=0)
+  return "test_accuracy" if n_evals >= 2 else "train_loss"
+
+
+def run_curve(workdir: str, metric: str) -> dict:
+  """One run's learning curve from its metrics.jsonl: ``{"step": [T], "values": [S][T]}`` (per seed)."""
+  recs = [r for r in train_records(workdir) if metric in r]
+  return {"run": os.path.basename(os.path.normpath(workdir)), "step": [r["step"] for r in recs],
+          "values": [list(v) for v in zip(*(r[metric]["per_seed"] for r in recs))]}
+
+
+def plot_curves(curves: dict, path: str) -> None:
+  """Draws the payload's ``curves`` (panels of arms' curves) with `plot_learning_curves` into the PNG `path`."""
+  from stable_training.diagnostics.plot import plot_learning_curves   # sets the Agg backend
+  import matplotlib.pyplot as plt
+  from matplotlib.ticker import LogFormatter
+
+  class PlainLog(LogFormatter):   # the ticks LogFormatter labels, as plain numbers (2.2, not 2.2×10⁰)
+    def __call__(self, x, pos=None):
+      return f"{x:g}" if super().__call__(x, pos) else ""
+
+  panels = curves["panels"]
+  ncols = max(1, min(len(panels), curves.get("ncols") or len(panels)))
+  nrows = -(-len(panels) // ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(max(8.0, 6.2 * ncols), 1.2 + 4.0 * nrows), squeeze=False,
+                           layout="constrained")
+  for ax, p in zip(axes.flat, panels):
+    plot_learning_curves(p["curves"], curves["ylabel"], log_y=curves["log_y"], title=p["title"], ax=ax)
+    if curves["log_y"]:
+      ax.yaxis.set_major_formatter(PlainLog())
+      ax.yaxis.set_minor_formatter(PlainLog(labelOnlyBase=False))
+  for ax in axes.flat[len(panels):]:
+    ax.set_visible(False)
+  fig.suptitle(curves["title"], fontsize=11)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def main(argv):
   del argv
   s = settings()
   study.setup_process([s["seeds"]])
   out = study.out_dir(STUDY)
-  runs, dataset = [], None
+  name = study.stem("ffn")
+  prev_seconds = previous_seconds(os.path.join(out, f"{name}.json"), s)
+  runs, dataset, workdirs = [], None, {}
   for act in s["acts"].split(","):
     for arm in s["arms"].split(","):
       for lr in map(float, s["lrs"].split(",")):
+        run_name = f"ffn-{act}-{arm}-{lr:g}"
+        workdirs[run_name] = study.workdir(STUDY, run_name)
+        done = finished_before(workdirs[run_name], s["num_steps"])
         t0 = time.time()
-        summ = study.run(make_config(act, arm, lr, s), STUDY, f"ffn-{act}-{arm}-{lr:g}")
+        summ = study.run(make_config(act, arm, lr, s), STUDY, run_name)
         dataset = summ["dataset"]
-        runs.append(run_row(act, arm, lr, summ, time.time() - t0))
+        # A finished run is not retrained: keep the time it took when it was (the table this rerun overwrites).
+        seconds = prev_seconds[run_name] if done and run_name in prev_seconds else time.time() - t0
+        runs.append(run_row(act, arm, lr, summ, seconds))
         print(json.dumps(runs[-1]), flush=True)
   best = {}
   for r in runs:
@@ -110,7 +202,6 @@ def main(argv):
     acc = r["test_accuracy"] if np.isfinite(r["test_accuracy"]) else -1.0
     if k not in best or acc > best[k]["test_accuracy"]:
       best[k] = r
-  name = study.stem("ffn")
   cmd = study.command("scripts/reproduce_lsc_ffn.py", ["quick", "tiny", "tag", "data_dir", *PRESETS["full"]])
   lines = [f"# LSC pre-training, {s['depth']}×{s['width']} MLP on {DATASET_NAMES.get(dataset, dataset)} "
            f"({study.setting()})", "",
@@ -121,11 +212,30 @@ def main(argv):
   for (act, arm), r in sorted(best.items()):
     rad = f"{r['depth_before']:.3f} → {r['depth_after']:.3f}" if "depth_before" in r else "—"
     lines.append(f"| {act} | {arm} | {r['test_accuracy']:.4f} ± {r['test_accuracy_std']:.4f} | {r['lr']:g} | {rad} |")
+  # Learning curves: per activation, each arm at its best learning rate.
+  best_dirs = {k: workdirs[f"ffn-{k[0]}-{k[1]}-{r['lr']:g}"] for k, r in best.items()}
+  metric = curve_metric(best_dirs.values())
+  short, ylabel, log_y = CURVE_METRICS[metric]
+  panels = []
+  for act in s["acts"].split(","):
+    arms = [arm for arm in s["arms"].split(",") if (act, arm) in best]
+    panels.append({"title": f"{act}: each arm at its best learning rate",
+                   "curves": {f"{arm} (lr {best[act, arm]['lr']:g})": run_curve(best_dirs[act, arm], metric)
+                              for arm in arms}})
+  png = os.path.join(out, f"{name}.png")
+  when = "" if metric == "test_accuracy" else " (test accuracy evaluated once, at the end)"
+  curves = {"figure": png, "metric": metric, "ylabel": ylabel, "log_y": log_y, "panels": panels,
+            "title": f"LSC pre-training, {s['depth']}×{s['width']} MLP on "
+                     f"{DATASET_NAMES.get(dataset, dataset)}\n{short} vs step{when}"}
+  plot_curves(curves, png)
+  lines += ["", f"Learning curves (each arm at its best lr; {short}, mean over seeds and min–max band): "
+                f"`{name}.png`"]
   table = "\n".join(lines)
   study.write_results(out, table, {"preset": study.setting(), "settings": s, "dataset": dataset, "command": cmd,
-                                   "runs": runs, "best": [best[k] for k in sorted(best)]}, name=name)
+                                   "runs": runs, "best": [best[k] for k in sorted(best)], "curves": curves},
+                      name=name)
   print(table)
-  print(f"wrote {os.path.join(out, name)}.md")
+  print(f"wrote {os.path.join(out, name)}.md, {png}")
 
 
 if __name__ == "__main__":
