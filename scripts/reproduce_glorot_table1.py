@@ -30,10 +30,10 @@ curves; their data, steps and per-seed values, in the JSON's ``curves``, so
 re-renders them) and ``OUT/figures/*/*.png`` (``--out``: results/glorot for the
 full setting, a temporary folder otherwise).
 
-A rerun with the ``--workdir_root`` of an earlier one reads the runs it finds
-finished (summary.json at num_steps, same config) instead of training them —
-with or without their checkpoints — and keeps their training times (and the
-total, when nothing trained) from the JSON it overwrites.
+A rerun with the ``--workdir_root`` of an earlier one gets the runs it finds
+finished from the engine without training them (with or without their
+checkpoints) and keeps their training times (and the total, when nothing
+trained) from the JSON it overwrites.
 
   python scripts/reproduce_glorot_table1.py             # width 1000 (long)
   python scripts/reproduce_glorot_table1.py --quick --out=results/glorot   # the committed table (≈ 30 min)
@@ -168,29 +168,6 @@ def budget(args: Args) -> dict:
                                         "num_test", "lrs", "seed", "num_generated")}
 
 
-def finished_summary(config, workdir: str) -> dict | None:
-  """The summary of the run `workdir` already holds to ``config.num_steps``, else None.
-
-  The engine itself returns a finished run's summary only while its last
-  checkpoint is kept; after --nokeep_checkpoints it would train the run again,
-  so a finished run (summary.json at num_steps) is read here, after the
-  engine's own check that the workdir holds this config (raises
-  `WorkdirConfigMismatch` otherwise).
-  """
-  from stable_training import config as config_lib
-  from stable_training.train import checkpoint as ckpt_lib
-  try:
-    with open(os.path.join(workdir, "summary.json")) as f:
-      summary = json.load(f)
-  except (OSError, ValueError):
-    return None
-  history = summary.get("history") or []
-  if not history or history[-1]["step"] != config.num_steps:
-    return None
-  ckpt_lib.check_or_write_config(workdir, study.with_data_dir(config), config_lib.schema_defaults(config))
-  return summary
-
-
 def train_cell(args: Args, act: str, init: str, ds: str, lr: float,
                prev_seconds: dict | None = None) -> tuple[dict, bool]:
   """One engine run (or the summary of a finished one): (its row — validation and test error (%) of its
@@ -201,9 +178,10 @@ def train_cell(args: Args, act: str, init: str, ds: str, lr: float,
   name = run_name(ds, act, init, lr)
   workdir = study.workdir(STUDY, name)
   t0 = time.time()
-  done = finished_summary(config, workdir)
+  summary_path = os.path.join(workdir, "summary.json")
+  written = os.path.getmtime(summary_path) if os.path.exists(summary_path) else None
   try:
-    summary = done if done is not None else study.run(config, STUDY, name)
+    summary = study.run(config, STUDY, name)   # a finished run (with or without checkpoints) is not retrained
     best = summary["best"]
     val_err = 100.0 * (1.0 - best["val_accuracy"]["mean"])
     test_err = 100.0 * (1.0 - best["test_accuracy"]["mean"])
@@ -214,13 +192,14 @@ def train_cell(args: Args, act: str, init: str, ds: str, lr: float,
   if not args.keep_checkpoints:
     import shutil
     shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+  trained = written is None or not os.path.exists(summary_path) or os.path.getmtime(summary_path) != written
   seconds = time.time() - t0
-  if done is not None and name in (prev_seconds or {}):
+  if not trained and name in (prev_seconds or {}):
     seconds = prev_seconds[name]   # not retrained: the time it took when it was
   return {"dataset": ds, "activation": act, "init": init, "lr": lr, "val_error": val_err,
           "test_error": test_err, "best_step": best_step, "status": status, "seconds": seconds,
           "num_steps": config.num_steps, "workdir": workdir,
-          "config": config.to_json_best_effort(sort_keys=True)}, done is None
+          "config": config.to_json_best_effort(sort_keys=True)}, trained
 
 
 _DATA_CACHE: dict = {}
@@ -306,6 +285,9 @@ def plot_curves(curves: dict, path: str) -> None:
     if p.get("chance") is not None:
       ax.axhline(p["chance"], color="0.5", lw=0.8, ls=":", label=f"chance ({p['chance']:.1f} %)")
       ax.legend(fontsize=8)
+      # at least 10 points below chance in view: runs stuck at chance show flat, not as magnified noise
+      lo, hi = ax.get_ylim()
+      ax.set_ylim(min(lo, p["chance"] - 10), max(hi, p["chance"] + 1))
   fig.suptitle(curves["title"], fontsize=11)
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -23,6 +23,29 @@ def _run(script, tmp_path):
   return out
 
 
+def _train_records(workdir):
+  with open(workdir / "metrics.jsonl") as f:
+    return [r for r in map(json.loads, f) if r["kind"] == "train"]
+
+
+def _check_curve(curve, workdir, row):
+  """A learning curve of the JSON is its run's training loss per seed, as the run's metrics.jsonl has it."""
+  recs = _train_records(workdir)
+  assert curve["run"] == workdir.name and len(recs) == 5          # --tiny logs 5 records
+  assert curve["step"] == [r["step"] for r in recs] == [2, 4, 6, 8, 10]
+  assert curve["values"] == [[r["train_loss"]["per_seed"][s] for r in recs] for s in range(len(curve["values"]))]
+  # the last point is the run's final training loss (the table row's, averaged over seeds)
+  summ = json.load(open(workdir / "summary.json"))
+  assert [v[-1] for v in curve["values"]] == summ["final"]["train_loss"]["per_seed"]
+  assert sum(v[-1] for v in curve["values"]) / len(curve["values"]) == pytest.approx(row["train_loss"])
+
+
+def _check_png(path):
+  with open(path, "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  assert os.path.getsize(path) > 10_000
+
+
 def test_reproduce_lsc_rnn_tiny(tmp_path):
   out = _run("reproduce_lsc_rnn.py", tmp_path)
   d = json.load(open(out / "rnn_tiny.json"))
@@ -41,6 +64,14 @@ def test_reproduce_lsc_rnn_tiny(tmp_path):
   md = (out / "rnn_tiny.md").read_text()
   assert "| lstm | 2 | LSC ρ=1 |" in md
   assert "Regenerate: `python scripts/reproduce_lsc_rnn.py --tiny`" in md
+  # Learning curves: one panel per (cell, depth), one curve per arm; training loss (evaluated once).
+  curves = d["curves"]
+  assert curves["figure"] == str(out / "rnn_tiny.png") and "`rnn_tiny.png`" in md
+  _check_png(out / "rnn_tiny.png")
+  assert curves["metric"] == "train_loss" and curves["log_y"]
+  (panel,) = curves["panels"]
+  assert panel["title"] == "lstm, depth 2" and list(panel["curves"]) == ["LSC ρ=1"]
+  _check_curve(panel["curves"]["LSC ρ=1"], tmp_path / "runs" / "rnn-lstm-2-1", row)
 
 
 def test_reproduce_lsc_ffn_tiny(tmp_path):
@@ -60,6 +91,17 @@ def test_reproduce_lsc_ffn_tiny(tmp_path):
   assert os.path.exists(tmp_path / "runs" / "ffn-sin-lsc-0.001" / "summary.json")
   md = (out / "ffn_tiny.md").read_text()
   assert "| sin | lsc |" in md and "Regenerate: `python scripts/reproduce_lsc_ffn.py --tiny`" in md
+  # Learning curves: one panel per activation, each arm at its best lr; training loss (evaluated once).
+  curves = d["curves"]
+  assert curves["figure"] == str(out / "ffn_tiny.png") and "`ffn_tiny.png`" in md
+  _check_png(out / "ffn_tiny.png")
+  assert curves["metric"] == "train_loss" and curves["log_y"]
+  (panel,) = curves["panels"]
+  assert list(panel["curves"]) == ["glorot (lr 0.001)", "lsc (lr 0.001)"]
+  _check_curve(panel["curves"]["glorot (lr 0.001)"], tmp_path / "runs" / "ffn-sin-glorot-0.001", glorot_run)
+  _check_curve(panel["curves"]["lsc (lr 0.001)"], tmp_path / "runs" / "ffn-sin-lsc-0.001", lsc_run)
+  # the two arms' curves differ (each is its own run's)
+  assert panel["curves"]["glorot (lr 0.001)"]["values"] != panel["curves"]["lsc (lr 0.001)"]["values"]
 
 
 def test_lsc_ffn_spectrum_tiny(tmp_path):

@@ -255,6 +255,26 @@ def test_workdir_from_before_a_key_was_added_resumes_at_its_default(tmp_path):
     checkpoint.check_or_write_config(str(tmp_path), c, config_lib.schema_defaults(c))
 
 
+def test_finished_run_whose_checkpoints_were_deleted_is_not_trained_again(tmp_path):
+  """A finished workdir (summary at num_steps, same config) returns its summary even after its checkpoints
+  were removed (studies delete them to save disk); its records stay as they were. A run stopped before
+  num_steps without checkpoints still trains (from step 0)."""
+  import shutil
+  s1 = train.train_and_evaluate(small_config(), str(tmp_path))
+  shutil.rmtree(tmp_path / "checkpoints")
+  metrics = (tmp_path / "metrics.jsonl").read_bytes()
+  mtime = os.path.getmtime(tmp_path / "summary.json")
+  s2 = train.train_and_evaluate(small_config(), str(tmp_path))
+  assert s2 == s1 and (tmp_path / "metrics.jsonl").read_bytes() == metrics
+  assert os.path.getmtime(tmp_path / "summary.json") == mtime
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  summary["history"] = summary["history"][:-1]     # as if it had stopped early
+  (tmp_path / "summary.json").write_text(json.dumps(summary))
+  s3 = train.train_and_evaluate(small_config(), str(tmp_path))
+  assert s3["history"][-1]["step"] == s1["history"][-1]["step"] and s3["final"] == s1["final"]
+  assert os.path.getmtime(tmp_path / "summary.json") != mtime
+
+
 def test_validate_rejects_bad_values():
   with pytest.raises(ConfigError, match="config.num_seeds=0"):
     train.train_and_evaluate(small_config(num_seeds=0), "/nonexistent/never")

@@ -443,6 +443,11 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
   if start_step == setup.num_steps and os.path.exists(summary_path):
     manager.close()  # finished: leave its summary as it was
     return rec_lib.read_json(summary_path)
+  if restored is None and resumed and os.path.exists(summary_path):
+    prev = rec_lib.read_json(summary_path)
+    if (prev.get("history") or [{}])[-1].get("step") == setup.num_steps:
+      manager.close()  # finished, its checkpoints since deleted (e.g. to save disk): not trained again
+      return prev
   lnames = layer_names(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.params))
   writer = MetricWriter(workdir, start_step, lnames, primary)
   if restored is None and config.lsc.enabled:
