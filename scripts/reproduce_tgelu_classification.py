@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 from absl import app, flags, logging
 
 from experiments.configs import default
@@ -84,12 +85,33 @@ def row(c, s: dict, workdir: str) -> dict:
   per_epoch = [{"epoch": h["step"] // c.eval_every, "mean": h["test_accuracy"]["mean"],
                 "std": h["test_accuracy"]["std"], "per_seed": h["test_accuracy"]["per_seed"]}
                for h in s["history"] if "test_accuracy" in h]
+  loss_curve = {"step": [r["step"] for r in train_recs],
+                "values": np.asarray([r["train_loss"]["per_seed"] for r in train_recs]).T.tolist()}
   upd_var = sum(r["update_var"]["mean"] for r in train_recs) / len(train_recs)
   smooth = [r["loss_abs_diff"]["mean"] for r in train_recs if "loss_abs_diff" in r]
   return {"per_epoch": per_epoch, "update_var": upd_var,
           "loss_abs_diff": sum(smooth) / len(smooth) if smooth else float("nan"),
-          "final_train_loss": s["final"]["train_loss"]["mean"],
+          "final_train_loss": s["final"]["train_loss"]["mean"], "train_loss_curve": loss_curve,
           "steps_per_sec": s["steps_per_sec"], "seeds": c.num_seeds, "steps": c.num_steps}
+
+
+def plot_curves(rows: dict, path: str) -> None:
+  """Two panels: test accuracy after each epoch and the training loss of each logging window, per arm
+  (mean over seeds as a line, min–max across seeds as a band; Ramaswamy et al.'s consistency claim is
+  the band's width)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from stable_training.diagnostics.plot import plot_learning_curves
+  fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+  acc = {arm: {"step": [e["epoch"] for e in r["per_epoch"]],
+               "values": np.asarray([e["per_seed"] for e in r["per_epoch"]]).T.tolist()} for arm, r in rows.items()}
+  plot_learning_curves(acc, "test accuracy", xlabel="epoch", title="test accuracy after each epoch", ax=axes[0])
+  plot_learning_curves({arm: r["train_loss_curve"] for arm, r in rows.items()}, "training loss (log scale)",
+                       log_y=True, xlabel="training step", title="training loss (per logging window)", ax=axes[1])
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
 
 
 def main(argv):
@@ -121,8 +143,10 @@ def main(argv):
   table = "\n".join(lines)
   print(table)
   name = study.stem("table")
+  plot_curves(rows, os.path.join(out, name + ".png"))
+  table += f"\n\nLearning curves: `{name}.png` (test accuracy per epoch, training loss per step; bands: min–max over seeds)."
   study.write_results(out, table, {"dataset": dataset, "rows": rows}, name=name)
-  print(f"wrote {os.path.join(out, name)}.md")
+  print(f"wrote {os.path.join(out, name)}.md and .png")
 
 
 if __name__ == "__main__":

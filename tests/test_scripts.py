@@ -70,6 +70,7 @@ def test_tgelu_classification_tiny(tmp_path):
   res = json.load(open(tmp_path / "table_tiny.json"))
   md = (tmp_path / "table_tiny.md").read_text()
   assert md.startswith("ConvNet on digits (1024 train examples)")
+  assert (tmp_path / "table_tiny.png").stat().st_size > 10_000 and "Learning curves: `table_tiny.png`" in md
   assert "Regenerate: `python scripts/reproduce_tgelu_classification.py --arms=tgelu-clip,gelu --tiny" in md
   assert res["dataset"] == "digits" and list(res["rows"]) == ["tgelu-clip", "gelu"]
   table = _table_rows(md)
@@ -80,6 +81,10 @@ def test_tgelu_classification_tiny(tmp_path):
     assert r["seeds"] == 2 and r["steps"] == 1024 // 64
     assert r["update_var"] > 0 and np.isfinite(r["loss_abs_diff"]) and r["loss_abs_diff"] >= 0
     assert 0.5 < r["final_train_loss"] < 5.0
+    # The learning curve's data: per-seed losses of every logging window, ending at the final loss.
+    curve = np.asarray(r["train_loss_curve"]["values"])
+    assert curve.shape == (2, len(r["train_loss_curve"]["step"])) and r["train_loss_curve"]["step"][-1] == r["steps"]
+    np.testing.assert_allclose(curve[:, -1].mean(), r["final_train_loss"], rtol=1e-6)
     assert table[arm] == [f"{ep[0]['mean']:.4f} ± {ep[0]['std']:.4f}", f"{r['update_var']:.3e}",
                           f"{r['loss_abs_diff']:.4f}", f"{r['final_train_loss']:.4f}"]
   # --host_devices=auto (default): the 2 seeds of every arm split over the cores as devices, one
