@@ -22,11 +22,11 @@ picked on validation. This script
 4. draws the learning curves of the table's runs (each activation / init at
    its selected learning rate; paper Fig. 11–12), one panel per dataset:
    validation error vs step when the runs evaluate more than once, else the
-   training error (minibatches of each logging interval) — `plot_curves`.
+   training error (minibatches of each logging interval) — `study.plot_curve_panels`.
 
 Writes ``OUT/table1[_SETTING][_TAG].md``, its ``.json`` and ``.png`` (the learning
 curves; their data, steps and per-seed values, in the JSON's ``curves``, so
-``plot_curves(json.load(open(STEM + ".json"))["curves"], STEM + ".png")``
+``study.plot_curve_panels(json.load(open(STEM + ".json"))["curves"], STEM + ".png")``
 re-renders them) and ``OUT/figures/*/*.png`` (``--out``: results/glorot for the
 full setting, a temporary folder otherwise).
 
@@ -235,62 +235,31 @@ def jacobian_at_init(args: Args, act: str, init: str, ds: str) -> dict:
           "act_std_per_layer": np.asarray(stats["act_std"]).tolist()}
 
 
-def train_records(workdir: str) -> list[dict]:
-  """The ``kind == "train"`` records of a run's metrics.jsonl (held-out metrics sit in those of eval steps)."""
-  from stable_training.train.records import read_records
-  return [r for r in read_records(os.path.join(workdir, "metrics.jsonl")) if r.get("kind") == "train"]
-
-
 # Metric of the learning curves (its error % is plotted): (short name, y label).
 CURVE_METRICS = {"val_accuracy": ("validation error", "validation error (%)"),
                  "train_accuracy": ("training error", "training error (%) on the training minibatches")}
 
 
-def run_curve(workdir: str, metric: str) -> dict:
-  """One run's error curve from its metrics.jsonl: ``{"step": [T], "values": [S][T]}`` in % (100·(1 − `metric`))."""
-  recs = [r for r in train_records(workdir) if metric in r]
-  err = lambda a: None if a is None else 100.0 * (1.0 - a)
-  return {"run": os.path.basename(os.path.normpath(workdir)), "step": [r["step"] for r in recs],
-          "values": [[err(a) for a in v] for v in zip(*(r[metric]["per_seed"] for r in recs))]}
+def error_pct(accuracy):
+  """Accuracy ↦ error % (None stays None: a seed without the value at that step)."""
+  return None if accuracy is None else 100.0 * (1.0 - accuracy)
 
 
 def learning_curves(args: Args, best: dict, path: str) -> dict:
   """The learning curves of the table's runs (`best`: each (dataset, activation, init) at its selected lr),
   one panel per dataset: validation error if every run evaluated more than once, else training error."""
-  n_evals = min((sum("val_accuracy" in r for r in train_records(b["workdir"])) for b in best.values()),
-                default=0)
-  metric = "val_accuracy" if n_evals >= 2 else "train_accuracy"
+  metric = study.curve_metric([b["workdir"] for b in best.values()], "val_accuracy", "train_accuracy")
   panels = []
   for ds in args.datasets:
     cells = [(a, i) for (a, i) in ROW_ORDER if (ds, a, i) in best]
     panels.append({"title": f"{ds}: each row at its selected lr", "chance": CHANCE_ERROR.get(ds),
                    "curves": {f"{cell_label(a, i)} (lr {best[ds, a, i]['lr']:g})":
-                              run_curve(best[ds, a, i]["workdir"], metric) for a, i in cells}})
+                              study.run_curve(best[ds, a, i]["workdir"], metric, error_pct) for a, i in cells}})
   when = "" if metric == "val_accuracy" else " (validation error evaluated once, at the end)"
   what, ylabel = CURVE_METRICS[metric]
   return {"figure": path, "metric": metric, "name": what, "ylabel": ylabel, "panels": panels,
           "title": f"Glorot & Bengio (2010), {args.depth} × {args.width} MLP, SGD minibatch {args.batch_size}\n"
                    f"{what} vs step{when}"}
-
-
-def plot_curves(curves: dict, path: str) -> None:
-  """Draws the payload's ``curves`` (one panel per dataset) with `plot_learning_curves` into the PNG `path`."""
-  from stable_training.diagnostics.plot import plot_learning_curves   # sets the Agg backend
-  import matplotlib.pyplot as plt
-  panels = curves["panels"]
-  fig, axes = plt.subplots(1, len(panels), figsize=(max(8.0, 6.2 * len(panels)), 5.2), squeeze=False,
-                           layout="constrained")
-  for ax, p in zip(axes[0], panels):
-    plot_learning_curves(p["curves"], curves["ylabel"], title=p["title"], ax=ax)
-    if p.get("chance") is not None:
-      ax.axhline(p["chance"], color="0.5", lw=0.8, ls=":", label=f"chance ({p['chance']:.1f} %)")
-      ax.legend(fontsize=8)
-      # at least 10 points below chance in view: runs stuck at chance show flat, not as magnified noise
-      lo, hi = ax.get_ylim()
-      ax.set_ylim(min(lo, p["chance"] - 10), max(hi, p["chance"] + 1))
-  fig.suptitle(curves["title"], fontsize=11)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def _fmt(v, nd=2):
@@ -431,7 +400,7 @@ def main(argv):
   curves = None
   if best:
     curves = learning_curves(args, best, stem + ".png")
-    plot_curves(curves, curves["figure"])
+    study.plot_curve_panels(curves, curves["figure"])
   seconds = time.time() - t0
   if runs and not trained and "seconds" in prev:
     seconds = prev["seconds"]   # nothing trained: the study's time is the one it took when it did

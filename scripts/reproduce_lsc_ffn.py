@@ -15,11 +15,11 @@ across learning rates. --tiny shrinks the configs with ``lsc.py:tiny-…``
 
 Writes ``<out>/ffn[_quick|_tiny][_TAG].{md,json,png}`` (``--out`` default:
 results/lsc for the full grid, a temporary folder for --quick / --tiny). The
-PNG (`plot_curves`): one panel per activation, the learning curve of each arm
+PNG (`study.plot_curve_panels`): one panel per activation, the learning curve of each arm
 at its best learning rate (mean over seeds, min–max band) — test accuracy vs
 step when the runs evaluate more than once, else the training loss; the JSON's
 ``curves`` holds the same data (steps, per-seed values), so
-``plot_curves(json.load(open(STEM + ".json"))["curves"], STEM + ".png")``
+``study.plot_curve_panels(json.load(open(STEM + ".json"))["curves"], STEM + ".png")``
 re-renders it. A rerun that finds a run finished (``--workdir_root`` of an
 earlier run: the engine returns its summary at once) keeps that run's training
 time from the JSON it overwrites.
@@ -39,7 +39,6 @@ import numpy as np
 
 from experiments.configs import lsc as lsc_configs
 from stable_training import study
-from stable_training.train.records import read_records
 
 STUDY = "lsc"
 ARMS = {"glorot": ("glorot", "none"), "he": ("he", "none"), "lsc": ("glorot", "lsc")}
@@ -101,17 +100,6 @@ def run_row(act: str, arm: str, lr: float, summ: dict, seconds: float) -> dict:
   return r
 
 
-def finished_before(workdir: str, num_steps: int) -> bool:
-  """Whether `workdir` already holds this run trained to `num_steps` (its summary.json): the engine then
-  returns that summary without training, so the time measured here is not the run's."""
-  try:
-    with open(os.path.join(workdir, "summary.json")) as f:
-      history = json.load(f).get("history") or []
-  except (OSError, ValueError):
-    return False
-  return bool(history) and history[-1]["step"] == num_steps
-
-
 def previous_seconds(path: str, s: dict) -> dict:
   """{run name: seconds} of the results JSON at `path` if it was written with the settings `s` (else {})."""
   try:
@@ -122,57 +110,6 @@ def previous_seconds(path: str, s: dict) -> dict:
   if prev.get("settings") != s:
     return {}
   return {f"ffn-{r['act']}-{r['arm']}-{r['lr']:g}": r["seconds"] for r in prev.get("runs", [])}
-
-
-def train_records(workdir: str) -> list[dict]:
-  """The ``kind == "train"`` records of a run's metrics.jsonl (held-out metrics sit in those of eval steps)."""
-  return [r for r in read_records(os.path.join(workdir, "metrics.jsonl")) if r.get("kind") == "train"]
-
-
-# Metric of the learning curves: (short name, y label, log y).
-CURVE_METRICS = {"test_accuracy": ("test accuracy", "test accuracy", False),
-                 "train_loss": ("training loss", "training loss (log scale)", True)}
-
-
-def curve_metric(workdirs) -> str:
-  """The metric of these runs' learning curves: ``test_accuracy`` if every run evaluated more than once,
-  else ``train_loss`` (the mean over each logging interval)."""
-  n_evals = min((sum("test_accuracy" in r for r in train_records(wd)) for wd in workdirs), default=0)
-  return "test_accuracy" if n_evals >= 2 else "train_loss"
-
-
-def run_curve(workdir: str, metric: str) -> dict:
-  """One run's learning curve from its metrics.jsonl: ``{"step": [T], "values": [S][T]}`` (per seed)."""
-  recs = [r for r in train_records(workdir) if metric in r]
-  return {"run": os.path.basename(os.path.normpath(workdir)), "step": [r["step"] for r in recs],
-          "values": [list(v) for v in zip(*(r[metric]["per_seed"] for r in recs))]}
-
-
-def plot_curves(curves: dict, path: str) -> None:
-  """Draws the payload's ``curves`` (panels of arms' curves) with `plot_learning_curves` into the PNG `path`."""
-  from stable_training.diagnostics.plot import plot_learning_curves   # sets the Agg backend
-  import matplotlib.pyplot as plt
-  from matplotlib.ticker import LogFormatter
-
-  class PlainLog(LogFormatter):   # the ticks LogFormatter labels, as plain numbers (2.2, not 2.2×10⁰)
-    def __call__(self, x, pos=None):
-      return f"{x:g}" if super().__call__(x, pos) else ""
-
-  panels = curves["panels"]
-  ncols = max(1, min(len(panels), curves.get("ncols") or len(panels)))
-  nrows = -(-len(panels) // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(max(8.0, 6.2 * ncols), 1.2 + 4.0 * nrows), squeeze=False,
-                           layout="constrained")
-  for ax, p in zip(axes.flat, panels):
-    plot_learning_curves(p["curves"], curves["ylabel"], log_y=curves["log_y"], title=p["title"], ax=ax)
-    if curves["log_y"]:
-      ax.yaxis.set_major_formatter(PlainLog())
-      ax.yaxis.set_minor_formatter(PlainLog(labelOnlyBase=False))
-  for ax in axes.flat[len(panels):]:
-    ax.set_visible(False)
-  fig.suptitle(curves["title"], fontsize=11)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def main(argv):
@@ -188,7 +125,7 @@ def main(argv):
       for lr in map(float, s["lrs"].split(",")):
         run_name = f"ffn-{act}-{arm}-{lr:g}"
         workdirs[run_name] = study.workdir(STUDY, run_name)
-        done = finished_before(workdirs[run_name], s["num_steps"])
+        done = study.finished_before(workdirs[run_name], s["num_steps"])
         t0 = time.time()
         summ = study.run(make_config(act, arm, lr, s), STUDY, run_name)
         dataset = summ["dataset"]
@@ -214,20 +151,20 @@ def main(argv):
     lines.append(f"| {act} | {arm} | {r['test_accuracy']:.4f} ± {r['test_accuracy_std']:.4f} | {r['lr']:g} | {rad} |")
   # Learning curves: per activation, each arm at its best learning rate.
   best_dirs = {k: workdirs[f"ffn-{k[0]}-{k[1]}-{r['lr']:g}"] for k, r in best.items()}
-  metric = curve_metric(best_dirs.values())
-  short, ylabel, log_y = CURVE_METRICS[metric]
+  metric = study.curve_metric(best_dirs.values(), "test_accuracy", "train_loss")
+  short, ylabel, log_y = study.CURVE_LABELS[metric]
   panels = []
   for act in s["acts"].split(","):
     arms = [arm for arm in s["arms"].split(",") if (act, arm) in best]
     panels.append({"title": f"{act}: each arm at its best learning rate",
-                   "curves": {f"{arm} (lr {best[act, arm]['lr']:g})": run_curve(best_dirs[act, arm], metric)
+                   "curves": {f"{arm} (lr {best[act, arm]['lr']:g})": study.run_curve(best_dirs[act, arm], metric)
                               for arm in arms}})
   png = os.path.join(out, f"{name}.png")
   when = "" if metric == "test_accuracy" else " (test accuracy evaluated once, at the end)"
   curves = {"figure": png, "metric": metric, "ylabel": ylabel, "log_y": log_y, "panels": panels,
             "title": f"LSC pre-training, {s['depth']}×{s['width']} MLP on "
                      f"{DATASET_NAMES.get(dataset, dataset)}\n{short} vs step{when}"}
-  plot_curves(curves, png)
+  study.plot_curve_panels(curves, png)
   lines += ["", f"Learning curves (each arm at its best lr; {short}, mean over seeds and min–max band): "
                 f"`{name}.png`"]
   table = "\n".join(lines)

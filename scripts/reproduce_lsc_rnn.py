@@ -12,11 +12,11 @@ digits, one 8-pixel row per step, seconds).
 Writes ``<out>/rnn[_quick|_tiny][_TAG].{md,json,png}`` (``--out`` default:
 results/lsc for the full grid, a temporary folder for --quick / --tiny): test
 accuracy (mean ± std over seeds) and the mean time/depth/read-out radii
-before → after pre-training; the PNG (`plot_curves`): one panel per (cell,
+before → after pre-training; the PNG (`study.plot_curve_panels`): one panel per (cell,
 depth), the learning curve of each arm (mean over seeds, min–max band) — test
 accuracy vs step when the runs evaluate more than once, else the training
 loss. The JSON's ``curves`` holds the same data (steps, per-seed values), so
-``plot_curves(json.load(open(STEM + ".json"))["curves"], STEM + ".png")``
+``study.plot_curve_panels(json.load(open(STEM + ".json"))["curves"], STEM + ".png")``
 re-renders it. A rerun that finds a run finished (``--workdir_root`` of an
 earlier run: the engine returns its summary at once) keeps that run's training
 time from the JSON it overwrites.
@@ -36,7 +36,6 @@ import numpy as np
 
 from experiments.configs import lsc as lsc_configs
 from stable_training import study
-from stable_training.train.records import read_records
 
 STUDY = "lsc"
 ARMS = {"none": "no pre-training", "1": "LSC ρ=1", "0.5": "LSC ρ=0.5"}
@@ -103,17 +102,6 @@ def run_row(cell: str, depth: int, arm: str, summ: dict, seconds: float) -> dict
   return row
 
 
-def finished_before(workdir: str, num_steps: int) -> bool:
-  """Whether `workdir` already holds this run trained to `num_steps` (its summary.json): the engine then
-  returns that summary without training, so the time measured here is not the run's."""
-  try:
-    with open(os.path.join(workdir, "summary.json")) as f:
-      history = json.load(f).get("history") or []
-  except (OSError, ValueError):
-    return False
-  return bool(history) and history[-1]["step"] == num_steps
-
-
 def previous_seconds(path: str, s: dict) -> dict:
   """{run name: seconds} of the results JSON at `path` if it was written with the settings `s` (else {})."""
   try:
@@ -124,57 +112,6 @@ def previous_seconds(path: str, s: dict) -> dict:
   if prev.get("settings") != s:
     return {}
   return {f"rnn-{r['cell']}-{r['depth']}-{r['arm']}": r["seconds"] for r in prev.get("rows", [])}
-
-
-def train_records(workdir: str) -> list[dict]:
-  """The ``kind == "train"`` records of a run's metrics.jsonl (held-out metrics sit in those of eval steps)."""
-  return [r for r in read_records(os.path.join(workdir, "metrics.jsonl")) if r.get("kind") == "train"]
-
-
-# Metric of the learning curves: (short name, y label, log y).
-CURVE_METRICS = {"test_accuracy": ("test accuracy", "test accuracy", False),
-                 "train_loss": ("training loss", "training loss (log scale)", True)}
-
-
-def curve_metric(workdirs) -> str:
-  """The metric of these runs' learning curves: ``test_accuracy`` if every run evaluated more than once,
-  else ``train_loss`` (the mean over each logging interval)."""
-  n_evals = min((sum("test_accuracy" in r for r in train_records(wd)) for wd in workdirs), default=0)
-  return "test_accuracy" if n_evals >= 2 else "train_loss"
-
-
-def run_curve(workdir: str, metric: str) -> dict:
-  """One run's learning curve from its metrics.jsonl: ``{"step": [T], "values": [S][T]}`` (per seed)."""
-  recs = [r for r in train_records(workdir) if metric in r]
-  return {"run": os.path.basename(os.path.normpath(workdir)), "step": [r["step"] for r in recs],
-          "values": [list(v) for v in zip(*(r[metric]["per_seed"] for r in recs))]}
-
-
-def plot_curves(curves: dict, path: str) -> None:
-  """Draws the payload's ``curves`` (panels of arms' curves) with `plot_learning_curves` into the PNG `path`."""
-  from stable_training.diagnostics.plot import plot_learning_curves   # sets the Agg backend
-  import matplotlib.pyplot as plt
-  from matplotlib.ticker import LogFormatter
-
-  class PlainLog(LogFormatter):   # the ticks LogFormatter labels, as plain numbers (2.2, not 2.2×10⁰)
-    def __call__(self, x, pos=None):
-      return f"{x:g}" if super().__call__(x, pos) else ""
-
-  panels = curves["panels"]
-  ncols = max(1, min(len(panels), curves.get("ncols") or len(panels)))
-  nrows = -(-len(panels) // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(max(8.0, 6.2 * ncols), 1.2 + 4.0 * nrows), squeeze=False,
-                           layout="constrained")
-  for ax, p in zip(axes.flat, panels):
-    plot_learning_curves(p["curves"], curves["ylabel"], log_y=curves["log_y"], title=p["title"], ax=ax)
-    if curves["log_y"]:
-      ax.yaxis.set_major_formatter(PlainLog())
-      ax.yaxis.set_minor_formatter(PlainLog(labelOnlyBase=False))
-  for ax in axes.flat[len(panels):]:
-    ax.set_visible(False)
-  fig.suptitle(curves["title"], fontsize=11)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def main(argv):
@@ -190,7 +127,7 @@ def main(argv):
       for arm in s["arms"].split(","):
         run_name = f"rnn-{cell}-{depth}-{arm}"
         workdirs[cell, depth, arm] = study.workdir(STUDY, run_name)
-        done = finished_before(workdirs[cell, depth, arm], s["num_steps"])
+        done = study.finished_before(workdirs[cell, depth, arm], s["num_steps"])
         t0 = time.time()
         summ = study.run(make_config(cell, depth, arm, s), STUDY, run_name)
         dataset = summ["dataset"]
@@ -210,11 +147,11 @@ def main(argv):
                  f"{r['test_accuracy_std']:.4f} | {fmt(r, 'time')} | {fmt(r, 'depth')} | {fmt(r, 'readout')} | "
                  f"{r['seconds']:.0f} |")
   # Learning curves: one panel per (cell, depth), one curve per arm.
-  metric = curve_metric(workdirs.values())
-  short, ylabel, log_y = CURVE_METRICS[metric]
+  metric = study.curve_metric(workdirs.values(), "test_accuracy", "train_loss")
+  short, ylabel, log_y = study.CURVE_LABELS[metric]
   depths = [int(d) for d in s["depths"].split(",")]
   panels = [{"title": f"{cell}, depth {depth}",
-             "curves": {ARMS[arm]: run_curve(workdirs[cell, depth, arm], metric) for arm in s["arms"].split(",")}}
+             "curves": {ARMS[arm]: study.run_curve(workdirs[cell, depth, arm], metric) for arm in s["arms"].split(",")}}
             for cell in s["cells"].split(",") for depth in depths]
   png = os.path.join(out, f"{name}.png")
   when = "" if metric == "test_accuracy" else " (test accuracy evaluated once, at the end)"
@@ -222,7 +159,7 @@ def main(argv):
             "ncols": len(depths),
             "title": f"LSC pre-training, deep RNNs (width {s['width']}) on sequential "
                      f"{DATASET_NAMES.get(dataset, dataset)}\n{short} vs step{when}"}
-  plot_curves(curves, png)
+  study.plot_curve_panels(curves, png)
   lines += ["", f"Learning curves (per cell and depth, each arm; {short}, mean over seeds and min–max band): "
                 f"`{name}.png`"]
   table = "\n".join(lines)

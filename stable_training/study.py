@@ -218,3 +218,79 @@ def write_results(out_dir: str, table: str, payload: dict, name: str = "table") 
     f.write(table.rstrip() + "\n")
   with open(os.path.join(out_dir, "results.json" if name == "table" else f"{name}.json"), "w") as f:
     json.dump(payload, f, indent=2)
+
+
+# ------------------------------------------------------------ learning curves ---
+# Learning-curve metrics: (short name, y label, log y).
+CURVE_LABELS = {"test_accuracy": ("test accuracy", "test accuracy", False),
+                "train_loss": ("training loss", "training loss (log scale)", True)}
+
+
+def finished_before(workdir: str, num_steps: int) -> bool:
+  """Whether `workdir` already holds a run trained to `num_steps` (its summary.json): the engine then
+  returns that summary without training, so a study keeps the time that run took when it trained."""
+  try:
+    with open(os.path.join(workdir, "summary.json")) as f:
+      history = json.load(f).get("history") or []
+  except (OSError, ValueError):
+    return False
+  return bool(history) and history[-1].get("step") == num_steps
+
+
+def train_records(workdir: str) -> list[dict]:
+  """The ``kind == "train"`` records of a run's metrics.jsonl (held-out metrics sit in those of eval steps)."""
+  from stable_training.train.records import read_records
+  return [r for r in read_records(os.path.join(workdir, "metrics.jsonl")) if r.get("kind") == "train"]
+
+
+def curve_metric(workdirs, held_out: str, fallback: str) -> str:
+  """`held_out` (e.g. ``test_accuracy``) if every run in `workdirs` evaluated it more than once, else
+  `fallback` (a training metric of every logging window, e.g. ``train_loss``)."""
+  n_evals = min((sum(held_out in r for r in train_records(wd)) for wd in workdirs), default=0)
+  return held_out if n_evals >= 2 else fallback
+
+
+def run_curve(workdir: str, metric: str, transform=None) -> dict:
+  """One run's learning curve from its metrics.jsonl: ``{"run", "step": [T], "values": [S][T]}`` (per seed;
+  `transform` maps each value, e.g. accuracy ↦ error %)."""
+  f = transform or (lambda v: v)
+  recs = [r for r in train_records(workdir) if metric in r]
+  return {"run": os.path.basename(os.path.normpath(workdir)), "step": [r["step"] for r in recs],
+          "values": [[f(a) for a in v] for v in zip(*(r[metric]["per_seed"] for r in recs))]}
+
+
+def plot_curve_panels(curves: dict, path: str) -> None:
+  """Draws a study payload's ``curves`` into the PNG `path`, one panel per entry of ``curves["panels"]``
+  (``{"title", "curves": {arm: run_curve}, "chance": optional y}``) with
+  `stable_training.diagnostics.plot.plot_learning_curves`; ``curves`` also holds ``ylabel``, ``title``,
+  optional ``log_y`` and ``ncols``. A chance line keeps ≥ 10 units below it in view, so a run stuck at
+  chance reads flat rather than as magnified noise."""
+  from stable_training.diagnostics.plot import plot_learning_curves   # sets the Agg backend
+  import matplotlib.pyplot as plt
+  from matplotlib.ticker import LogFormatter
+
+  class PlainLog(LogFormatter):   # the ticks LogFormatter labels, as plain numbers (2.2, not 2.2×10⁰)
+    def __call__(self, x, pos=None):
+      return f"{x:g}" if super().__call__(x, pos) else ""
+
+  panels, log_y = curves["panels"], curves.get("log_y", False)
+  ncols = max(1, min(len(panels), curves.get("ncols") or len(panels)))
+  nrows = -(-len(panels) // ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(max(8.0, 6.2 * ncols), 1.2 + 4.0 * nrows), squeeze=False,
+                           layout="constrained")
+  for ax, p in zip(axes.flat, panels):
+    plot_learning_curves(p["curves"], curves["ylabel"], log_y=log_y, title=p["title"], ax=ax)
+    if log_y:
+      ax.yaxis.set_major_formatter(PlainLog())
+      ax.yaxis.set_minor_formatter(PlainLog(labelOnlyBase=False))
+    if p.get("chance") is not None:
+      ax.axhline(p["chance"], color="0.5", lw=0.8, ls=":", label=f"chance ({p['chance']:.1f} %)")
+      ax.legend(fontsize=8)
+      lo, hi = ax.get_ylim()
+      ax.set_ylim(min(lo, p["chance"] - 10), max(hi, p["chance"] + 1))
+  for ax in axes.flat[len(panels):]:
+    ax.set_visible(False)
+  fig.suptitle(curves["title"], fontsize=11)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
