@@ -527,7 +527,7 @@ DECISIVE = {"shapeset200k_tanh", "shapeset200k_softsign", "shapeset200k_sigmoid"
             "grid1000_relu", "grid1000_sin", "grid1000_cos", "d25_gru_relu_2000", "d25_lstm_alif_2000", "epochs5",
             "steps600", "d50k_alpha09999_adam", "engine_d10k", "full60k"}
 # Runs whose ledger row is not written yet (still running): checked as soon as a ledger command has their tag.
-PENDING_ROWS = {"d25_lstm_alif_2000"}
+PENDING_ROWS: set[str] = set()
 
 
 def _flags(tokens) -> tuple:
