@@ -41,7 +41,6 @@ trained) from the JSON it overwrites.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -178,8 +177,7 @@ def train_cell(args: Args, act: str, init: str, ds: str, lr: float,
   name = run_name(ds, act, init, lr)
   workdir = study.workdir(STUDY, name)
   t0 = time.time()
-  summary_path = os.path.join(workdir, "summary.json")
-  written = os.path.getmtime(summary_path) if os.path.exists(summary_path) else None
+  trained = not study.finished_before(workdir, config.num_steps)
   try:
     summary = study.run(config, STUDY, name)   # a finished run (with or without checkpoints) is not retrained
     best = summary["best"]
@@ -192,7 +190,6 @@ def train_cell(args: Args, act: str, init: str, ds: str, lr: float,
   if not args.keep_checkpoints:
     import shutil
     shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
-  trained = written is None or not os.path.exists(summary_path) or os.path.getmtime(summary_path) != written
   seconds = time.time() - t0
   if not trained and name in (prev_seconds or {}):
     seconds = prev_seconds[name]   # not retrained: the time it took when it was
@@ -361,13 +358,7 @@ def main(argv):
   args = Args()
   out = study.out_dir(STUDY)
   stem = os.path.join(out, study.stem("table1"))
-  prev = {}   # the table this run overwrites, under the same budget: its timings of runs found finished
-  try:
-    with open(stem + ".json") as f:
-      prev = json.load(f)
-  except (OSError, ValueError):
-    pass
-  prev = prev if prev.get("budget") == budget(args) else {}
+  prev = study.previous_payload(stem + ".json", "budget", budget(args))   # its timings of runs found finished
   prev_seconds = {os.path.basename(r["workdir"]): r["seconds"] for r in prev.get("runs", [])}
   t0 = time.time()
   jac = []

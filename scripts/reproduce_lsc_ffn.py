@@ -102,13 +102,7 @@ def run_row(act: str, arm: str, lr: float, summ: dict, seconds: float) -> dict:
 
 def previous_seconds(path: str, s: dict) -> dict:
   """{run name: seconds} of the results JSON at `path` if it was written with the settings `s` (else {})."""
-  try:
-    with open(path) as f:
-      prev = json.load(f)
-  except (OSError, ValueError):
-    return {}
-  if prev.get("settings") != s:
-    return {}
+  prev = study.previous_payload(path, "settings", s)
   return {f"ffn-{r['act']}-{r['arm']}-{r['lr']:g}": r["seconds"] for r in prev.get("runs", [])}
 
 

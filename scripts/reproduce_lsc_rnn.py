@@ -104,13 +104,7 @@ def run_row(cell: str, depth: int, arm: str, summ: dict, seconds: float) -> dict
 
 def previous_seconds(path: str, s: dict) -> dict:
   """{run name: seconds} of the results JSON at `path` if it was written with the settings `s` (else {})."""
-  try:
-    with open(path) as f:
-      prev = json.load(f)
-  except (OSError, ValueError):
-    return {}
-  if prev.get("settings") != s:
-    return {}
+  prev = study.previous_payload(path, "settings", s)
   return {f"rnn-{r['cell']}-{r['depth']}-{r['arm']}": r["seconds"] for r in prev.get("rows", [])}
 
 

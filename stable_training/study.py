@@ -237,6 +237,17 @@ def finished_before(workdir: str, num_steps: int) -> bool:
   return bool(history) and history[-1].get("step") == num_steps
 
 
+def previous_payload(path: str, key: str, value) -> dict:
+  """The results JSON at `path` that a rerun is about to overwrite, if its `key` equals `value` (the
+  settings it was written with), else {}: finished runs keep the training times recorded there."""
+  try:
+    with open(path) as f:
+      prev = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  return prev if prev.get(key) == value else {}
+
+
 def train_records(workdir: str) -> list[dict]:
   """The ``kind == "train"`` records of a run's metrics.jsonl (held-out metrics sit in those of eval steps)."""
   from stable_training.train.records import read_records
