@@ -61,6 +61,8 @@ def _recurrent(c, cell):
   c.model.activation = "tanh"
   c.model.kernel_init = "lecun_normal"
   c.model.filter_mode = "haar"   # the ROAF cell's O; "perm": a signed permutation (no H × H matmul per step)
+  c.model.recurrent_gain = ml_collections.config_dict.placeholder(float)  # None: critical gain
+  c.model.input_gain = 1.0
   c.optimizer.name = "adam"
   c.optimizer.clip_global_norm = 1.0
   c.optimizer.clip_output_norm = 0.0

@@ -186,8 +186,9 @@ class ROAFRNNCell(SimpleRNNCell):
   O is Haar orthogonal from `filter_seed`, one matrix for all steps, computed
   eagerly under `jax.ensure_compile_time_eval` (a constant of the compiled
   program: no variable, no gradient, no QR in the time loop); β = None ↦
-  1 − α; requires 0 < α < 1, β > 0. W_h defaults to orthogonal at the critical
-  gain σ* = √(1 − α²)/β (×1.1, see `stable_training.models.roaf.critical_gain`):
+  1 − α; requires 0 < α < 1, β > 0 (α = 1 with an explicit β). W_h defaults to
+  orthogonal at the critical gain σ* = √(1 − α²)/β (×1.1, see
+  `stable_training.models.roaf.critical_gain`; ``recurrent_gain`` sets σ instead):
   with σ = 1 the one-step Jacobian α O + β D_t W_h contracts by √(α² + β²) < 1
   and long-lag gradients vanish.
 
@@ -201,8 +202,13 @@ class ROAFRNNCell(SimpleRNNCell):
   beta: float | None = None
   filter_seed: int = 0
   filter_mode: str = "haar"
+  recurrent_gain: float | None = None
 
   def _recurrent_init(self):
+    # An explicit gain σ: W_h orthogonal at scale σ (a knob of the psMNIST/memory sweeps);
+    # None: the critical gain (0 at α = 1, where W_h starts at zero and is learned).
+    if self.recurrent_gain is not None:
+      return nn.initializers.orthogonal(scale=float(self.recurrent_gain))
     return roaf_kernel_init(self.recurrent_kernel_init, self.alpha, self.beta)
 
   @nn.nowrap
@@ -463,8 +469,9 @@ class RecurrentClassifier(nn.Module):
     hidden: hidden units H.
     num_classes: output units (1 for regression tasks such as the adding problem).
     readout: 'last' | 'all'.
-    alpha, beta, activation, filter_seed, filter_mode: ROAF cell settings (ignored by the others).
-    kernel_init: input-kernel initializer of the cell.
+    alpha, beta, activation, filter_seed, filter_mode, recurrent_gain: ROAF cell settings (ignored
+      by the others).
+    kernel_init: input-kernel initializer of the cell; ``input_gain`` multiplies its draw.
   """
   cell: str
   hidden: int
@@ -476,13 +483,19 @@ class RecurrentClassifier(nn.Module):
   kernel_init: InitLike = "lecun_normal"
   filter_seed: int = 0
   filter_mode: str = "haar"
+  recurrent_gain: float | None = None
+  input_gain: float = 1.0
 
   @nn.nowrap
   def cell_module(self, **kwargs) -> RecurrentCell:
     """This model's cell (``parent=None`` in `kwargs`: an unbound copy)."""
-    roaf = dict(alpha=self.alpha, beta=self.beta, activation=self.activation,
-                filter_seed=self.filter_seed, filter_mode=self.filter_mode) if self.cell == "roaf" else {}
-    return make_cell(self.cell, self.hidden, self.kernel_init, **roaf, **kwargs)
+    roaf = dict(alpha=self.alpha, beta=self.beta, activation=self.activation, filter_seed=self.filter_seed,
+                filter_mode=self.filter_mode, recurrent_gain=self.recurrent_gain) if self.cell == "roaf" else {}
+    kernel_init = self.kernel_init
+    if self.input_gain != 1.0:
+      base, gain = resolve_init(kernel_init), float(self.input_gain)
+      kernel_init = lambda key, shape, dtype=jnp.float32: gain * base(key, shape, dtype)
+    return make_cell(self.cell, self.hidden, kernel_init, **roaf, **kwargs)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -534,18 +547,23 @@ _COMMON = common_keys(kernel_init="lecun_normal")
     "name": Key(str, "rnn_classifier"), "width": _COMMON["width"],
     "depth": Key(int, 1, lo=1, hi=1, doc="one recurrent layer"),
     "cell": Key(str, "roaf", choices=CELLS), "readout": Key(str, "last", choices=READOUTS),
-    "alpha": Key(float, DEFAULT_RNN_ALPHA, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+    "alpha": Key(float, DEFAULT_RNN_ALPHA, lo=0.0, hi=1.0, lo_open=True,
+                 doc="ROAF α; α = 1 needs an explicit beta"),
     "beta": Key(float, None, lo=0.0, lo_open=True, nullable=True),
+    "recurrent_gain": Key(float, None, lo=0.0, nullable=True,
+                          doc="ROAF W_h orthogonal scale; None = critical gain"),
+    "input_gain": Key(float, 1.0, lo=0.0, lo_open=True, doc="multiplies the input kernel's init"),
     "activation": _COMMON["activation"], "activation_kwargs": _COMMON["activation_kwargs"],
     "kernel_init": _COMMON["kernel_init"], "filter_seed": Key(int, 0, lo=0),
-    "filter_mode": Key(str, "haar", choices=RNN_FILTER_MODES,
+    "filter_mode": Key(str, RecurrentClassifier.filter_mode, choices=RNN_FILTER_MODES,
                        doc="ROAF cell's O: haar (one Haar matrix) or perm (random signed permutation, no matmul)"),
 })
 def _build_rnn_classifier(cfg, *, num_classes, input_shape):
   """Config keys: cell, width (= hidden), readout, alpha, beta, activation, kernel_init, filter_seed,
-  filter_mode."""
+  filter_mode, recurrent_gain, input_gain."""
   del input_shape
   return RecurrentClassifier(cell=cfg.cell, hidden=cfg.width, num_classes=num_classes, readout=cfg.readout,
                              alpha=cfg.alpha, beta=cfg.beta, activation=_activation_from_cfg(cfg),
                              kernel_init=cfg.kernel_init, filter_seed=cfg.filter_seed,
-                             filter_mode=cfg.filter_mode)
+                             filter_mode=cfg.filter_mode, recurrent_gain=cfg.get("recurrent_gain"),
+                             input_gain=cfg.get("input_gain", 1.0))

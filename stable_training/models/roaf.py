@@ -64,12 +64,18 @@ CRITICAL_INIT = "roaf_critical"
 def validate_alpha_beta(alpha: float, beta: float | None) -> tuple[float, float]:
   """(α, β) after checks; β = None ↦ 1 − α (the convex combination of Ceni 2022).
 
+  α = 1 (the filter path kept whole, h ↦ O h + β φ(·)) needs an explicit β:
+  with the tied β = 1 − α it would remove the nonlinear path.
+
   Raises:
-    ValueError: unless 0 < α < 1 and β > 0.
+    ValueError: unless 0 < α < 1 (β None) or 0 < α ≤ 1 (β given), and β > 0.
   """
   alpha = float(alpha)
-  if not 0.0 < alpha < 1.0:
-    raise ValueError(f"ROAF alpha must satisfy 0 < alpha < 1, got {alpha}")
+  if beta is None and not 0.0 < alpha < 1.0:
+    raise ValueError(f"ROAF alpha must satisfy 0 < alpha < 1 with the tied beta = 1 - alpha "
+                     f"(alpha = 1 needs an explicit beta), got alpha={alpha}")
+  if not 0.0 < alpha <= 1.0:
+    raise ValueError(f"ROAF alpha must satisfy 0 < alpha <= 1, got {alpha}")
   beta = 1.0 - alpha if beta is None else float(beta)
   if not beta > 0.0:
     raise ValueError(f"ROAF beta must be > 0 (default 1 - alpha), got {beta}")
@@ -314,7 +320,7 @@ class ROAFMLP(nn.Module):
   kernel_init: InitLike = CRITICAL_INIT
   remat: bool = True
   filter_seed: int = 0
-  filter_mode: str = "haar"
+  filter_mode: str = "fast"   # the one default: the registry's "roaf_mlp" key reads it
   layer_unroll: int = 1
 
   @nn.nowrap
@@ -432,7 +438,7 @@ ROAF_KEYS = {
 @register_model("roaf_mlp", keys={
     **common_keys(remat=True), "name": Key(str, "roaf_mlp"), **ROAF_KEYS,
     "kernel_init": Key(str, "glorot_normalized", choices=(*common_keys()["kernel_init"].choices, CRITICAL_INIT)),
-    "filter_mode": Key(str, "fast", choices=FILTER_MODES,
+    "filter_mode": Key(str, ROAFMLP.filter_mode, choices=FILTER_MODES,
                        doc="haar: independent Haar O_l; fast: signed row permutations of one Haar matrix; "
                            "perm: random signed permutations (no matmul); identity: O_l = I, "
                            "the ablation without filters (a scaled residual net)"),
