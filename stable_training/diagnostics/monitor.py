@@ -227,9 +227,15 @@ def compute_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
     end-to-end Jacobian ∂logits/∂x.
   * ``loss``: L.
 
+  A model without these taps (any user flax model: no ``perturbations``
+  collection) is measured by `stable_training.diagnostics.generic.generic_diagnostics`
+  instead, which intercepts its layer calls (same key names where they mean
+  the same, plus ``state_grad_norm``, ``param_grad_norm``, ``hidden_jac_sv``;
+  saturation bounds identified per layer unless given).
+
   Args:
     model: a flax.linen model whose hidden layers tap ``perturb('preact')`` and
-      ``sow('intermediates', 'act')``.
+      ``sow('intermediates', 'act')``, or any other flax model (see above).
     params: its ``params`` collection (one seed; vmap for several).
     batch_x, batch_y: one batch.
     loss_fn: ``loss_fn(logits, y) -> scalar``, e.g. the engine's cross_entropy.
@@ -254,6 +260,12 @@ def compute_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
   # Zero perturbations of the right shapes, traced only (no extra forward pass).
   pert_shapes = jax.eval_shape(
       lambda: model.apply({"params": params}, batch_x, mutable=["perturbations"])[1])
+  if not pert_shapes.get("perturbations"):  # a model without the project's taps: intercept its layers
+    from stable_training.diagnostics import generic
+    return generic.generic_diagnostics(
+        model, params, batch_x, batch_y, loss_fn, bounds=bounds if bounds is not None else "auto",
+        num_bins=num_bins, num_jacobian_examples=num_jacobian_examples, jacobian_method=jacobian_method,
+        num_iters=num_iters, saturation_threshold=saturation_threshold, key=key)
   perts = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), pert_shapes)["perturbations"]
 
   def objective(p, eps):
