@@ -14,10 +14,13 @@ gradient at one end does not see. Δw is not known before the step, so it is
 parameters are one param-sized buffer in the transform's state; Δw = 0 at
 step 0, where every estimator reduces to ∇L(w)).
 
-Estimators (`averaged_gradient(loss_fn, params, delta, method=...)`):
+For users: `averaged_gradient(inner, method, loss_fn=...)` wraps any optax
+optimizer so it steps on ḡ (the order is right by construction, in any
+loop); `estimate_averaged_gradient(loss_fn, params, delta, method=...)` is ḡ
+itself. Estimators:
 
 - ``midpoint``: ∇L(w + Δw/2) — one forward+backward (plus, in
-  `averaged_gradient`, one forward for L(w)); exact for quadratic L.
+  `estimate_averaged_gradient`, one forward for L(w)); exact for quadratic L.
 - ``gauss_legendre``: Σᵢ wᵢ ∇L(w + tᵢΔw) with the `num_points` Gauss–Legendre
   nodes mapped to [0, 1] (weights sum to 1), gradients at the nodes computed
   one after another with `jax.lax.map` (one gradient's memory; measured ≈ 2.5×
@@ -67,17 +70,18 @@ by the trapezoid rule, −f″/12 against +f″/24), that of 2-point
 ``gauss_legendre`` O(|Δw|⁴) (≈ 16). Secant's advantage is the identity
 L(w + Δw) − L(w) = ḡ·Δw through the activations, not the gradient error.
 
-What the hook cannot see is an error, not a silent fallback: if no registered
-activation is called while the loss gradient is traced (a model that calls
-`jnp.tanh` / `nn.sigmoid` directly, e.g. a user model outside the registry (the
-`stable_training.models.recurrent` cells all use the registry), or a `jax.jit`
-compiled before the hook was set), ``secant`` would be the plain trapezoid
-rule with σ′ unchanged, so it raises a ValueError naming the activation
-primitives it found and where the model calls them. A model that mixes
-registry and direct activations is not detected (the direct ones keep σ′).
-The hook is a trace-time `contextvars.ContextVar` (`activations.activation_hook`),
-set only while the estimator traces its two lanes: it is scoped to that trace
-(and thread), not a process-wide toggle.
+Two ways to reach the activations. From the *loss* (`averaged_gradient` with
+``loss_fn``, `estimate_averaged_gradient`, or ``grad_fn.loss_fn``), the
+jaxpr transformation of `optim.secant` finds them in any model (``jnp.tanh``,
+``jax.nn.*``, flax activations, hand-written compositions) and routes each
+through `_secant_hook`; registry activations are traced as single units, so
+both ways give the same ḡ on this project's models. From a *gradient
+function* alone (the engine's ``grad_fn``), only the trace-time hook above
+exists: if no registered activation is called, ``secant`` would silently be
+the trapezoid rule, so it raises a ValueError naming the activation
+primitives it found and where the model calls them. The hook is a trace-time
+`contextvars.ContextVar` (`activations.activation_hook`), set only while the
+estimator traces its two lanes: scoped to that trace (and thread).
 
 The averaged gradient as one optax transform (`averaged_gradient_estimator`,
 an `optax.GradientTransformationExtraArgs`, built like `optax.contrib.sam`'s
@@ -89,8 +93,11 @@ incoming ∇L(w) by ḡ(w, Δw). Because Δw is measured on the parameters, it i
 the update that was *applied*, whatever the transforms after it did (clipping,
 weight decay, RMSProp, a skipped non-finite step): ordering after it is
 irrelevant. It must come *first*: a transform before it would act on ∇L(w),
-whose value ḡ replaces, so its effect would be lost; the engine lets it check
-this (``grad_fn.at_params``, see `averaged_gradient_estimator`) and it raises.
+whose value ḡ replaces, so its effect would be lost. It checks this in any
+loop: the engine's ``grad_fn.at_params`` is the gradient it passed (leaf
+identity, at trace time); outside jit the values are compared with
+grad_fn(params); under jit without ``at_params`` it cannot check and raises,
+pointing to the wrapper `averaged_gradient`, which users should call instead.
 
     tx = optax.chain(averaged_gradient_estimator("secant"),
                      clip_output_layer(1.0), optax.rmsprop(1e-3))
@@ -116,6 +123,7 @@ import numpy as np
 import optax
 
 from stable_training import activations as acts
+from stable_training.optim import secant as secant_lib
 
 METHODS = ("midpoint", "gauss_legendre", "secant")
 PAIR_AXIS = "stable_training_secant_pair"
@@ -211,36 +219,44 @@ def _axpy(a, x, y):
   return jax.tree.map(lambda xi, yi: yi + jnp.asarray(a, yi.dtype) * xi, x, y)
 
 
-def averaged_gradient(loss_fn: LossFn, params: Any, delta: Any, *,
-                      method: str = "secant", num_points: int = 2
-                      ) -> tuple[jax.Array, Any, Any]:
+def estimate_averaged_gradient(loss_fn: LossFn, params: Any, delta: Any, *,
+                               method: str = "secant", num_points: int = 2
+                               ) -> tuple[jax.Array, Any, Any]:
   """ḡ(w, Δw) ≈ ∫₀¹ ∇L(w + tΔw) dt, with L(w + Δw) − L(w) = ḡ·Δw (ICLR 2025 submission).
 
   Args:
-    loss_fn: ``loss_fn(params) -> (loss, aux)`` (batch and rng bound).
+    loss_fn: ``loss_fn(params) -> (loss, aux)`` (batch and rng bound); any
+      JAX model.
     params: w.
     delta: Δw, a pytree like `params` (the predicted update).
     method: ``midpoint`` (∇L(w + Δw/2)), ``gauss_legendre`` (Σ wᵢ∇L(w + tᵢΔw),
       `num_points` nodes on [0, 1]) or ``secant`` (backward pass with secant
-      activation slopes; see the module docstring).
+      activation slopes, found in `loss_fn`'s jaxpr by `optim.secant`).
     num_points: Gauss–Legendre nodes (``gauss_legendre`` only).
 
   Returns:
     (L(w), aux at w, ḡ). With Δw = 0 every method gives ∇L(w).
 
   Raises:
-    ValueError: unknown method or bad num_points; ``secant`` when no registered
-      activation is called while differentiating `loss_fn` (the message names
-      the activation primitives found and where they are called).
+    ValueError: unknown method or bad num_points; ``secant`` on a loss with
+      no activation, or one it cannot reach (`optim.secant.SecantError`).
   """
   _check(method, num_points)
   if method == "secant":
-    (losses, auxs), gs = _secant_lanes(jax.value_and_grad(loss_fn, has_aux=True), params, delta)
+    (losses, auxs), gs = _secant_loss_lanes(loss_fn, params, delta, (), has_aux=True)
     aux = jax.tree.map(lambda a: a[0], auxs)
     return losses[0], aux, jax.tree.map(lambda x: 0.5 * (x[0] + x[1]), gs)
   loss, aux = loss_fn(params)
   return loss, aux, _quadrature(jax.grad(lambda p: loss_fn(p)[0]), params, delta,
                                 method, num_points)
+
+
+def _secant_loss_lanes(loss_fn: Callable, params: Any, delta: Any, args: tuple,
+                       has_aux: bool) -> Any:
+  """value_and_grad of ``loss_fn(p, *args)`` on the lanes [w, w + Δw], activations by secant slopes."""
+  f = secant_lib.secant_transform(loss_fn, params, *args, hook=_secant_hook)
+  ends = jax.tree.map(lambda x, d: jnp.stack([x, x + d.astype(x.dtype)]), params, delta)
+  return jax.vmap(jax.value_and_grad(f, has_aux=has_aux), axis_name=PAIR_AXIS)(ends)
 
 
 def _quadrature(grad_fn: Callable, params: Any, delta: Any, method: str,
@@ -314,13 +330,11 @@ def _secant_lanes(fn: Callable, params: Any, delta: Any) -> Any:
     sites = _direct_activation_sites(fn, params)
     found = ("; activation primitives called directly: " + ", ".join(sites)) if sites else ""
     raise ValueError(
-        "averaged gradient method='secant': no activation from stable_training.activations "
-        "was called while differentiating the loss, so "
-        "every activation would keep its plain derivative σ′ instead of the secant slope"
-        f"{found}. Build the model with registry activations "
-        "(stable_training.activations.get_activation; not jnp.tanh / nn.sigmoid, and no "
-        "jax.jit traced before the hook), or use method='midpoint' or 'gauss_legendre', "
-        "which need no hook.")
+        "averaged gradient method='secant' from a gradient function alone sees only "
+        "stable_training.activations, and none was called while differentiating the loss"
+        f"{found}; give the loss instead (averaged_gradient(inner, 'secant', loss_fn=...), "
+        "or grad_fn.loss_fn = lambda p: L(p)), which works on any model, or use method="
+        "'midpoint' or 'gauss_legendre'")
   return out
 
 
@@ -332,21 +346,42 @@ class AvgGradState(NamedTuple):
   prev_params: Any
 
 
-def _check_first(updates: Any, grad_fn: Callable) -> None:
-  """Raises if the engine's ∇L(w) (``grad_fn.at_params``) was changed before this stage."""
+_RIGHT_ORDER = ("st.averaged_gradient(optax.chain(clip_output_layer(1.0), optax.rmsprop(lr)), "
+                "loss_fn=loss_fn) with tx.update(grads, state, params, batch=batch)")
+
+
+def _check_first(updates: Any, grad_fn: Callable, params: Any) -> None:
+  """Raises (one line) unless `updates` is provably the plain gradient ∇L(w).
+
+  The averaged gradient replaces its input, so a transform before it would
+  act on ∇L(w) and be lost. Proof, in any loop: ``grad_fn.at_params`` is the
+  very gradient the caller passed (the engine sets it; identity of leaves,
+  checked at trace time), or, outside jit, the values equal grad_fn(params).
+  Under jit with neither, the order cannot be checked, so it raises too.
+  """
   at = getattr(grad_fn, "at_params", None)
-  if at is None:
-    return
-  got, want = jax.tree.leaves(updates), jax.tree.leaves(at)
-  if len(got) != len(want) or any(a is not b for a, b in zip(got, want)):
+  got = jax.tree.leaves(updates)
+  if at is not None:
+    want = jax.tree.leaves(at)
+    if len(got) == len(want) and all(a is b for a, b in zip(got, want)):
+      return
+  elif got and not any(isinstance(x, jax.core.Tracer) for x in got):
+    want = jax.tree.leaves(grad_fn(params))
+    if len(got) == len(want) and all(
+        np.shape(a) == np.shape(b) and np.allclose(
+            np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6 * (1.0 + float(np.max(np.abs(b), initial=0.0))))
+        for a, b in zip(got, want)):
+      return
+  else:
     raise ValueError(
-        "averaged_gradient_estimator (avg_grad_rmsprop) must come first in the optax chain: it "
-        "replaces the incoming ∇L(w) by the averaged gradient ḡ, so a transform before it "
-        "(here one changed the gradient, e.g. clip_output_layer / clip_by_global_norm / "
-        "add_decayed_weights) would act on ∇L(w) and be lost. Write "
-        "optax.chain(averaged_gradient_estimator(method), clip_output_layer(c), "
-        "optax.rmsprop(lr)) — or optim.make_optimizer with name='avg_grad_rmsprop', which "
-        "builds that order.")
+        "averaged_gradient_estimator cannot check under jit that it comes first in the chain "
+        "(a transform before it would act on ∇L(w), which it replaces): in your own loop wrap "
+        f"the optimizer instead, {_RIGHT_ORDER} — or set grad_fn.at_params = grads")
+  raise ValueError(
+      "averaged_gradient_estimator must come first: a transform before it changed ∇L(w), which "
+      "the averaged gradient replaces, so its effect would be lost; wrap the optimizer instead, "
+      f"{_RIGHT_ORDER} (or optax.chain(averaged_gradient_estimator(m), clip_output_layer(c), "
+      "optax.rmsprop(lr)) in the engine)")
 
 
 def averaged_gradient_estimator(method: str = "secant", num_points: int = 2
@@ -372,9 +407,13 @@ def averaged_gradient_estimator(method: str = "secant", num_points: int = 2
 
   with ``grad_fn(params, *unused) -> ∇L(params)`` at the step's batch (and
   rng). The incoming `updates` (∇L(w)) are replaced, so this must be the
-  first transform of the chain; if ``grad_fn.at_params`` is set (the engine's
-  `make_train_step` sets it to the gradient it passes as `updates`), a chain
-  that changed the gradient before this stage raises. Extra cost per step:
+  first transform of the chain, and it proves so or raises (one line): with
+  ``grad_fn.at_params`` (the engine's `make_train_step` sets it to the
+  gradient it passes as `updates`) by leaf identity; outside jit by value
+  against grad_fn(params); under jit without it, never (use the wrapper
+  `averaged_gradient` in your own loop). ``secant`` reaches any model's
+  activations when ``grad_fn.loss_fn`` (``p -> L(p)``) is set, else only
+  `stable_training.activations` (the hook). Extra cost per step:
   one gradient (midpoint), `num_points` gradients (Gauss–Legendre) or two
   lanes of forward+backward (secant); transforms that never call `grad_fn`
   cost nothing extra.
@@ -406,13 +445,9 @@ def averaged_gradient_estimator(method: str = "secant", num_points: int = 2
           "(stable_training.train.make_train_step passes it)")
     if params is None:
       raise ValueError("averaged_gradient_estimator needs params (Δw = params − previous params)")
-    _check_first(updates, grad_fn)
+    _check_first(updates, grad_fn, params)
     delta = jax.tree.map(lambda p, q: p - q, params, state.prev_params)
-    if method == "secant":
-      gs = _secant_lanes(grad_fn, params, delta)
-      g = jax.tree.map(lambda x: 0.5 * (x[0] + x[1]), gs)
-    else:
-      g = _quadrature(grad_fn, params, delta, method, num_points)
+    g = _from_grad_fn(grad_fn, params, delta, method, num_points)
     g = jax.tree.map(lambda a, u: a.astype(u.dtype), g, updates)
     return g, AvgGradState(prev_params=params)
 
@@ -444,3 +479,136 @@ def avg_grad_rmsprop(learning_rate: optax.ScalarOrSchedule, decay: float = 0.9,
   return optax.chain(averaged_gradient_estimator(method, num_points),
                      optax.scale_by_rms(decay=decay, eps=eps),
                      optax.scale_by_learning_rate(learning_rate))
+
+
+def _from_grad_fn(grad_fn: Callable, params: Any, delta: Any, method: str,
+                  num_points: int) -> Any:
+  """ḡ from a gradient function; ``secant`` through ``grad_fn.loss_fn`` if set, else the hook."""
+  if method != "secant":
+    return _quadrature(grad_fn, params, delta, method, num_points)
+  loss_fn = getattr(grad_fn, "loss_fn", None)
+  if loss_fn is not None:  # any model: the jaxpr transformation needs the loss itself
+    _, gs = _secant_loss_lanes(loss_fn, params, delta, (), has_aux=False)
+  else:                    # a gradient only: registry activations through the hook
+    gs = _secant_lanes(grad_fn, params, delta)
+  return jax.tree.map(lambda x: 0.5 * (x[0] + x[1]), gs)
+
+
+class AveragedGradientState(NamedTuple):
+  """State of `averaged_gradient`: the previous parameters (Δw = w − prev) and the inner state."""
+  prev_params: Any
+  inner_state: Any
+
+
+class AveragedGradientTransformation(optax.GradientTransformation):
+  """An optimizer wrapped by `averaged_gradient`: ``update(grads, state, params, *, batch=...)``.
+
+  Deliberately not an `optax.GradientTransformationExtraArgs`: nested inside
+  `optax.chain` (or `apply_if_finite`, `MultiSteps`) its extra arguments are
+  dropped, so a transform placed before it — which would act on the
+  discarded ∇L(w) — is an error at the first update, never silent.
+  """
+
+
+_NO_BATCH = object()
+
+
+def averaged_gradient(inner: optax.GradientTransformation, method: str = "secant", *,
+                      loss_fn: Callable | None = None, has_aux: bool = False,
+                      num_points: int = 2) -> AveragedGradientTransformation:
+  """Wraps an optimizer so it steps on the averaged gradient (ICLR 2025 submission).
+
+  From "Efficient Gradient-Based Algorithm for Training Deep Learning Models
+  With Many Nonlinear Activations": the gradient at one end of a step is only
+  first-order accurate along it, while the averaged gradient over the step
+
+    ḡ = ∫₀¹ ∇L(w + tΔw) dt   satisfies   L(w + Δw) − L(w) = ḡ·Δw  exactly.
+
+  Δw is predicted by the previous applied update, Δw = w_t − w_{t−1} (the
+  parameters at the previous call, kept in the state; Δw = 0 at the first
+  step, where ḡ = ∇L(w)), so it is the update that was applied whatever
+  `inner` did. Each step::
+
+    ḡ = estimate(L(·; batch), w_t, Δw)     # `method`, below
+    updates, s = inner.update(ḡ, s, w_t)   # e.g. clip_output_layer → RMSProp
+
+  The wrapper owns the order: every transform of `inner` acts on ḡ (with
+  `inner = optax.rmsprop(lr)` this is the paper's averaged-gradient RMSProp,
+  ν ← ρν + (1 − ρ)ḡ², u = −η ḡ/√(ν + ε)). Methods: ``midpoint`` ∇L(w + Δw/2)
+  (one gradient; exact for quadratic L); ``gauss_legendre`` Σᵢ wᵢ∇L(w + tᵢΔw)
+  (`num_points` gradients; exact to degree 2n − 1 along the segment);
+  ``secant``: one backward pass on the two ends [w, w + Δw] with each
+  activation's σ′ replaced by the secant slope (σ(z₁) − σ(z₀))/(z₁ − z₀),
+  found in any model's jaxpr (`optim.secant`); ≈ 2 forward + 2 backward.
+
+  In a plain loop (the wrapper must be the outermost transform)::
+
+    tx = averaged_gradient(optax.chain(clip_output_layer(1.0), optax.rmsprop(1e-3)),
+                           "midpoint", loss_fn=loss_fn)   # loss_fn(params, batch)
+    state = tx.init(params)
+    updates, state = tx.update(grads, state, params, batch=batch)
+
+  `grads` (∇L(w)) is not used — ḡ is computed from `loss_fn` — and may be
+  None; under jit an unused gradient costs nothing. Instead of `loss_fn` +
+  ``batch``, ``grad_fn=`` (``grad_fn(p) -> ∇L(p)`` at this step's batch, the
+  engine's and `optax.contrib.sam`'s protocol) may be passed to update; then
+  ``secant`` needs ``grad_fn.loss_fn`` (``p -> L(p)``) for a model outside
+  `stable_training.activations`. Other extra arguments go on to `inner`.
+
+  Args:
+    inner: the optimizer (any optax transform or chain) applied to ḡ.
+    method: ``secant`` (default), ``midpoint`` or ``gauss_legendre``.
+    loss_fn: ``loss_fn(params, batch) -> loss`` (``(loss, aux)`` with
+      `has_aux`); ``loss_fn(params)`` when update gets ``batch=None``.
+    has_aux: whether `loss_fn` returns (loss, aux).
+    num_points: Gauss–Legendre nodes.
+
+  Returns:
+    An `AveragedGradientTransformation`; state `AveragedGradientState`.
+
+  Raises:
+    ValueError (one line): unknown method or bad num_points (here); at update,
+      neither ``batch=`` nor ``grad_fn=`` (e.g. the wrapper nested inside
+      `optax.chain`: the message gives the right order), ``batch`` without
+      `loss_fn`, or ``secant`` on a model it cannot handle (`SecantError`).
+  """
+  _check(method, num_points)
+  if not (hasattr(inner, "init") and hasattr(inner, "update")):
+    raise TypeError(
+        f"averaged_gradient(inner, ...) wraps an optax optimizer, got {type(inner).__name__}; "
+        "for ḡ itself from (loss_fn, params, delta) call estimate_averaged_gradient")
+  inner_tx = optax.with_extra_args_support(inner)
+
+  def init_fn(params):
+    # A copy: params and state must not share buffers (a donated state).
+    return AveragedGradientState(jax.tree.map(lambda p: jnp.array(p, copy=True), params),
+                                 inner_tx.init(params))
+
+  def update_fn(updates, state, params=None, *, batch=_NO_BATCH, grad_fn=None, **extra_args):
+    if batch is _NO_BATCH and grad_fn is None:
+      raise ValueError(
+          "averaged_gradient got neither batch= nor grad_fn=: it must be the outermost transform "
+          "(inside optax.chain / apply_if_finite its extra arguments are dropped, and a transform "
+          f"before it would act on ∇L(w), which it replaces); write {_RIGHT_ORDER}")
+    if params is None:
+      raise ValueError("averaged_gradient needs params: tx.update(grads, state, params, batch=batch)")
+    delta = jax.tree.map(lambda p, q: p - q, params, state.prev_params)
+    if grad_fn is not None:
+      g = _from_grad_fn(grad_fn, params, delta, method, num_points)
+    else:
+      if loss_fn is None:
+        raise ValueError("averaged_gradient got batch= but no loss_fn: construct it with "
+                         "averaged_gradient(inner, method, loss_fn=lambda params, batch: loss)")
+      args = () if batch is None else (batch,)
+      if method == "secant":
+        _, gs = _secant_loss_lanes(loss_fn, params, delta, args, has_aux)
+        g = jax.tree.map(lambda x: 0.5 * (x[0] + x[1]), gs)
+      else:
+        grad = jax.grad(lambda p: loss_fn(p, *args), has_aux=has_aux)
+        g = _quadrature((lambda p: grad(p)[0]) if has_aux else grad, params, delta, method,
+                        num_points)
+    g = jax.tree.map(lambda a, p: a.astype(p.dtype), g, params)
+    new_updates, inner_state = inner_tx.update(g, state.inner_state, params, **extra_args)
+    return new_updates, AveragedGradientState(params, inner_state)
+
+  return AveragedGradientTransformation(init_fn, update_fn)
