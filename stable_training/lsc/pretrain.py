@@ -12,12 +12,17 @@ minimized with AdaBelief (lr 7e-3 by default) on a few input batches. Presets (`
 ρ_d = 1), ``rho=0.5`` (ρ_t = ρ_d = 0.5) and ``unbalanced`` (ρ_d = L/(L+T),
 ρ_t = T/(L+T)). Feed-forward nets: M_l = ∂h_{l+1}/∂h_l, target 1.
 
-Any model that declares its transition maps gets LSC: the model's
-``lsc_transitions(params, x, key, time_samples)`` returns the maps per kind
+Any Flax model gets LSC. A model's ``lsc_transitions(params, x, key,
+time_samples)`` returns the maps per kind
 (`stable_training.lsc.protocol.Transitions`) and everything here is generic
-(`transition_radii`, `pretrain`, `mean_radii`, `layer_spectra`,
-`pretrain_from_config`); `supports(model)` says whether a model has them.
-`DeepMLP`, `ROAFMLP`, `RecurrentClassifier` and `DeepRNN` declare theirs.
+(`radii`, `transition_radii`, `pretrain`, `mean_radii`, `layer_spectra`);
+`DeepMLP`, `ROAFMLP`, `RecurrentClassifier` and `DeepRNN` declare theirs
+(`supports(model)`; the engine hook `pretrain_from_config` needs them). For
+any other Flax linen model the maps are found from the model itself
+(`stable_training.lsc.generic.find_transitions`: nn.Dense stacks with
+elementwise activations, nn.RNN layers of any flax cell), or given by the
+user (``transitions=fn``). Targets: a number ρ (time and depth → ρ,
+read-out → 1), a preset name, or {kind: ρ} (`resolve_targets`).
 
 Design choices (documented, not the paper's exact code):
   * "Local": the states s_{t−1}, s^{l−1}_t are computed by a forward pass
@@ -56,7 +61,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stable_training.lsc.protocol import Transitions, _is_single_key, supports
+from stable_training.lsc.generic import lsc_model
+from stable_training.lsc.protocol import TRANSITION_KINDS, Transitions, _is_single_key, supports
 from stable_training.lsc.spectral import check_kind, radius, radius_of_map
 
 PRESETS = ("rho=1", "rho=0.5", "unbalanced")
@@ -99,6 +105,78 @@ def _check_targets(**targets):
   for k, v in targets.items():
     if not np.isfinite(v) or v <= 0:
       raise ValueError(f"LSC target {k}={v!r}: must be a finite number > 0")
+
+
+_VALID_TARGETS = (f"valid targets: a number rho > 0 (time and depth -> rho, read-out -> 1), a preset "
+                  f"({', '.join(map(repr, PRESETS))}) or a mapping {{kind: rho}} over {', '.join(TRANSITION_KINDS)}")
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) or (
+      isinstance(v, (np.ndarray, jax.Array)) and np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.number))
+
+
+def _check_target_form(targets):
+  """One-line ValueError unless `targets` is a number > 0, a preset name or a {kind: number > 0} mapping."""
+  bad = lambda why: ValueError(f"LSC targets={targets!r}: {why}; {_VALID_TARGETS}")
+  if _is_number(targets):
+    if not (np.isfinite(float(targets)) and float(targets) > 0):
+      raise bad("a number must be finite and > 0")
+  elif isinstance(targets, str):
+    if _ALIASES.get(targets) is None:
+      raise bad("unknown preset")
+  elif isinstance(targets, Mapping):
+    unknown = [k for k in targets if k not in TRANSITION_KINDS]
+    if unknown:
+      raise bad(f"unknown kind {', '.join(map(repr, unknown))}")
+    for k, v in targets.items():
+      if not _is_number(v) or not (np.isfinite(float(v)) and float(v) > 0):
+        raise bad(f"target {k}={v!r} must be a finite number > 0")
+  else:
+    raise bad(f"a {type(targets).__name__}")
+
+
+def resolve_targets(targets, kinds: Mapping[str, int]) -> dict[str, float]:
+  """{kind: ρ_k} for the transition kinds `kinds` ({kind: length}) of a model (Herranz-Celotti & Rouat).
+
+  targets:
+    a number ρ: time and depth → ρ, read-out → 1 (the presets' read-out
+      rule: the read-out o = W_outᵀ y is a map to class scores, kept at 1);
+    a preset name (`PRESETS`, or '1', '0.5'): `preset` with L the depth
+      length and T the time length; without time transitions ρ_depth = 1
+      for ``rho=1`` and ``unbalanced`` (nothing to balance against), 0.5
+      for ``rho=0.5``;
+    a mapping {kind: ρ}: as given (kinds the model lacks are ignored).
+  Raises:
+    ValueError (one line): a bad target, or a kind of the model without one.
+  """
+  _check_target_form(targets)
+  if _is_number(targets):
+    rho = float(targets)
+    return {k: (1.0 if k == "readout" else rho) for k in kinds}
+  if isinstance(targets, str):
+    if "time" in kinds:
+      t = preset(targets, kinds.get("depth", 1), kinds["time"])
+    else:
+      t = preset(targets, 1, 1)
+      if _ALIASES[targets] == "unbalanced":
+        t["rho_depth"] = 1.0
+    full = {"time": t["rho_time"], "depth": t["rho_depth"], "readout": t["rho_readout"]}
+    return {k: full[k] for k in kinds if k in full}
+  missing = [k for k in kinds if k not in targets]
+  if missing:
+    raise ValueError(f"LSC targets: no target for {', '.join(missing)} (the model's transitions: "
+                     f"{', '.join(kinds)}); {_VALID_TARGETS}")
+  return {k: float(targets[k]) for k in kinds}
+
+
+def _unwrap(params):
+  """A flax variables dict {'params': p} → (p, rewrap); any other params tree → (params, identity)."""
+  if isinstance(params, Mapping) and list(params.keys()) == ["params"]:
+    if hasattr(params, "copy") and type(params).__name__ == "FrozenDict":
+      return params["params"], lambda p: params.copy({"params": p})
+    return params["params"], lambda p: {**params, "params": p}
+  return params, lambda p: p
 
 
 # ---------------------------------------------------------------- Jacobians ---
@@ -168,10 +246,14 @@ def _measure(model, params, x, key, *, time_samples, kind, method, num_iters):
   return radii, layered
 
 
-def transition_radii(model, params, x: jax.Array, key: jax.Array, *, time_samples: int = 2,
+def transition_radii(model, params, x: jax.Array, key: jax.Array | None = None, *, time_samples: int = 2,
                      kind: str = "spectral_radius", method: str = "exact",
-                     num_iters: int = 50) -> dict[str, jax.Array]:
-  """Radii of every transition Jacobian `model` declares (LSC, Herranz-Celotti & Rouat 2023/24).
+                     num_iters: int = 50, transitions=None, apply_kwargs=None) -> dict[str, jax.Array]:
+  """Radii of every transition Jacobian of `model` (LSC, Herranz-Celotti & Rouat 2023/24).
+
+  Any Flax model: its declared ``lsc_transitions``, a user's `transitions`
+  function, or the ones `stable_training.lsc.generic.find_transitions`
+  finds (a stack of nn.Dense + elementwise activations, nn.RNN layers).
 
   For each kind k the model returns from ``lsc_transitions(params, x, key,
   time_samples)`` (`stable_training.lsc.protocol.Transitions`) and each point
@@ -181,14 +263,50 @@ def transition_radii(model, params, x: jax.Array, key: jax.Array, *, time_sample
   Jacobian's eig/SVD on the host) or matrix-free (``'power'``: power
   iteration with `num_iters` JVPs, `radius_of_map`). Shapes: [L, *P] for
   layered kinds (depth [L−1, B(, K)], time [L, B, K]), [*P] for the read-out.
-  Differentiable w.r.t. `params` (through θ; the points are held fixed).
+  Differentiable w.r.t. `params` (through θ; the points are held fixed) —
+  under a transformation of a model without ``lsc_transitions``, pass
+  ``lsc.find_transitions(model, params, x)`` (made eagerly) as the model.
   """
   check_kind(kind)
   _check_method(method)
-  if not supports(model):
-    raise _unsupported(model)
+  model = lsc_model(model, params, x, transitions=transitions, apply_kwargs=apply_kwargs)
+  key = jax.random.PRNGKey(0) if key is None else key
   return _measure(model, params, x, key, time_samples=time_samples, kind=kind, method=method,
                   num_iters=num_iters)[0]
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _radii_jit(measure, params, x, key):
+  return measure.radii(params, x, key)[0]
+
+
+def radii(model, params, x, *, key: jax.Array | None = None, time_samples: int = 2,
+          kind: str = "spectral_radius", method: str = "exact", num_iters: int = 50,
+          transitions=None, apply_kwargs=None) -> dict[str, np.ndarray]:
+  """Radius of every transition Jacobian of any Flax model, per point (Herranz-Celotti & Rouat 2023/24).
+
+  ρ(M) = max_i |λ_i(M)| (``kind='spectral_radius'``; a non-square M is
+  square-subsampled) or σ_max(M) (``'spectral_norm'``) of each transition
+  Jacobian the LSC targets:
+    depth [L−1, B]:    ρ(∂h_{l+1}/∂h_l) = ρ(diag φ′(z_l) W_lᵀ) between the inputs of
+                       consecutive nn.Dense layers (feed-forward), or
+           [L−1, B, K]: ρ(∂h^l_t/∂h^{l−1}_t) between stacked nn.RNN layers;
+    time  [L, B, K]:   ρ(∂s^l_t/∂s^l_{t−1}), s the cell's carry ((c, h) for an LSTM);
+    readout [P]:       ρ(∂o/∂y) = ρ(W_outᵀ) of the last Dense.
+  K = min(time_samples, T) steps drawn from `key` without replacement; our
+  models use their declared maps (their docstrings give the shapes), others
+  the ones `find_transitions` finds (or the user's `transitions`, see
+  `stable_training.lsc.generic.UserTransitions`). One compiled call; returns
+  NumPy arrays. `params` may be the params tree or {'params': tree}.
+  """
+  check_kind(kind)
+  _check_method(method)
+  params, _ = _unwrap(params)
+  x = jnp.asarray(x)
+  model = lsc_model(model, params, x, transitions=transitions, apply_kwargs=apply_kwargs)
+  key = jax.random.PRNGKey(0) if key is None else key
+  out = _radii_jit(_Measure(model, int(time_samples), kind, method, int(num_iters)), params, x, key)
+  return {k: np.asarray(v) for k, v in out.items()}
 
 
 def rnn_radii(model, params, x: jax.Array, key: jax.Array, *,
@@ -236,9 +354,9 @@ def layer_spectra(model, params, x, kind: str = "depth", *, key: jax.Array | Non
     direction: how back-propagated gradient norms grow or decay per layer;
     Glorot & Bengio 2010 §4.2.3 use the mean σ).
   Arrays of shape [L]. An analysis helper (NumPy eig per matrix), not a loss.
+  Any Flax model (`transition_radii` says which maps).
   """
-  if not supports(model):
-    raise _unsupported(model)
+  model = lsc_model(model, params, x)
   key = jax.random.PRNGKey(0) if key is None else key
 
   @jax.jit
@@ -315,8 +433,8 @@ class _Measure:
 
 @dataclasses.dataclass(frozen=True)
 class _Spec:
-  """Static settings of one compiled pre-training loop."""
-  targets: tuple[tuple[str, float], ...]
+  """Static settings of one compiled pre-training loop (the target values are arguments: one compilation serves every ρ)."""
+  kinds: tuple[str, ...]
   max_steps: int
   lr: float
   tol: float
@@ -327,24 +445,24 @@ class _Spec:
 
 def _loop(measure: _Measure, spec: _Spec):
   """(init, cond, body, finish) of the pre-training loop (pure functions of the carry)."""
-  targets = dict(spec.targets)
   tx = optax.adabelief(spec.lr)
 
-  def losses(p, x, k):
+  def losses(p, x, k, targets):
     r, layered = measure.radii(p, x, k)
     loss = sum(jnp.mean((v - targets[name]) ** 2) for name, v in r.items() if v.size)
     return loss, _layer_means(r, layered)
 
   grad_fn = jax.value_and_grad(losses, has_aux=True)
 
-  def init(params, inputs, key):
+  def init(params, inputs, key, targets):
+    targets = {k: jnp.asarray(targets[k], jnp.float32) for k in spec.kinds}
     bs = spec.batch_samples if 0 < spec.batch_samples < inputs.shape[0] else inputs.shape[0]
-    m0 = jax.eval_shape(lambda: losses(params, inputs[:bs], key)[1])
+    m0 = jax.eval_shape(lambda: losses(params, inputs[:bs], key, targets)[1])
     hist0 = {k: jnp.full((spec.max_steps,) + v.shape, jnp.nan, v.dtype) for k, v in m0.items()}
     return dict(i=jnp.zeros((), jnp.int32), params=params, opt=tx.init(params), best=params,
                 best_loss=jnp.array(jnp.inf, jnp.float32), streak=jnp.zeros((), jnp.int32),
                 key=key, hist=hist0, loss_hist=jnp.full((spec.max_steps,), jnp.nan, jnp.float32),
-                inputs=inputs)
+                inputs=inputs, targets=targets)
 
   def cond(c):
     return (c["i"] < spec.max_steps) & (c["streak"] < spec.patience)
@@ -357,7 +475,8 @@ def _loop(measure: _Measure, spec: _Spec):
     if 0 < spec.batch_samples < n:  # a fresh random subset of the examples
       x = inputs[jax.random.choice(k_s, n, (spec.batch_samples,), replace=False)]
     x = jax.random.normal(k_x, x.shape, x.dtype) if spec.noise else x
-    (loss, means), g = grad_fn(c["params"], x, k_r)
+    targets = c["targets"]
+    (loss, means), g = grad_fn(c["params"], x, k_r, targets)
     ok = jnp.array(True)
     for name, v in means.items():
       ok &= jnp.all(jnp.abs(v - targets[name]) <= spec.tol)
@@ -373,7 +492,7 @@ def _loop(measure: _Measure, spec: _Spec):
     return dict(i=c["i"] + 1, params=new_params, opt=opt, best=best,
                 best_loss=jnp.where(better, loss, c["best_loss"]),
                 streak=jnp.where(ok, c["streak"] + 1, 0), key=key, hist=hist,
-                loss_hist=c["loss_hist"].at[c["i"]].set(loss), inputs=inputs)
+                loss_hist=c["loss_hist"].at[c["i"]].set(loss), inputs=inputs, targets=targets)
 
   def finish(c):
     # Converged: the current parameters met the condition `patience` times in
@@ -386,14 +505,14 @@ def _loop(measure: _Measure, spec: _Spec):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _run_compiled(measure, spec, params, inputs, key):
+def _run_compiled(measure, spec, params, inputs, key, targets):
   init, cond, body, finish = _loop(measure, spec)
-  return finish(jax.lax.while_loop(cond, body, init(params, inputs, key)))
+  return finish(jax.lax.while_loop(cond, body, init(params, inputs, key, targets)))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _run_init(measure, spec, params, inputs, key):
-  return _loop(measure, spec)[0](params, inputs, key)
+def _run_init(measure, spec, params, inputs, key, targets):
+  return _loop(measure, spec)[0](params, inputs, key, targets)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -406,12 +525,13 @@ def _run_finish(measure, spec, c):
   return _loop(measure, spec)[3](c)
 
 
-def _optimize(measure: _Measure, params, inputs, key, spec: _Spec, compiled_loop: bool):
-  """The optimisation loop shared by every pre-training entry point."""
+def _optimize(measure: _Measure, params, inputs, key, spec: _Spec, compiled_loop: bool, targets: dict):
+  """The optimisation loop shared by every pre-training entry point (targets: {kind: ρ_k} for spec.kinds)."""
+  targets = {k: np.float32(targets[k]) for k in spec.kinds}
   if compiled_loop:
-    best, n, streak, hist, loss_hist, best_loss = _run_compiled(measure, spec, params, inputs, key)
+    best, n, streak, hist, loss_hist, best_loss = _run_compiled(measure, spec, params, inputs, key, targets)
   else:
-    c = _run_init(measure, spec, params, inputs, key)
+    c = _run_init(measure, spec, params, inputs, key, targets)
     n_steps, streak = 0, 0
     while n_steps < spec.max_steps and streak < spec.patience:
       c = _run_body(measure, spec, c)
@@ -431,10 +551,10 @@ def declared_kinds(model, params, x, *, time_samples: int = 2) -> dict[str, int]
 
   length: how many such transitions the network chains (T for 'time', the
   number of layers L for 'depth'); the 'unbalanced' preset of Herranz-Celotti
-  & Rouat, ρ_depth = L/(L+T), ρ_time = T/(L+T), reads it.
+  & Rouat, ρ_depth = L/(L+T), ρ_time = T/(L+T), reads it. Any Flax model
+  (declared, found or user-given transitions, see `transition_radii`).
   """
-  if not supports(model):
-    raise _unsupported(model)
+  model = lsc_model(model, params, x)
   found = {}
 
   def trace(p, x):
@@ -445,49 +565,61 @@ def declared_kinds(model, params, x, *, time_samples: int = 2) -> dict[str, int]
   return found
 
 
-def pretrain(model, params, inputs: jax.Array, targets: Mapping[str, float], *, max_steps: int = 200,
-             lr: float = 7e-3, tol: float = 0.08, patience: int = 20, key: jax.Array | None = None,
-             time_samples: int = 2, kind: str = "spectral_radius", method: str = "exact",
-             num_iters: int = 50, noise: bool = False, batch_samples: int | None = None,
-             compiled_loop: bool = True):
-  """LSC pre-training of any model that declares its transitions (Herranz-Celotti & Rouat 2023/24).
+def pretrain(model, params, inputs: jax.Array, targets: float | str | Mapping[str, float], *,
+             max_steps: int = 200, lr: float = 7e-3, tol: float = 0.08, patience: int = 20,
+             key: jax.Array | None = None, time_samples: int = 2, kind: str = "spectral_radius",
+             method: str = "exact", num_iters: int = 50, noise: bool = False, batch_samples: int | None = None,
+             compiled_loop: bool = True, transitions=None, apply_kwargs: Mapping | None = None):
+  """LSC pre-training of any Flax model (Herranz-Celotti & Rouat 2023/24, "Stabilizing RNN Gradients through Pre-training").
 
-  Minimizes Σ_k mean_{l,p} (ρ(M_k^{l,p}) − ρ_k)² over the kinds k the model
-  declares (`transition_radii`; `targets` maps each kind to ρ_k, targets of
-  kinds the model does not have are ignored) with `optax.adabelief(lr)` on
-  `inputs` (a batch of training inputs; with ``noise=True`` fresh N(0, 1)
-  inputs of that shape at every step; ``batch_samples`` (an integer; None or
-  ≥ the number of inputs = all of them): a fresh random
-  subset of that many examples per step). No update while every
-  per-layer mean radius is within `tol` of its target; stops after
-  `patience` such steps in a row (returning those parameters) or after
-  `max_steps` (returning the lowest-loss ones). ``compiled_loop=True``: one
-  compiled `lax.while_loop`; False: a host loop of compiled steps.
+  Minimizes L(θ) = Σ_k mean_{l,p} (ρ(M_k^{l,p}(θ)) − ρ_k)² over the
+  transition kinds k ∈ {time, depth, readout} of the model (`radii` says
+  which maps: the model's declared ``lsc_transitions``, a user's
+  `transitions` function, or the ones found from the model itself — stacks
+  of nn.Dense + elementwise activations, nn.RNN layers of any flax cell;
+  see `stable_training.lsc.generic`) with `optax.adabelief(lr)` on `inputs`
+  (a batch of training inputs; with ``noise=True`` fresh N(0, 1) inputs of
+  that shape at every step; ``batch_samples`` (an integer; None or ≥ the
+  number of inputs = all of them): a fresh random subset of that many
+  examples per step). No update while every per-layer mean radius is
+  within `tol` of its target; stops after `patience` such steps in a row
+  (returning those parameters) or after `max_steps` (returning the
+  lowest-loss ones). ``compiled_loop=True``: one compiled `lax.while_loop`;
+  False: a host loop of compiled steps.
+
+  targets (`resolve_targets`): a number ρ (time and depth → ρ, read-out →
+  1, as in the paper's presets), a preset name (``'rho=1'``, ``'rho=0.5'``,
+  ``'unbalanced'``: ρ_depth = L/(L+T), ρ_time = T/(L+T)), or a mapping
+  {kind: ρ_k} (kinds the model lacks are ignored).
 
   Returns:
-    (params, history): history[k] [n, L] per layered kind (time, depth) and
-    ['readout'] [n] (per-step mean radii at the parameters before that
-    step's update), ['loss'] [n], 'steps' n, 'converged', 'best_loss'.
+    (params, history): the new parameters, with the tree structure of the
+    given `params` (a {'params': tree} variables dict is returned as one);
+    history[k] [n, L] per layered kind (time, depth) and ['readout'] [n]
+    (per-step mean radii at the parameters before that step's update),
+    ['loss'] [n], 'steps' n, 'converged', 'best_loss', 'targets' (the
+    resolved {kind: ρ_k}).
   Raises:
-    ValueError: a target ≤ 0, a declared kind without a target, a bad
-      kind/method, a model that declares no transitions.
+    ValueError (one line): a bad target (naming it and what is valid), a
+      kind of the model without a target, a bad kind/method, a model whose
+      transitions cannot be found.
   """
-  _check_targets(**targets)
+  _check_target_form(targets)
   check_kind(kind)
   _check_method(method)
-  if not supports(model):
-    raise _unsupported(model)
+  params, rewrap = _unwrap(params)
   inputs = jnp.asarray(inputs)
+  model = lsc_model(model, params, inputs, transitions=transitions, apply_kwargs=apply_kwargs)
   kinds = declared_kinds(model, params, inputs, time_samples=time_samples)
-  missing = [k for k in kinds if k not in targets]
-  if missing:
-    raise ValueError(f"LSC targets: no target for {', '.join(missing)} (declared by {type(model).__name__})")
+  resolved = resolve_targets(targets, kinds)
   key = jax.random.PRNGKey(0) if key is None else key
-  spec = _Spec(targets=tuple((k, float(targets[k])) for k in kinds), max_steps=int(max_steps), lr=float(lr),
+  spec = _Spec(kinds=tuple(resolved), max_steps=int(max_steps), lr=float(lr),
                tol=float(tol), patience=int(patience), noise=bool(noise),
                batch_samples=_check_samples(batch_samples))
   measure = _Measure(model, int(time_samples), kind, method, int(num_iters))
-  return _optimize(measure, params, inputs, key, spec, bool(compiled_loop))
+  new, history = _optimize(measure, params, inputs, key, spec, bool(compiled_loop), resolved)
+  history["targets"] = resolved
+  return rewrap(new), history
 
 
 def lsc_pretrain(model, params, inputs: jax.Array, *, rho_time: float = 0.5,
@@ -539,20 +671,22 @@ def _mean_radii(measure, params, inputs, key):
 
 
 def mean_radii(model, params, inputs, key=None, *, time_samples: int = 2, kind: str = "spectral_radius",
-               method: str = "exact", num_iters: int = 50) -> dict[str, jax.Array]:
+               method: str = "exact", num_iters: int = 50, transitions=None,
+               apply_kwargs: Mapping | None = None) -> dict[str, jax.Array]:
   """Per-layer mean radii {'time': [L], 'depth': [L−1], 'readout': scalar} (Herranz-Celotti & Rouat).
 
   The means over the points (examples, sampled steps) of `transition_radii`,
-  per layer for the layered kinds; only the kinds `model` declares (no
-  'time' for feed-forward nets). Compiled once per (model, settings, shapes).
+  per layer for the layered kinds; only the kinds the model has (no
+  'time' for feed-forward nets). Any Flax model (see `radii`). Compiled
+  once per (model, settings, shapes).
   """
   check_kind(kind)
   _check_method(method)
-  if not supports(model):
-    raise _unsupported(model)
+  params, _ = _unwrap(params)
+  inputs = jnp.asarray(inputs)
+  model = lsc_model(model, params, inputs, transitions=transitions, apply_kwargs=apply_kwargs)
   key = jax.random.PRNGKey(0) if key is None else key
-  return _mean_radii(_Measure(model, int(time_samples), kind, method, int(num_iters)), params,
-                     jnp.asarray(inputs), key)
+  return _mean_radii(_Measure(model, int(time_samples), kind, method, int(num_iters)), params, inputs, key)
 
 
 def preset_targets(model, params, x, name: str, *, time_samples: int = 2) -> dict[str, float]:
@@ -565,14 +699,8 @@ def preset_targets(model, params, x, name: str, *, time_samples: int = 2) -> dic
   The read-out target is 1.
   """
   kinds = declared_kinds(model, params, x, time_samples=time_samples)
-  if "time" in kinds:
-    t = preset(name, kinds.get("depth", 1), kinds["time"])
-  else:
-    t = preset(name, 1, 1)
-    if _ALIASES[str(name)] == "unbalanced":
-      t["rho_depth"] = 1.0
-  full = {"time": t["rho_time"], "depth": t["rho_depth"], "readout": t["rho_readout"]}
-  return {k: full[k] for k in kinds if k in full}
+  preset(str(name), 1, 1)  # the preset's own error for an unknown name
+  return resolve_targets(str(name), kinds)
 
 
 def _cfg(c, k, d):

@@ -21,6 +21,8 @@ axis. `time_samples`: how many random steps t the recurrent models sample
 
 Implemented by `DeepMLP`, `ROAFMLP`, `RecurrentClassifier` and `DeepRNN`
 (methods ``lsc_transitions``); `supports(model)` tells whether a model has it.
+For other Flax models `stable_training.lsc.generic` builds the same protocol
+from the model's calls (`find_transitions`) or from a user's step function.
 """
 from __future__ import annotations
 
