@@ -33,8 +33,8 @@ import warnings
 from collections.abc import Mapping
 
 import matplotlib
-
-matplotlib.use("Agg")
+# No matplotlib.use() here: the backend is the program's choice (headless hosts fall back to Agg by
+# themselves); the CLI below picks Agg for itself.
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
@@ -377,6 +377,7 @@ def render(workdir: str, step: int | None = None, seed: int | None = None,
 
 
 def main(argv=None) -> int:
+  matplotlib.use("Agg")  # the CLI only writes files
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("workdir")
   ap.add_argument("--step", type=int, default=None,
