@@ -126,3 +126,17 @@ def test_tiny_without_out_leaves_results_untouched(tmp_path):
   assert os.path.isabs(written) and written.startswith(str(tmp_path) + os.sep), written
   assert os.path.basename(os.path.dirname(written)).startswith("stability_tiny_")
   assert "| tanh-normalized |" in open(written).read()
+
+
+def test_checkup_examples_tiny(tmp_path):
+  """The three check-up reports of WORKSPACE.md at a tiny size: the standard-init tanh MLP reads vanishing,
+  its first-ranked remedy is measured healthy, and the JSON agrees with the printed verdicts."""
+  out = _run(["scripts/checkup_examples.py", "--tiny", f"--out={tmp_path}"])
+  for name in ("tanh30", "roaf1000", "lstm"):
+    r = json.load(open(tmp_path / name / "checkup.json"))
+    assert f"{name}: {r['verdict_line']}" in out
+    assert (tmp_path / name / "checkup.png").stat().st_size > 1000
+  tanh = json.load(open(tmp_path / "tanh30" / "checkup.json"))
+  assert tanh["verdict"] == "vanishing"
+  ranked = sorted((e for e in tanh["remedies"] if "rank" in e), key=lambda e: e["rank"])
+  assert ranked[0]["verdict"] == "healthy" and ranked[0]["score"] < tanh["measure"]["score"]
