@@ -13,8 +13,10 @@ Variants:
   ``adding-CELL[-T]``     the adding problem with lag T (default 100), MSE, read from the
                           last state; hidden 64, Adam 3e-3, clipping 1.0, batch 32.
   ``copy-CELL[-T]``       the copy task with lag T (default 100), per-step cross-entropy.
+  ``first-CELL[-T]``      the first-symbol task with lag T (default 100): the class of the
+                          first of T steps (the rest distractors), cross-entropy at the last.
   ``tiny``                a seconds-long ROAF MLP smoke run on digits.
-  ``tiny-psmnist`` / ``tiny-adding`` / ``tiny-copy``: the same for the recurrent tasks.
+  ``tiny-psmnist`` / ``tiny-adding`` / ``tiny-copy`` / ``tiny-first``: the same for the recurrent tasks.
 Model-specific keys added here: alpha, beta (None = 1 − α), filter_mode, filter_seed,
 roaf_init, cell, readout.
 """
@@ -25,7 +27,7 @@ import ml_collections
 from experiments.configs import default
 
 CELLS = ("roaf", "elman", "lstm", "gru")
-TASKS = ("adding", "copy")
+TASKS = ("adding", "copy", "first")
 
 
 def _mlp(c, kind, depth):
@@ -116,7 +118,8 @@ def get_config(variant: str = "mlp"):
     elif sub in TASKS:
       _task(c, sub, "roaf", 20)
     else:
-      raise ValueError(f"roaf.py tiny variant {variant!r}; valid: tiny, tiny-psmnist, tiny-adding, tiny-copy")
+      raise ValueError(f"roaf.py tiny variant {variant!r}; valid: tiny, tiny-psmnist, "
+                       + ", ".join(f"tiny-{t}" for t in TASKS))
     return default.tiny(c)
   if kind in ("mlp", "tanh"):
     if len(args) > 1 or (args and not args[0].isdigit()):
@@ -131,5 +134,6 @@ def get_config(variant: str = "mlp"):
       raise ValueError(f"roaf.py variant {variant!r}: expected {kind}-CELL[-T]")
     _task(c, kind, args[0], int(args[1]) if len(args) == 2 else 100)
   else:
-    raise ValueError(f"roaf.py variant {variant!r}; valid kinds: mlp, tanh, psmnist, adding, copy, tiny")
+    raise ValueError(f"roaf.py variant {variant!r}; valid kinds: mlp, tanh, psmnist, "
+                     + ", ".join(TASKS) + ", tiny")
   return c

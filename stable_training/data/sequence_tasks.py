@@ -1,4 +1,4 @@
-"""Long-lag memory tasks as generated datasets: the adding problem and the copy task.
+"""Long-lag memory tasks as generated datasets: the adding problem, the copy task, the first-symbol task.
 
 Both are *online*: every minibatch is drawn fresh inside the compiled train
 step from a key that is a pure function of (seed, step)
@@ -16,6 +16,15 @@ so every seed is evaluated on the same sequences).
   target is blank for the first T + K steps, then the K symbols. A model that
   outputs blanks and then guesses uniformly has cross-entropy
   K log S / (T + 2K) per step.
+- First-symbol task ("first"; Hochreiter & Schmidhuber 1997, experiment 2:
+  the first element of a long sequence of distractors must be recalled at its
+  end; Bengio, Simard & Frasconi 1994's "latching"): T steps, x_0 one of
+  C = 8 class symbols, x_1 … x_{T−1} drawn uniformly from D = 8 distractor
+  symbols (disjoint from the classes), one-hot over C + D channels; the
+  target is the class of x_0, read from the last state, i.e. one input
+  remembered across T − 1 transitions ("an input 10,000 time steps in the
+  past", Ceni 2022). Without memory the best prediction is uniform:
+  cross-entropy log C.
 
 "Solved" in this project (`scripts/reproduce_roaf_memory.py`): test loss
 ≤ 0.1 × the task's baseline loss (`baseline_loss`).
@@ -34,6 +43,8 @@ TEST_SEED = 10_000_019
 VAL_SEED = 10_000_079
 COPY_SYMBOLS = 8
 COPY_LENGTH = 10
+FIRST_CLASSES = 8
+FIRST_DISTRACTORS = 8
 
 
 class TaskSpec(NamedTuple):
@@ -80,10 +91,25 @@ def copy_task(key: jax.Array, n: int, lag: int) -> tuple[jax.Array, jax.Array]:
   return jax.nn.one_hot(inp, COPY_SYMBOLS + 2), target
 
 
+def first_symbol(key: jax.Array, n: int, lag: int) -> tuple[jax.Array, jax.Array]:
+  """n sequences of the first-symbol task with lag T: ``x [n, T, C+D]`` one-hot, ``y [n]`` int32 in {0 … C−1}.
+
+  x_0 = e_y with y ~ U{0 … C−1}; x_t = e_{C+d_t}, d_t ~ U{0 … D−1} for t ≥ 1
+  (C = D = 8). The class is only in the first step: the readout at step T − 1
+  must carry it across T − 1 transitions.
+  """
+  k1, k2 = jax.random.split(key)
+  y = jax.random.randint(k1, (n,), 0, FIRST_CLASSES)
+  noise = jax.random.randint(k2, (n, lag - 1), 0, FIRST_DISTRACTORS) + FIRST_CLASSES
+  sym = jnp.concatenate([y[:, None], noise], axis=1)
+  return jax.nn.one_hot(sym, FIRST_CLASSES + FIRST_DISTRACTORS), y
+
+
 TASKS: dict[str, TaskSpec] = {
     "adding": TaskSpec(adding_problem, "mse", 1, "last", lambda lag: 1.0 / 6.0),
     "copy": TaskSpec(copy_task, "cross_entropy", COPY_SYMBOLS + 1, "all",
                      lambda lag: COPY_LENGTH * math.log(COPY_SYMBOLS) / (lag + 2 * COPY_LENGTH)),
+    "first": TaskSpec(first_symbol, "cross_entropy", FIRST_CLASSES, "last", lambda lag: math.log(FIRST_CLASSES)),
 }
 
 

@@ -9,4 +9,5 @@ points that parse flags into settings. No absl flag is defined or read here.
 
   sweep          the shared runner (`Sweep`) and row helpers
   roaf_psmnist   the ROAF setting search on permuted sequential MNIST (5k subset) (Ceni 2022)
+  roaf_memory    the ROAF RNN at long lags: first-input recall, adding problem, copy task (Ceni 2022)
 """

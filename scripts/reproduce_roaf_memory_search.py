@@ -1,0 +1,51 @@
+"""Long-lag memory (Ceni 2022): the best ROAF setting, then the largest T that ROAF, Elman, GRU and LSTM solve.
+
+Thin entry point of `stable_training.studies.roaf_memory` (see its docstring for the tasks, stages and budgets):
+
+  python scripts/reproduce_roaf_memory_search.py --workdir_root=workdirs/memory_search   # full (T up to 10,000)
+  python scripts/reproduce_roaf_memory_search.py --quick     # minutes (temporary --out)
+  python scripts/reproduce_roaf_memory_search.py --tiny      # seconds (the suite's smoke test)
+
+Writes ``<out>/memory_search[_SETTING][_TAG].{md,json,png}`` (default out: results/roaf for the full setting).
+Rerunning with the same --workdir_root reads finished runs back and resumes killed ones.
+"""
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+
+from stable_training import study
+from stable_training.studies import roaf_memory, sweep
+
+STUDY = "roaf"
+study.define_flags(STUDY)
+flags.DEFINE_list("tasks", None, "Tasks among first, adding, copy (default: the setting's).")
+flags.DEFINE_list("lags", None, "Lags T (default: the setting's).")
+flags.DEFINE_list("cells", None, "Cells (default: the setting's).")
+flags.DEFINE_integer("steps", None, "Train steps of every lag below --long_lag (default: the setting's).")
+flags.DEFINE_integer("long_steps", None, "Train steps from --long_lag on (default: the setting's).")
+flags.DEFINE_integer("long_lag", None, "First lag of the long budget (default: the setting's).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  study.setup_process()
+  kw = {k: v for k, v in (("tasks", FLAGS.tasks and tuple(FLAGS.tasks)),
+                          ("lags", FLAGS.lags and tuple(int(t) for t in FLAGS.lags)),
+                          ("cells", FLAGS.cells and tuple(FLAGS.cells)), ("steps", FLAGS.steps),
+                          ("long_steps", FLAGS.long_steps), ("long_lag", FLAGS.long_lag)) if v}
+  make = {"tiny": roaf_memory.tiny, "quick": roaf_memory.quick, "full": roaf_memory.Settings}[study.setting()]
+  root = study.workdir(STUDY, "memory_search")
+  payload = roaf_memory.run(make(**kw), root)
+  table = roaf_memory.table(payload, study.command("scripts/reproduce_roaf_memory_search.py"))
+  out, stem = study.out_dir(STUDY), study.stem("memory_search")
+  md, _ = sweep.write_payload(out, stem, table, payload)
+  roaf_memory.plot(payload, os.path.join(out, stem + ".png"))
+  print(table)
+  print(f"wrote {md}")
+
+
+if __name__ == "__main__":
+  app.run(main)
