@@ -107,7 +107,8 @@ def test_step_loop_is_explicit(override, expect):
   assert expect in str(e.value) and "\n" not in str(e.value)
 
 
-_SHAPES = {"fashion_mnist": (28, 28, 1), "digits": (8, 8, 1), "shapeset": (32, 32, 1), "mnist1d": (40,)}
+_SHAPES = {"mnist_5k": (28, 28, 1), "fashion_mnist": (28, 28, 1), "digits": (8, 8, 1), "shapeset": (32, 32, 1),
+           "mnist1d": (40,)}
 
 
 @pytest.mark.parametrize("name,variant", _variants())

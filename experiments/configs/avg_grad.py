@@ -6,10 +6,12 @@ Many Nonlinear Activations": RMSProp fed with the averaged gradient
 trains a 30-hidden-layer fully connected tanh network on Fashion-MNIST in
 fewer iterations than RMSProp.
 
-Variant ``METHOD[-shallow]``: METHOD ∈ {rmsprop (baseline), secant, midpoint,
-gauss_legendre} (the last three are ``avg_grad_rmsprop`` with that estimator;
-see `stable_training.optim.avg_grad`); ``-shallow`` is the 1-hidden-layer
-control. The learning rate is swept by `scripts/reproduce_avg_grad.py`
+Variant ``METHOD[-shallow][-mnist_5k]``: METHOD ∈ {rmsprop (baseline), secant,
+midpoint, gauss_legendre} (the last three are ``avg_grad_rmsprop`` with that
+estimator; see `stable_training.optim.avg_grad`); ``-shallow`` is the
+1-hidden-layer control; ``-mnist_5k`` trains on the paper's dataset, MNIST,
+as a 5,000-image subset (4,000 train / 1,000 test,
+`stable_training.data.mnist5k`; not the full 60,000). The learning rate is swept by `scripts/reproduce_avg_grad.py`
 (1e-4 … 1e-2). Width 64 and batch 128 are this reproduction's choices (sized
 for a 2-core CPU), not the paper's.
 
@@ -26,23 +28,30 @@ SHALLOW_DEPTH = 1
 
 
 def parse_variant(variant: str) -> tuple[str, int]:
-  """``"secant-shallow"`` → ("secant", 1); ``"rmsprop"`` → ("rmsprop", 30)."""
+  """``"secant-shallow"`` → ("secant", 1); ``"rmsprop"`` → ("rmsprop", 30) (a ``-mnist_5k`` suffix is allowed)."""
+  return _parse(variant)[:2]
+
+
+def _parse(variant: str) -> tuple[str, int, str]:
   parts = (variant or "rmsprop").split("-")
   method, rest = parts[0], parts[1:]
   if method not in METHODS:
     raise ValueError(f"avg_grad.py method {method!r}; valid: {', '.join(METHODS)} (or the variant tiny)")
+  dataset = "fashion_mnist"
+  if rest[-1:] == ["mnist_5k"]:
+    dataset, rest = "mnist_5k", rest[:-1]
   if rest not in ([], ["shallow"]):
-    raise ValueError(f"avg_grad.py variant {variant!r}: expected METHOD or METHOD-shallow")
-  return method, SHALLOW_DEPTH if rest else DEEP_DEPTH
+    raise ValueError(f"avg_grad.py variant {variant!r}: expected METHOD[-shallow][-mnist_5k]")
+  return method, SHALLOW_DEPTH if rest else DEEP_DEPTH, dataset
 
 
 def get_config(variant: str = "rmsprop"):
   """The config for one (method, depth) arm (or ``tiny``); learning_rate set by the sweep."""
   if variant == "tiny":
     return default.tiny(get_config("secant"))
-  method, depth = parse_variant(variant)
+  method, depth, dataset = _parse(variant)
   c = default.get_config()
-  c.dataset.name = "fashion_mnist"
+  c.dataset.name = dataset
   c.model.name = "deep_mlp"
   c.model.depth = depth
   c.model.width = 64
