@@ -10,6 +10,14 @@ Every config is validated before anything runs: an unknown key, a wrong type
 or an invalid value prints one line naming the key and the valid choices and
 exits with status 2, writing nothing. Re-running a killed command resumes it.
 
+Exit status: 0 done; 2 bad input (flags, config file or values, data, a
+workdir of another run), one line, nothing written; 3 the run failed (a
+non-finite loss, a checkpoint that cannot be written), one line;
+75 (``EX_TEMPFAIL``) stopped by SIGTERM or SIGINT with a checkpoint saved at
+the current step (rerun the same command to resume: the result equals an
+uninterrupted run's); 130 a second SIGINT (or one before training began)
+stopped it without saving.
+
 Multi-host (e.g. a TPU pod slice or several GPU hosts): start the same command
 on every host with ``--distributed`` (plus the coordinator environment
 variables JAX expects, or none on Cloud TPU), which calls
@@ -18,6 +26,7 @@ variables JAX expects, or none on Cloud TPU), which calls
 from __future__ import annotations
 
 import importlib.util
+import logging as std_logging
 import os
 import re
 import shutil
@@ -98,8 +107,33 @@ def _parses_as(value, like) -> bool:
   return True
 
 
+def _config_file_error(argv, err: BaseException) -> str:
+  """One line for a config file that fails to load: the exception and where in the file it was raised."""
+  arg = next((a for a in argv if a.startswith("--config=")), "--config")
+  path = os.path.abspath(arg.split("=", 1)[1].split(":")[0]) if "=" in arg else ""
+  where = ""
+  if isinstance(err, SyntaxError) and err.lineno:
+    where = f" (line {err.lineno})"
+  tb = err.__traceback__
+  while tb is not None:  # the innermost frame in the config file itself
+    if os.path.abspath(tb.tb_frame.f_code.co_filename) == path:
+      where = f" (line {tb.tb_lineno})"
+    tb = tb.tb_next
+  msg = (str(err.msg if isinstance(err, SyntaxError) else err).strip().splitlines() or [""])[0]
+  return f"{arg}: cannot load the config file: {type(err).__name__}{': ' + msg if msg else ''}{where}"
+
+
+class _DropConfigFlagsWarnings(std_logging.Filter):
+  """config_flags logs "get_config() returned None" itself; the launcher says it in its one line."""
+
+  def filter(self, record):
+    return not record.pathname.endswith("config_flags.py")
+
+
 def parse_flags(argv):
   """absl flag parsing whose every error is one line and exit status 2."""
+  quiet = _DropConfigFlagsWarnings()
+  std_logging.getLogger("absl").addFilter(quiet)
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
@@ -107,6 +141,10 @@ def parse_flags(argv):
     _usage_error(_config_key_error(argv, cause) if "config" in str(e) else str(e))
   except (KeyError, AttributeError, TypeError, ValueError) as e:
     _usage_error(_config_key_error(argv, e))
+  except Exception as e:  # noqa: BLE001 - the config file raised (or does not parse) while loading
+    _usage_error(_config_file_error(argv, e))
+  finally:
+    std_logging.getLogger("absl").removeFilter(quiet)
 
 
 def _config_or_exit():
@@ -176,6 +214,11 @@ def main(argv):
   allocator.reexec_with_tcmalloc(__name__)  # before anything is written (see stable_training/allocator.py)
   _quiet_logging()
   config = _config_or_exit()
+  if config is None and any(a.startswith("--config=") for a in sys.argv):
+    arg = next(a for a in sys.argv if a.startswith("--config="))
+    _usage_error(f"{arg}: get_config() returned None (a missing return statement?)")
+  if _WORKDIR.value is not None and _WORKDIR.value != _WORKDIR.value.strip():
+    _usage_error(f"--workdir={_WORKDIR.value!r}: blank or padded with spaces")
   try:
     from stable_training.train.sharding import usable_cores
     cores = usable_cores()
@@ -203,7 +246,12 @@ def main(argv):
   from stable_training.data import DataError
   from stable_training.train import NonFiniteError, WorkdirConfigMismatch
   from stable_training.train.checkpoint import CheckpointMismatch
-  from stable_training.train.lock import WorkdirBusy
+  from stable_training.train.checkpoint import CheckpointSaveError
+  from stable_training.train.lock import EXIT_PREEMPTED, Preempted, WorkdirBusy
+  from stable_training.train.checkpoint import quiet_orbax
+  # Orbax's failures reach the run as exceptions, reported in one line; its own
+  # ERROR records (a traceback per writer thread) would repeat them hundreds of lines long.
+  quiet_orbax(std_logging.CRITICAL)
   workdir = _WORKDIR.value
   created = _prepare_workdir(workdir) if primary else False
   try:
@@ -212,10 +260,27 @@ def main(argv):
     if created:  # a run refused before it started leaves nothing behind
       shutil.rmtree(workdir, ignore_errors=True)
     _usage_error(str(e).splitlines()[0])
-  except NonFiniteError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(3)
+  except (NonFiniteError, CheckpointSaveError) as e:
+    _run_error(str(e))
+  except OSError as e:  # e.g. the disk filled while writing metrics
+    _run_error(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
+  except Preempted as e:
+    print(f"{e}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_PREEMPTED)
+  except KeyboardInterrupt as e:  # before the run could take the signal, or a second one
+    print(f"interrupted: {e or 'before training began'}; nothing saved since the last checkpoint",
+          file=sys.stderr, flush=True)
+    sys.exit(130)
   print(f"done: {_final_line(summary)}")
+
+
+def _run_error(msg: str) -> None:
+  print(f"error: {(msg.splitlines() or [''])[0]}", file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  # Not sys.exit: after a failed save, orbax leaves non-daemon threads waiting for
+  # signals that never come, and the interpreter would wait for them at exit.
+  # The run's files are closed and its lock released by now.
+  os._exit(3)
 
 
 def _final_line(summary: dict) -> str:

@@ -10,12 +10,15 @@ import numbers
 
 from stable_training.schema import ConfigError, Key, check_group  # noqa: F401  (re-exported)
 
+MAX_SEED = 2**32 - 1
+
 # Top-level keys of a supervised config (the trainer's contract); the groups
 # (dataset, model, optimizer, lsc, diagnostics) have their own.
 TOP_KEYS = {
     "trainer": Key(str, "supervised", choices=("supervised",)),
     "loss": Key(str, "cross_entropy", doc="a `train.losses` name"),
-    "seed": Key(int, 0, lo=0), "num_seeds": Key(int, 1, lo=1),
+    # Seeds become uint32 PRNG keys (seed s ↦ PRNGKey(s)): 2**32 + k would repeat seed k.
+    "seed": Key(int, 0, lo=0, hi=MAX_SEED), "num_seeds": Key(int, 1, lo=1),
     "batch_size": Key(int, 128, lo=1), "eval_batch_size": Key(int, 1000, lo=1),
     "num_steps": Key(int, 2000, lo=1), "num_epochs": Key(int, 0, lo=0, doc="> 0: train epochs instead"),
     "log_every": Key(int, 100, lo=1), "eval_every": Key(int, 500, lo=1), "checkpoint_every": Key(int, 1000, lo=1),
@@ -121,6 +124,9 @@ def validate(config) -> None:
   diag = check_group(config.diagnostics, DIAGNOSTICS_KEYS, "diagnostics")
   models.resolve_model_config(config.model)
   _choice(config, "loss", losses.names())
+  if top["seed"] + top["num_seeds"] - 1 > MAX_SEED:
+    raise ConfigError(f"config.num_seeds={top['num_seeds']}: seeds {top['seed']}..{top['seed'] + top['num_seeds'] - 1} "
+                      f"pass {MAX_SEED} (seeds are uint32)")
   log_every = top["log_every"]
   for key in ("eval_every", "checkpoint_every"):
     if top[key] % log_every:

@@ -4,7 +4,8 @@ A `Key` states a config value's type, default, range or choices; a schema is a
 ``{name: Key}`` dict. `check_group(group, schema, path)` validates one
 ConfigDict group against a schema and returns the values with defaults
 filled in, raising `ConfigError` with one line that names the key (``config.PATH.KEY``),
-the offending value and what is valid. NaN and ±inf are never valid numbers.
+the offending value and what is valid. NaN and ±inf are never valid numbers, nor
+floats beyond float32's range (the programs compute in float32).
 
 Used by: model builders (`stable_training.models.register_model(name, keys=…)`),
 the optimizer (`optim.factory.OPTIMIZER_KEYS`), the dataset
@@ -16,6 +17,9 @@ import dataclasses
 import math
 import numbers
 from typing import Any, Mapping
+
+
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 class ConfigError(ValueError):
@@ -59,6 +63,8 @@ class Key:
     if t in (int, float):
       if not math.isfinite(v):
         raise ConfigError(f"config.{path}={v!r}: must be a finite number")
+      if t is float and abs(v) > FLOAT32_MAX:  # the compiled programs compute in float32
+        raise ConfigError(f"config.{path}={v!r}: outside float32's range (|x| <= {FLOAT32_MAX:.4g})")
       lo_bad = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
       hi_bad = self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi)
       if lo_bad or hi_bad:

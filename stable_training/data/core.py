@@ -90,8 +90,18 @@ def load(name: str, split: str, *, data_dir: str | None = None, seed: int = 0,
     if split not in entry.splits:
       raise ValueError(f"dataset {name!r} has no split {split!r}; valid: {', '.join(entry.splits)}")
     if entry.generated and split == "train" and num_generated:
-      return entry.fn(split, data_dir=data_dir, seed=seed, num_train=num_generated)
-    return entry.fn(split, data_dir=data_dir, seed=seed)
+      return check(entry.fn(split, data_dir=data_dir, seed=seed, num_train=num_generated), split)
+    return check(entry.fn(split, data_dir=data_dir, seed=seed), split)
   # Deferred import: the TFDS path costs nothing unless it is used.
   tfds_source = importlib.import_module("stable_training.data.tfds_source")
-  return tfds_source.load_tfds(name, split, data_dir=data_dir, builtin_names=names())
+  return check(tfds_source.load_tfds(name, split, data_dir=data_dir, builtin_names=names()), split)
+
+
+def check(ds: Dataset, split: str) -> Dataset:
+  """`ds` if it holds examples with one label each, else `DataError` (one line naming the split)."""
+  n_x, n_y = len(ds.x), len(ds.y)
+  if n_x == 0:
+    raise DataError(f"dataset {ds.name!r}: the {split} split is empty")
+  if n_x != n_y:
+    raise DataError(f"dataset {ds.name!r}: the {split} split has {n_x} examples but {n_y} labels")
+  return ds

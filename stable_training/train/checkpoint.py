@@ -13,7 +13,14 @@ by one orbax save and committed together, so a checkpoint never exists without
 its record. ``restore_latest`` verifies the restored arrays against it and
 falls back to the previous checkpoint when the newest is damaged; damaged ones
 are moved to ``checkpoints_damaged/`` so that the run can save those steps
-again.
+again. A third item, ``config`` (JSON: the config and its sha256,
+`config_record`), ties each checkpoint to the config that made it: a
+checkpoint of another config is refused, and a workdir whose ``config.json``
+is lost gets it back from its newest checkpoint (`check_or_write_config`).
+
+A save is complete when `save` returns: a failed write (disk full, an
+unwritable directory) is reported there as `CheckpointSaveError`, its
+temporary folder removed and the earlier checkpoints left as they were.
 """
 from __future__ import annotations
 
@@ -41,6 +48,10 @@ class WorkdirConfigMismatch(RuntimeError):
   """The workdir was made by a different config; it is never overwritten."""
 
 
+class CheckpointSaveError(RuntimeError):
+  """A checkpoint could not be written (one line: the step, the directory, the OS or orbax error)."""
+
+
 class CheckpointMismatch(RuntimeError):
   """A checkpoint holds a state of another structure, shape or dtype than the run's.
 
@@ -65,43 +76,97 @@ def config_to_dict(config) -> dict:
   return json.loads(config.to_json_best_effort())
 
 
-def check_or_write_config(workdir: str, config, defaults: dict | None = None) -> bool:
+def _config_hash(flat: dict) -> str:
+  """sha256 of a flattened config without the `RESUMABLE_KEYS` (what a step computes)."""
+  kept = {k: v for k, v in flat.items() if k not in RESUMABLE_KEYS}
+  return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
+def config_record(config) -> dict:
+  """``{"sha256", "config"}``: what each checkpoint stores about the config that made it."""
+  d = config_to_dict(config)
+  return {"sha256": _config_hash(_flatten(d)), "config": d}
+
+
+def config_diff(old: dict, new: dict, defaults: dict | None = None) -> list[str]:
+  """``config.KEY: old -> new`` for the keys (outside `RESUMABLE_KEYS`) that differ; [] when none.
+
+  `defaults` (flat ``{"group.key": default}``): a key missing from `old` that
+  `new` sets to its default is no difference (a key added to the package
+  after the run began, at the default that keeps the old behaviour).
+  """
+  a, b = _flatten(old), _flatten(new)
+  defaults = defaults or {}
+  added_at_default = lambda k: k not in a and k in defaults and b.get(k) == defaults[k]
+  diff = sorted(k for k in set(a) | set(b)
+                if k not in RESUMABLE_KEYS and a.get(k) != b.get(k) and not added_at_default(k))
+  return [f"config.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff]
+
+
+def _read_json_dict(path: str) -> dict | None:
+  """The JSON object at `path`; None when missing, unreadable or not an object."""
+  try:
+    with open(path) as f:
+      out = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return out if isinstance(out, dict) else None
+
+
+def _holds_a_run(workdir: str) -> bool:
+  """Whether `workdir` holds records of a run: checkpoints, metrics or a summary."""
+  ckpt = os.path.join(workdir, "checkpoints")
+  steps = [n for n in os.listdir(ckpt) if n.isdigit()] if os.path.isdir(ckpt) else []
+  return bool(steps) or any(os.path.exists(os.path.join(workdir, n)) for n in ("metrics.jsonl", "summary.json"))
+
+
+def check_or_write_config(workdir: str, config, defaults: dict | None = None,
+                          manager: ocp.CheckpointManager | None = None) -> bool:
   """Refuses a workdir made by another config; writes ``config.json`` otherwise.
 
-  Returns True if the workdir already held this run (a resume). `defaults`
-  (flat ``{"group.key": default}``): a key missing from the stored config
-  that the new one sets to its default is no difference — a key added to the
-  package after the run began, at the default that keeps the old behaviour.
+  Returns True if the workdir already held this run (a resume). A missing or
+  damaged ``config.json`` of a workdir that holds a run is taken back from
+  the newest checkpoint's config record (via `manager`) and compared the same
+  way; with no such record the workdir is refused (never resumed under a
+  config it may not belong to). See `config_diff` for `defaults`.
 
   Raises:
-    WorkdirConfigMismatch: naming the first differing keys.
+    WorkdirConfigMismatch: naming the first differing keys, or the missing config.
   """
   path = os.path.join(workdir, "config.json")
   new = config_to_dict(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    a, b = _flatten(old), _flatten(new)
-    defaults = defaults or {}
-    added_at_default = lambda k: k not in a and k in defaults and b.get(k) == defaults[k]
-    diff = sorted(k for k in set(a) | set(b)
-                  if k not in RESUMABLE_KEYS and a.get(k) != b.get(k) and not added_at_default(k))
-    if diff:
-      shown = "; ".join(f"config.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:3])
+  old = _read_json_dict(path)
+  restored_from = None
+  if old is None and _holds_a_run(workdir):
+    state = "damaged" if os.path.exists(path) else "missing"
+    found = _latest_config_record(manager) if manager is not None else None
+    if found is None:
       raise WorkdirConfigMismatch(
-          f"workdir {workdir} holds a run of a different config ({shown}); "
+          f"workdir {workdir} holds a run but its config.json is {state} and no checkpoint records the "
+          "config; use a new --workdir or put back its config.json")
+    restored_from, old = found[0], found[1]["config"]
+  if old is not None:
+    diff = config_diff(old, new, defaults)
+    if diff:
+      where = f" (config of its checkpoint {restored_from}: config.json is lost)" if restored_from is not None else ""
+      raise WorkdirConfigMismatch(
+          f"workdir {workdir} holds a run of a different config{where} ({'; '.join(diff[:3])}); "
           "use a new --workdir or the original config")
-    return True
+    if restored_from is None:
+      return True
   os.makedirs(workdir, exist_ok=True)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(new, f, indent=2, sort_keys=True)
+    json.dump(old if restored_from is not None else new, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
-  return False
+  if restored_from is not None:
+    logging.warning("config.json of %s was lost: restored from checkpoint %d", workdir, restored_from)
+  return restored_from is not None
 
 
 _STATE = "state"
 _SUMS = "checksums"
+_CONFIG = "config"
 _FORMAT = 1
 DAMAGED_DIR = "checkpoints_damaged"
 
@@ -146,7 +211,7 @@ def make_manager(workdir: str) -> ocp.CheckpointManager:
     quiet_orbax()
   return ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, "checkpoints")),
-      item_names=(_STATE, _SUMS),
+      item_names=(_STATE, _SUMS, _CONFIG),
       options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
 
 
@@ -191,16 +256,90 @@ def checksum_record(state: Any) -> dict:
   return {"format": _FORMAT, "leaves": {_path(p): _leaf_record(x) for p, x in leaves}}
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-  """Saves `state` at `step` with its checksum record (asynchronously; atomic on disk).
+def save(manager: ocp.CheckpointManager, step: int, state: Any, config_rec: dict | None = None) -> None:
+  """Saves `state` at `step` with its checksum record and `config_record`; complete on return.
 
   The record is computed here, synchronously, from the same arrays orbax
-  copies to the host before this returns, and is written as a second item of
-  the same checkpoint: it is committed with the arrays, never before or after.
+  copies to the host, and is written as a second item of the same checkpoint:
+  it is committed with the arrays, never before or after. The save is awaited
+  so that a failed write is reported at this step rather than at the next
+  save or at exit.
+
+  Raises:
+    CheckpointSaveError: the write failed (e.g. ENOSPC); the step's temporary
+      folder is removed, the earlier checkpoints are untouched.
   """
-  record = checksum_record(state)
-  manager.save(step, args=ocp.args.Composite(**{
-      _STATE: ocp.args.StandardSave(state), _SUMS: ocp.args.JsonSave(record)}))
+  items = {_STATE: ocp.args.StandardSave(state), _SUMS: ocp.args.JsonSave(checksum_record(state))}
+  if config_rec is not None:
+    items[_CONFIG] = ocp.args.JsonSave(config_rec)
+  try:
+    manager.save(step, args=ocp.args.Composite(**items))
+    manager.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except  (orbax wraps OS errors in several types)
+    _hide_orbax_read_leftovers()  # the abandoned writes' callbacks hit closed event loops
+    try:
+      manager.close()
+    except Exception:  # pylint: disable=broad-except
+      pass
+    _join_orbax_threads()  # its other writer threads still run: let them end before removing their folder
+    _remove_tmp(manager, step)
+    raise CheckpointSaveError(f"cannot save checkpoint {step} in {manager.directory}: {_short(e)}") from None
+
+
+def _join_orbax_threads(timeout: float = 60.0) -> None:
+  """Waits (at most `timeout` s in all) for orbax's writer threads of a failed save to end.
+
+  Threads still waiting for a signal of the failed save (e.g. "directory
+  created", which never comes) are not waited for: they write nothing.
+  """
+  import threading
+  import time
+  frames = sys._current_frames()  # pylint: disable=protected-access
+
+  def waits_for_signal(t):
+    f = frames.get(t.ident)
+    while f is not None:
+      if f.f_code.co_name == "wait_for_signals":
+        return True
+      f = f.f_back
+    return False
+  deadline = time.monotonic() + timeout
+  for t in threading.enumerate():
+    if (t is not threading.current_thread() and type(t).__module__.startswith("orbax")
+        and not waits_for_signal(t)):
+      t.join(max(0.0, deadline - time.monotonic()))
+
+
+def _remove_tmp(manager: ocp.CheckpointManager, step: int) -> None:
+  """Removes the temporary folder(s) a failed save of `step` left (``<step>.orbax-checkpoint-tmp*``)."""
+  import shutil
+  root = str(manager.directory)
+  if jax.process_index() != 0 or not os.path.isdir(root):
+    return
+  for name in os.listdir(root):
+    if name.startswith(f"{step}.orbax-checkpoint-tmp"):
+      shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _latest_config_record(manager: ocp.CheckpointManager) -> tuple[int, dict] | None:
+  """(step, config record) of the newest checkpoint that has a readable one, or None."""
+  manager.reload()
+  for step in sorted(manager.all_steps(), reverse=True):
+    rec = _config_of(manager, step)
+    if rec is not None:
+      return step, rec
+  return None
+
+
+def _config_of(manager: ocp.CheckpointManager, step: int) -> dict | None:
+  """Checkpoint `step`'s config record; None for a checkpoint without one (older format) or unreadable."""
+  if not os.path.isdir(os.path.join(str(manager.directory), str(step), _CONFIG)):
+    return None
+  try:
+    rec = manager.restore(step, args=ocp.args.Composite(**{_CONFIG: ocp.args.JsonRestore()}))[_CONFIG]
+  except Exception:  # pylint: disable=broad-except
+    return None
+  return rec if isinstance(rec, dict) and isinstance(rec.get("config"), dict) else None
 
 
 def _short(e: BaseException) -> str:
@@ -320,8 +459,9 @@ def _problem(manager: ocp.CheckpointManager, step: int, like: Any, abstract: Any
   return None, state
 
 
-def restore_latest(manager: ocp.CheckpointManager, like: Any, *,
-                   quarantine: bool = True) -> tuple[int, Any] | None:
+def restore_latest(manager: ocp.CheckpointManager, like: Any, *, quarantine: bool = True,
+                   config_rec: dict | None = None, defaults: dict | None = None,
+                   max_step: int | None = None) -> tuple[int, Any] | None:
   """(step, state) of the newest intact checkpoint, restored with `like`'s structure, shapes and shardings.
 
   Tries checkpoints newest first. One that fails to restore (any orbax error:
@@ -332,9 +472,15 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, *,
   step again); the one before it is tried next. Returns None (start from
   scratch) if there is no checkpoint, or none is intact (with a warning).
 
+  `max_step`: only checkpoints at or before it (e.g. the last step
+  metrics.jsonl records). `config_rec` (`config_record` of the run): a
+  checkpoint recording another config is refused (see `config_diff` for
+  `defaults`).
+
   Raises:
     CheckpointMismatch: a checkpoint's record names leaves, shapes or dtypes
       other than `like`'s (not damage; nothing is moved).
+    WorkdirConfigMismatch: a checkpoint was made by another config.
   """
   manager.reload()  # the directory may have changed since the manager was made
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
@@ -343,6 +489,15 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, *,
   done = False
   try:
     for step in sorted(manager.all_steps(), reverse=True):
+      if max_step is not None and step > max_step:
+        continue
+      if config_rec is not None:
+        rec = _config_of(manager, step)
+        diff = config_diff(rec["config"], config_rec["config"], defaults) if rec is not None else []
+        if diff:
+          raise WorkdirConfigMismatch(
+              f"checkpoint {step} in {manager.directory} was made by a different config ({'; '.join(diff[:3])}); "
+              "use a new --workdir or the original config")
       problem, state = _problem(manager, step, like, abstract)
       if problem is None:
         found = (step, state)

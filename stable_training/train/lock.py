@@ -1,4 +1,4 @@
-"""One run per workdir: an exclusive ``flock`` on ``workdir/.lock``.
+"""One run per workdir (an exclusive ``flock`` on ``workdir/.lock``), and stopping it cleanly.
 
 Two runs writing one workdir interleave their checkpoints and metrics
 (orbax FileExistsError/TimeoutError, duplicated or out-of-order steps in
@@ -15,6 +15,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import signal
 import sys
 import threading
 import time
@@ -102,3 +103,50 @@ def workdir_lock(workdir: str) -> Iterator[str]:
       fcntl.flock(fd, fcntl.LOCK_UN)
   finally:
     os.close(fd)
+
+
+EXIT_PREEMPTED = 75  # os.EX_TEMPFAIL: "try again later"; the launcher's exit status after a clean stop
+
+
+class Preempted(KeyboardInterrupt):
+  """The run stopped on SIGTERM/SIGINT at `step`, its checkpoint saved there (a KeyboardInterrupt: not an error)."""
+
+  def __init__(self, signum: int, step: int):
+    self.signum, self.step = signum, step
+    name = signal.Signals(signum).name
+    super().__init__(f"stopped by {name} before the first step: nothing to resume" if step == 0 else
+                     f"stopped by {name} at step {step}, checkpoint saved; rerun the same command to resume")
+
+
+class StopSignals:
+  """Turns SIGTERM and SIGINT into a request the host loop polls between compiled chunks.
+
+  A scheduler's SIGTERM (or Ctrl-C) would otherwise kill the run mid-chunk and
+  lose everything since the last checkpoint. Inside the ``with`` block the
+  first signal only sets `signum`; a second one raises KeyboardInterrupt at
+  once (stop without saving). The previous handlers come back on exit.
+  Outside the main thread (where Python cannot install handlers) it does nothing.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None:
+      raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped without saving")
+    self.signum = signum
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    return self
+
+  def __exit__(self, *exc):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    self._previous = {}
+    return False

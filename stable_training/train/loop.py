@@ -77,6 +77,9 @@ def load_data(config) -> dict[str, Any]:
     xtr, ytr = xtr[:dc.num_train], ytr[:dc.num_train]
   if dc.num_test:
     xte, yte = xte[:dc.num_test], yte[:dc.num_test]
+  if xtr.shape[1:] != xte.shape[1:]:
+    raise data_lib.DataError(f"dataset {dc.name!r}: train examples are {tuple(xtr.shape[1:])} but test examples "
+                             f"{tuple(xte.shape[1:])}; both splits need one shape")
   num_val = dc.get("num_val", 0)
   if num_val >= len(xtr):
     raise config_lib.ConfigError(f"config.dataset.num_val={num_val}: must be < the {len(xtr)} training examples")
@@ -150,12 +153,13 @@ def build(config, d) -> Setup:
     raise config_lib.ConfigError(
         f"config.loss={loss_name!r}: the {config.dataset.name} task needs loss {task.loss!r}")
   loss = losses_lib.get_loss(loss_name)
-  seeds = config.seed + np.arange(config.num_seeds)
   x_example = d["x_test"]
   model = models_lib.build_model(config.model, num_classes=d["num_classes"], input_shape=x_example.shape[1:])
   check_model(model, config, x_example[:1])
   num_steps = total_steps(config, d)
   tx = optim_lib.make_optimizer(config.optimizer, num_steps=num_steps)
+  check_seed_memory(model, tx, config, x_example[:1])
+  seeds = config.seed + np.arange(config.num_seeds)
   skip = config.on_nonfinite == "skip"
   if skip:  # the host stops the run after max_consecutive_skips (see _check_skips)
     tx = optax.apply_if_finite(tx, max_consecutive_errors=np.iinfo(np.int32).max)
@@ -230,6 +234,40 @@ def check_model(model, config, sample_x) -> None:
       raise config_lib.ConfigError(
           f"config.lsc.enabled=True: model {config.model.name!r} does not declare its transition Jacobians "
           "(lsc_transitions); LSC supports deep_mlp, roaf_mlp, rnn_classifier and deep_rnn")
+
+
+def available_memory() -> int:
+  """Bytes the run may use: the local accelerators' memory limit, or the host's MemAvailable (CPU)."""
+  devs = jax.local_devices()
+  stats = devs[0].memory_stats() if hasattr(devs[0], "memory_stats") else None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"]) * len(devs)
+  try:
+    with open("/proc/meminfo") as f:
+      kb = next(int(l.split()[1]) for l in f if l.startswith("MemAvailable:"))
+    return kb * 1024
+  except (OSError, StopIteration, ValueError):
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def check_seed_memory(model, tx, config, sample_x) -> None:
+  """Refuses `config.num_seeds` when the seeds' training state alone exceeds `available_memory`.
+
+  Sized by `jax.eval_shape` (nothing allocated): params and optimizer state
+  per seed, times 3 (the state, its successor in the step, the gradients).
+
+  Raises:
+    ConfigError: one line with the sizes.
+  """
+  def one():
+    params = model.init(jax.random.PRNGKey(0), sample_x)["params"]
+    return params, tx.init(params)
+  per_seed = sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(jax.eval_shape(one)))
+  need, have = 3 * per_seed * int(config.num_seeds), available_memory()
+  if need > have:
+    raise config_lib.ConfigError(
+        f"config.num_seeds={config.num_seeds}: the training state needs about {need / 2**30:.1f} GiB "
+        f"({3 * per_seed / 2**20:.2f} MiB per seed), more than the {have / 2**30:.1f} GiB available")
 
 
 def init_state(model, tx, seeds: np.ndarray, sample_x: jax.Array) -> TrainState:
@@ -420,35 +458,52 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
   skip = config.on_nonfinite == "skip"
   host_loop = config.get("step_loop", "scan") == "host"   # conv nets on XLA:CPU (see make_chunk_fn)
   primary = jax.process_index() == 0
-  resumed = (ckpt_lib.check_or_write_config(workdir, config, config_lib.schema_defaults(config))
-             if primary else False)
+  defaults = config_lib.schema_defaults(config)
+  config_rec = ckpt_lib.config_record(config)
+  manager = ckpt_lib.make_manager(workdir)
+  try:
+    # From here SIGTERM/SIGINT only ask to stop; the loop saves and stops at its next chunk boundary.
+    with lock_lib.StopSignals() as stop:
+      return _train_with(config, workdir, d, setup, manager, stop, skip, host_loop, primary, defaults, config_rec)
+  finally:
+    manager.close()
+
+
+def _train_with(config, workdir, d, setup, manager, stop, skip, host_loop, primary, defaults,
+                config_rec) -> dict:
+  resumed = ckpt_lib.check_or_write_config(workdir, config, defaults, manager) if primary else False
   if jax.process_count() > 1:  # process 0 decided; all take the same path (restore is collective)
     from jax.experimental import multihost_utils
     resumed = bool(multihost_utils.broadcast_one_to_all(np.int32(resumed)))
   state = init_state(setup.model, setup.tx, setup.seeds, jnp.asarray(d["x_test"][:1]))
-  manager = ckpt_lib.make_manager(workdir)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  summary_path = os.path.join(workdir, "summary.json")
+  # The records are the run's history: resume from a checkpoint they reach (a
+  # cut or lost metrics.jsonl retrains the missing steps instead of leaving a gap).
+  records = rec_lib.read_records(metrics_path, report=primary) if resumed else []
+  last_record = max((r["step"] for r in records if r.get("kind") == "train"), default=0)
   # Restored straight into the run's sharding: each process reads its own
   # part (a restored single-device array cannot be moved across hosts).
   shardings = jax.tree.map(lambda a: _leaf_sharding(setup, a), state)
-  restored = ckpt_lib.restore_latest(manager, jax.device_put(state, shardings)) if resumed else None
+  restored = None
+  if resumed:
+    restored = ckpt_lib.restore_latest(manager, jax.device_put(state, shardings), config_rec=config_rec,
+                                       defaults=defaults, max_step=last_record)
+    _drop_checkpoints_past(manager, restored[0] if restored else 0, last_record, metrics_path)
   start_step, state = restored if restored is not None else (0, state)
-  if restored is not None:
-    print(f"resumed {workdir} at step {start_step}", file=sys.stderr, flush=True)
-  summary_path = os.path.join(workdir, "summary.json")
   if start_step > setup.num_steps:
-    manager.close()
     raise ckpt_lib.WorkdirConfigMismatch(
         f"workdir {workdir} holds a run trained to step {start_step} > config.num_steps={setup.num_steps}; "
         "use a new --workdir or at least that many steps")
-  if start_step == setup.num_steps and os.path.exists(summary_path):
-    manager.close()  # finished: leave its summary as it was
-    return rec_lib.read_json(summary_path)
-  if restored is None and resumed and os.path.exists(summary_path):
-    prev = rec_lib.read_json(summary_path)
-    if (prev.get("history") or [{}])[-1].get("step") == setup.num_steps:
-      manager.close()  # finished, its checkpoints since deleted (e.g. to save disk): not trained again
-      return prev
   lnames = layer_names(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.params))
+  info = {**d["info"], "num_params": int(sum(np.prod(a.shape[1:]) for a in jax.tree.leaves(state.params))),
+          "devices": int(setup.mesh.devices.size), "mesh_splits": setup.split}
+  if resumed and last_record >= setup.num_steps and start_step in (0, setup.num_steps):
+    # Finished (its checkpoints possibly deleted to save disk): the summary is rebuilt from the records.
+    if restored is not None or not manager.all_steps():
+      return _finished_summary(records, setup.num_steps, d, lnames, info, summary_path, primary)
+  if restored is not None:
+    print(f"resumed {workdir} at step {start_step}", file=sys.stderr, flush=True)
   writer = MetricWriter(workdir, start_step, lnames, primary)
   if restored is None and config.lsc.enabled:
     state, lsc_radii = _lsc_pretrain(setup.model, setup.tx, state, d, config, memo=LSC_MEMO,
@@ -458,15 +513,17 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
   diag = _make_diagnostics(config, setup, workdir, start_step) if config.diagnostics.enabled else None
   if diag is not None and start_step == 0:  # the initialization, before the first update (G&B Fig. 6–7)
     diag(0, state.params, d)
-  info = {**d["info"], "num_params": int(sum(np.prod(a.shape[1:]) for a in jax.tree.leaves(state.params))),
-          "devices": int(setup.mesh.devices.size), "mesh_splits": setup.split}
   next_stop, is_eval, is_ckpt = _stops(config, d, setup.num_steps)
   compiled, compile_seconds, run_time, run_steps = {}, 0.0, 0.0, 0
   progress = rec_lib.Progress(setup.num_steps, start_step, config.progress == "auto",
                               desc=os.path.basename(os.path.normpath(workdir)))
-  step = start_step
+  step = saved = start_step
   try:
     while step < setup.num_steps:
+      if stop.signum is not None:  # between compiled chunks: save where we are, then stop
+        if step > saved:
+          ckpt_lib.save(manager, step, state, config_rec)
+        raise lock_lib.Preempted(stop.signum, step)
       k = next_stop(step) - step
       t0 = time.perf_counter()
       state, stopped, m, tc = _run_chunk(setup, compiled, state, step, k, host_loop, skip)
@@ -489,19 +546,58 @@ def _train(config, workdir: str, d, setup: Setup) -> dict:
       writer.write(rec)
       progress.update(step, k, f"loss={rec['train_loss']['mean']:.4f}")
       if is_ckpt(step):
-        ckpt_lib.save(manager, step, state)
+        ckpt_lib.save(manager, step, state, config_rec)
+        saved = step
       if skip:
         _check_skips(state, config, step)
   finally:
     progress.close()
     writer.close()
-    manager.wait_until_finished()
-    manager.close()
   summary = summarize(writer.records, d["name"], lnames, run_steps / run_time if run_time else float("nan"),
                       compile_seconds, info)
   if primary:
     rec_lib.write_json(summary_path, summary)
   return summary
+
+
+# Parts of summary.json that follow from metrics.jsonl alone (speed and info do not).
+_FROM_RECORDS = ("final", "history", "best", "lsc", "dataset", "layer_names")
+
+
+def _finished_summary(records, num_steps, d, lnames, info, summary_path, primary) -> dict:
+  """A finished run's summary: summary.json if it agrees with metrics.jsonl, else rebuilt from it (one line)."""
+  old = rec_lib.read_json_or_none(summary_path)
+  old = old if isinstance(old, dict) else None
+  prev = old or {}
+  rebuilt = rec_lib.finite_json(summarize(
+      [r for r in records if r["step"] <= num_steps], d["name"], lnames,
+      prev.get("steps_per_sec", float("nan")), prev.get("compile_seconds", float("nan")), prev.get("info", info)))
+  if old is not None and all(old.get(k) == rebuilt.get(k) for k in _FROM_RECORDS):
+    return old
+  if primary:
+    why = ("missing" if not os.path.exists(summary_path) else "damaged" if old is None
+           else "edited or incomplete (it does not match metrics.jsonl)")
+    print(f"{summary_path} was {why}: rebuilt from metrics.jsonl", file=sys.stderr, flush=True)
+    rec_lib.write_json(summary_path, rebuilt)
+  return rebuilt
+
+
+def _drop_checkpoints_past(manager, kept: int, last_record: int, metrics_path: str) -> None:
+  """Deletes checkpoints after `kept` that the records do not reach, so the steps up to them are retrained.
+
+  They are of the same config (checked), so retraining writes them again,
+  bit for bit; orbax would not save over an existing step.
+  """
+  past = [s for s in manager.all_steps() if s > kept]
+  if not past:
+    return
+  have = f"ends at step {last_record}" if os.path.exists(metrics_path) else "is missing"
+  print(f"{metrics_path} {have} but checkpoints reach step {max(past)}: "
+        f"retraining from step {kept} to rebuild the records", file=sys.stderr, flush=True)
+  if jax.process_index() == 0:
+    for s in past:
+      manager.delete(s)
+  manager.reload()
 
 
 def _nonfinite_message(bad_step, state, setup: Setup, manager) -> str:
@@ -616,7 +712,9 @@ def _make_diagnostics(config, setup: Setup, workdir, start_step: int = 0):
 
   def run(step, params, d):
     x_src, y_src = (d["x_train"], d["y_train"]) if d["x_train"] is not None else (d["x_test"], d["y_test"])
-    stats = jax.device_get(per_seed(params, jnp.asarray(x_src[:n]), jnp.asarray(y_src[:n])))
+    # On one device, not split like the training state (see `sharding.on_one_device`: deadlock otherwise).
+    stats = jax.device_get(per_seed(sharding_lib.on_one_device(params), jnp.asarray(x_src[:n]),
+                                    jnp.asarray(y_src[:n])))
     for i in range(config.num_seeds if writer is not None else 0):
       writer.write(step, jax.tree.map(lambda a: a[i], stats), seed=int(config.seed) + i)
   return run

@@ -2,7 +2,8 @@
 
 - ``metrics.jsonl``: one JSON record per line (`append_record`); on resume the
   records past the restored checkpoint are dropped (`truncate_records`), so the
-  file holds each step once.
+  file holds each step once; a cut or damaged line ends the file (it and the
+  lines after it are dropped, with one line saying so).
 - ``summary.json``: written atomically (`write_json`); non-finite floats are
   written as ``null`` so the file is always valid JSON.
 - `Progress`: a tqdm bar on a terminal, absl log lines otherwise.
@@ -52,6 +53,9 @@ def _finite_json(obj: Any) -> Any:
   return obj
 
 
+finite_json = _finite_json
+
+
 def write_json(path: str, payload: Any) -> None:
   """Writes `payload` to `path` atomically (temporary file + rename), strict JSON."""
   tmp = path + ".tmp"
@@ -60,27 +64,37 @@ def write_json(path: str, payload: Any) -> None:
   os.replace(tmp, path)
 
 
-def read_records(path: str, upto_step: int | None = None) -> list[dict]:
-  """Records of a metrics.jsonl (those with step <= upto_step when given)."""
+def read_records(path: str, upto_step: int | None = None, *, report: bool = False) -> list[dict]:
+  """Records of a metrics.jsonl (those with step <= upto_step when given).
+
+  The file is append-only, so a line that does not parse (cut by a kill
+  mid-write, or damaged) ends it: that line and any after it are not
+  returned. With `report`, one stderr line says what was dropped.
+  """
   if not os.path.exists(path):
     return []
   out = []
   with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line:
-        continue
-      try:
-        rec = json.loads(line)
-      except json.JSONDecodeError:  # a line cut by a kill mid-write
-        continue
-      if upto_step is None or rec["step"] <= upto_step:
-        out.append(rec)
+    lines = f.read().splitlines()
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      rec = json.loads(line)
+      step = rec["step"]
+    except (ValueError, KeyError, TypeError):
+      if report:
+        rest = len(lines) - i - 1
+        print(f"{path}: line {i + 1} is cut or damaged: dropped it" + (f" and the {rest} after it" if rest else "")
+              + (f" (records end at step {out[-1]['step']})" if out else ""), file=sys.stderr, flush=True)
+      break
+    if upto_step is None or step <= upto_step:
+      out.append(rec)
   return out
 
 
 def truncate_records(path: str, upto_step: int) -> list[dict]:
-  """Keeps only the records with step <= `upto_step` (atomic rewrite); returns them."""
+  """Keeps only the intact records with step <= `upto_step` (atomic rewrite); returns them."""
   records = read_records(path, upto_step)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
@@ -137,6 +151,14 @@ def read_json(path: str) -> Any:
     return json.load(f)
 
 
+def read_json_or_none(path: str) -> Any:
+  """The JSON document at `path`, or None when it is missing or does not parse."""
+  try:
+    return read_json(path)
+  except (OSError, ValueError):
+    return None
+
+
 class TensorBoard:
   """TensorBoard event files in the workdir (tensorboardX: no TensorFlow needed).
 
@@ -176,6 +198,9 @@ class TensorBoard:
       leaves = [np.asarray(x).ravel() for x in jax.tree.leaves(tree[name])]
       if leaves:
         self.writer.add_histogram(f"params/{name}", np.concatenate(leaves), step)
+
+  def flush(self) -> None:
+    self.writer.flush()
 
   def close(self) -> None:
     self.writer.close()

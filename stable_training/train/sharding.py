@@ -49,6 +49,24 @@ def data_mesh(devices=None) -> jax.sharding.Mesh:
                            axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def on_one_device(tree):
+  """`tree` gathered onto this process's first device (every seed, whatever the mesh split).
+
+  For host-side measurements (diagnostics) with LAPACK custom calls: jaxlib
+  0.10.2's batched CPU LAPACK kernels (SVD, eigh, ...) split their batch over
+  XLA's intra-op thread pool and block a pool thread until the pieces are
+  done. The pool has one thread per core and is shared by every CPU device, so
+  as many devices running such a kernel at once as there are cores leave no
+  thread to run the pieces: a deadlock (all threads asleep in
+  ``ParallelBatchMap``). One device runs one such program at a time.
+  """
+  leaves = jax.tree.leaves(tree)
+  if all(getattr(a, "is_fully_addressable", True) for a in leaves):
+    return jax.device_put(tree, jax.local_devices()[0])
+  from jax.experimental import multihost_utils  # multi-process: each host gets every shard
+  return jax.device_put(multihost_utils.process_allgather(tree, tiled=True), jax.local_devices()[0])
+
+
 def replicated(mesh) -> NamedSharding:
   """Every device holds the whole array."""
   return NamedSharding(mesh, P())
