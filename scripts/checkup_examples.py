@@ -63,6 +63,19 @@ def make(name: str, tiny: bool):
   raise ValueError(f"--models: unknown {name!r}; valid: tanh30, roaf1000, lstm")
 
 
+REGENERATE = "Regenerate: `python scripts/checkup_examples.py --models={name}`"
+
+
+def add_command(report_path: str, name: str) -> None:
+  """Puts the line that regenerates this report under its title (once)."""
+  text = open(report_path).read()
+  line = REGENERATE.format(name=name)
+  if line not in text:
+    title, _, rest = text.partition("\n")
+    with open(report_path, "w") as f:
+      f.write(f"{title}\n\n{line}\n{rest}")
+
+
 def main(argv):
   del argv
   import jax
@@ -86,6 +99,7 @@ def main(argv):
     r = st.checkup(model, params, (x, yb), lsc_steps=5 if FLAGS.tiny else FLAGS.lsc_steps)
     r["dataset"] = name
     paths = st.checkup.write_outputs(r, os.path.join(out, m))
+    add_command(paths["report"], m)
     print(f"{m}: {r['verdict_line']}")
     print(f"  wrote {paths}")
 

@@ -136,6 +136,8 @@ def test_checkup_examples_tiny(tmp_path):
     r = json.load(open(tmp_path / name / "checkup.json"))
     assert f"{name}: {r['verdict_line']}" in out
     assert (tmp_path / name / "checkup.png").stat().st_size > 1000
+    report = (tmp_path / name / "report.md").read_text()
+    assert f"Regenerate: `python scripts/checkup_examples.py --models={name}`" in report
   tanh = json.load(open(tmp_path / "tanh30" / "checkup.json"))
   assert tanh["verdict"] == "vanishing"
   ranked = sorted((e for e in tanh["remedies"] if "rank" in e), key=lambda e: e["rank"])
