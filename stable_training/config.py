@@ -107,8 +107,13 @@ def schema_defaults(config) -> dict:
   return out
 
 
-def validate(config) -> None:
-  """Checks a train config; raises `ConfigError` (one line) on the first problem."""
+def validate(config, *, given: tuple[str, ...] = ()) -> None:
+  """Checks a train config; raises `ConfigError` (one line) on the first problem.
+
+  `given`: groups whose objects the caller passes in (`stable_training.train.fit`: ``"model"``,
+  ``"optimizer"``, ``"dataset"``); their names are records, not registry entries, so only the
+  other checks apply to them.
+  """
   # Imported here: these registries import model/optimizer code, which the
   # launcher only needs once the config is known to be sane.
   from stable_training import data, models, optim
@@ -118,11 +123,16 @@ def validate(config) -> None:
   # Types, ranges and choices of every declared key; what follows checks only relations between keys.
   top = check_group(config, TOP_KEYS, "")
   from stable_training.optim.schema import OPTIMIZER_KEYS
-  ds = check_group(config.dataset, DATASET_KEYS, "dataset")
-  opt = check_group(config.optimizer, OPTIMIZER_KEYS, "optimizer")
+  # Given objects are recorded by a name and what identifies them (fit: the data's fingerprint, tx_name).
+  ds_keys = DATASET_KEYS if "dataset" not in given else {**DATASET_KEYS, "fingerprint": Key(str, "")}
+  ds = check_group(config.dataset, ds_keys, "dataset")
+  opt_keys = (OPTIMIZER_KEYS if "optimizer" not in given else
+              {**OPTIMIZER_KEYS, "name": Key(str, "given"), "tx_name": Key(str, "custom")})
+  opt = check_group(config.optimizer, opt_keys, "optimizer")
   check_group(config.lsc, LSC_KEYS, "lsc")
   diag = check_group(config.diagnostics, DIAGNOSTICS_KEYS, "diagnostics")
-  models.resolve_model_config(config.model)
+  if "model" not in given:
+    models.resolve_model_config(config.model)
   _choice(config, "loss", losses.names())
   if top["seed"] + top["num_seeds"] - 1 > MAX_SEED:
     raise ConfigError(f"config.num_seeds={top['num_seeds']}: seeds {top['seed']}..{top['seed'] + top['num_seeds'] - 1} "
@@ -132,7 +142,8 @@ def validate(config) -> None:
     if top[key] % log_every:
       raise ConfigError(f"config.{key}={top[key]}: must be a multiple of config.log_every={log_every}")
 
-  _check_dataset_name(ds["name"], sorted(data.names() + sequence_tasks.names()))
+  if "dataset" not in given:
+    _check_dataset_name(ds["name"], sorted(data.names() + sequence_tasks.names()))
   _choice(config, "dataset.view", data.VIEWS)
   if ds["num_generated"] and ds["name"] not in data.generated_names():
     raise ConfigError(f"config.dataset.num_generated={ds['num_generated']}: only for generated datasets "

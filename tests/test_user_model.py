@@ -82,3 +82,57 @@ def test_engine_trains_a_user_module_like_a_registered_one(user_module, tmp_path
   assert s1["final"]["test_accuracy"]["per_seed"] == s2["final"]["test_accuracy"]["per_seed"]
   assert s1["final"]["test_accuracy"]["per_seed"][0] != s1["final"]["test_accuracy"]["per_seed"][1]
   assert np.isfinite(s1["final"]["test_loss"]["mean"])
+
+
+def _digits_arrays():
+  from sklearn.datasets import load_digits
+  d = load_digits()
+  x, y = (d.data / 16.0).astype(np.float32), d.target
+  return x[:1400], y[:1400], x[1400:], y[1400:]
+
+
+class _MLP:
+  """A plain flax MLP with jnp.tanh (built lazily so importing the test module stays cheap)."""
+
+  @staticmethod
+  def make():
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    class MLP(nn.Module):
+      width: int = 16
+
+      @nn.compact
+      def __call__(self, x):
+        for _ in range(2):
+          x = jnp.tanh(nn.Dense(self.width)(x))
+        return nn.Dense(10, name="head")(x)
+    return MLP
+
+
+def test_fit_trains_a_user_module_and_chain_through_the_engine(tmp_path):
+  """st.train.fit: same numbers as the equivalent engine run reloaded (finished run read back), seeds differ,
+  a rerun with other data is refused, and st.averaged_gradient(optax.rmsprop) works inside the engine."""
+  import optax
+  import stable_training as st
+  from stable_training.train.checkpoint import WorkdirConfigMismatch
+  MLP = _MLP.make()
+  data = _digits_arrays()
+  kw = dict(num_steps=40, batch_size=32, num_seeds=2, log_every=20, eval_every=40, progress="none")
+  s = st.train.fit(MLP(), optax.adam(3e-3), data, str(tmp_path / "a"), **kw)
+  assert s["history"][-1]["train_loss"]["mean"] < s["history"][0]["train_loss"]["mean"]
+  per_seed = s["final"]["test_loss"]["per_seed"]
+  assert len(per_seed) == 2 and per_seed[0] != per_seed[1]
+  again = st.train.fit(MLP(), optax.adam(3e-3), data, str(tmp_path / "a"), **kw)   # finished: read back
+  assert again["final"] == s["final"]
+  other = (data[0][::-1].copy(), data[1][::-1].copy(), data[2], data[3])
+  with pytest.raises(WorkdirConfigMismatch):
+    st.train.fit(MLP(), optax.adam(3e-3), other, str(tmp_path / "a"), **kw)
+  with pytest.raises(ValueError, match="x_test has 3 examples and y_test 2"):
+    st.train.fit(MLP(), optax.adam(3e-3), (data[0], data[1], data[2][:3], data[3][:2]), str(tmp_path / "b"))
+  assert not (tmp_path / "b").exists()
+  # The wrapper (right order by construction) inside the engine: ḡ from the engine's loss (secant on jnp.tanh).
+  avg = st.averaged_gradient(optax.rmsprop(1e-3), "secant")
+  s2 = st.train.fit(MLP(), avg, data, str(tmp_path / "c"), tx_name="avg-secant-rmsprop", **kw)
+  assert np.isfinite(s2["final"]["train_loss"]["mean"])
+  assert s2["history"][-1]["train_loss"]["mean"] < s2["history"][0]["train_loss"]["mean"]

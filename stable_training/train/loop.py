@@ -140,8 +140,11 @@ class Setup:
   split: str                # what the mesh splits: 'seeds' or 'batch'
 
 
-def build(config, d) -> Setup:
+def build(config, d, *, model=None, tx=None) -> Setup:
   """Model, loss, optax chain, compiled chunk and evaluator for `config` on data `d`.
+
+  `model` / `tx`: a caller's flax module / optax transformation used instead of
+  the ones `config.model` / `config.optimizer` name (`stable_training.train.fit`).
 
   Raises:
     ConfigError: values that only the data can rule out (batch size vs
@@ -154,10 +157,12 @@ def build(config, d) -> Setup:
         f"config.loss={loss_name!r}: the {config.dataset.name} task needs loss {task.loss!r}")
   loss = losses_lib.get_loss(loss_name)
   x_example = d["x_test"]
-  model = models_lib.build_model(config.model, num_classes=d["num_classes"], input_shape=x_example.shape[1:])
+  if model is None:
+    model = models_lib.build_model(config.model, num_classes=d["num_classes"], input_shape=x_example.shape[1:])
   check_model(model, config, x_example[:1])
   num_steps = total_steps(config, d)
-  tx = optim_lib.make_optimizer(config.optimizer, num_steps=num_steps)
+  if tx is None:
+    tx = optim_lib.make_optimizer(config.optimizer, num_steps=num_steps)
   check_seed_memory(model, tx, config, x_example[:1])
   seeds = config.seed + np.arange(config.num_seeds)
   skip = config.on_nonfinite == "skip"
@@ -428,11 +433,13 @@ def _check_skips(state, config, step):
         f"(config.max_consecutive_skips={limit}); the run cannot recover")
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, *, model=None, tx=None, data: dict | None = None) -> dict:
   """Trains `config.num_seeds` seeds of `config` and returns the summary dict.
 
   Resumes from ``workdir/checkpoints`` when present (same config required).
-  See `experiments/configs/default.py` for the fields.
+  See `experiments/configs/default.py` for the fields. `model`, `tx`, `data`:
+  a caller's flax module, optax transformation and data dict (the format of
+  `load_data`) instead of those the config names (see `stable_training.train.fit`).
 
   Returns:
     {'final': {'train_loss', 'test_loss', 'test_accuracy' (classification),
@@ -446,9 +453,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
     NonFiniteError: non-finite loss/gradient with ``on_nonfinite='stop'``.
     WorkdirBusy: another process is running in `workdir`.
   """
-  config_lib.validate(config)
-  d = load_data(config)
-  setup = build(config, d)
+  given = tuple(g for g, v in (("model", model), ("optimizer", tx), ("dataset", data)) if v is not None)
+  config_lib.validate(config, given=given)
+  d = load_data(config) if data is None else data
+  setup = build(config, d, model=model, tx=tx)
   with lock_lib.workdir_lock(workdir):
     return _train(config, workdir, d, setup)
 
@@ -703,7 +711,7 @@ def _make_diagnostics(config, setup: Setup, workdir, start_step: int = 0):
   if writer is not None:
     writer.truncate(start_step)
   n = min(256, config.batch_size * 2)
-  act = config.model.activation
+  act = config.model.get("activation")   # None for a caller's module (bounds then from the data)
   loss_fn = losses_lib.mean_loss(config.get("loss", "cross_entropy"))
   # vmap over the seed axis of params; the monitoring batch is shared.
   per_seed = jax.jit(jax.vmap(

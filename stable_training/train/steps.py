@@ -126,15 +126,19 @@ def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, 
   (`optim.averaged_gradient_estimator`, ICLR 2025 submission "… Many
   Nonlinear Activations") or `optax.contrib.sam(..., opaque_mode=True)`;
   ``grad_fn.at_params`` is `grads` (lets a transform check it receives them
-  unchanged). Plain transforms drop it, and it is traced only if called, so
+  unchanged) and ``grad_fn.loss_fn`` the loss p ↦ L(p; x, y) (the secant
+  estimator rewrites its activations on any model). A caller's
+  `optim.averaged_gradient` wrapper gets ``grad_fn`` directly. Plain transforms drop it, and it is traced only if called, so
   for them the step costs one forward+backward, as before. Metrics: loss,
   accuracy, ‖g‖, per-layer ‖g_l‖ (of ∇L(θ)), ‖updates‖, the variance of the
   update entries and whether loss, grads and updates are finite, plus the batch
   means of `metrics_fn` (`make_objective`).
   """
+  from stable_training.optim.avg_grad import AveragedGradientTransformation
   objective = make_objective(model, loss_fn, metrics_fn)
   vg = jax.value_and_grad(objective, has_aux=True)
-  tx = optax.with_extra_args_support(tx)
+  if not isinstance(tx, AveragedGradientTransformation):  # a user's st.averaged_gradient takes grad_fn itself
+    tx = optax.with_extra_args_support(tx)
 
   def train_step(state: TrainState, batch):
     rng, step_rng = jax.random.split(state.rng)
@@ -145,6 +149,7 @@ def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, 
       del unused
       return jax.grad(lambda p: objective(p, batch, step_rng)[0])(params)
     grad_fn.at_params = grads
+    grad_fn.loss_fn = lambda p: objective(p, batch, step_rng)[0]   # secant on any model (optim.secant)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn)
     params = optax.apply_updates(state.params, updates)
     metrics = {
