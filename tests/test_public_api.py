@@ -48,3 +48,19 @@ print("ok")
 """
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
   assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_one_default_per_key():
+  """The default config's groups hold every declared key at its declared default: no second copy to drift."""
+  from experiments.configs import default
+  from stable_training import config as schema
+  from stable_training.optim.schema import OPTIMIZER_KEYS
+  c = default.get_config()
+  groups = {"": schema.TOP_KEYS, "dataset": schema.DATASET_KEYS, "optimizer": OPTIMIZER_KEYS,
+            "lsc": schema.LSC_KEYS, "diagnostics": schema.DIAGNOSTICS_KEYS}
+  for g, keys in groups.items():
+    node = c[g] if g else c
+    for k, key in keys.items():
+      if key.type is not dict:
+        assert k in node and node[k] == key.default, (g, k, node.get(k), key.default)
+  assert c.optimizer.learning_rate == 0.05 and c.lsc.batch_samples == 4

@@ -8,7 +8,7 @@ SCHEDULES = ("constant", "warmup_cosine", "step")
 
 OPTIMIZER_KEYS = {
     "name": Key(str, "sgd", choices=NAMES),
-    "learning_rate": Key(float, 0.01, lo=0.0, lo_open=True),
+    "learning_rate": Key(float, 0.05, lo=0.0, lo_open=True),
     "momentum": Key(float, 0.9, lo=0.0, hi=1.0, hi_open=True, doc="heavy-ball μ (momentum)"),
     "decay": Key(float, 0.9, lo=0.0, hi=1.0, hi_open=True, doc="RMSProp's second-moment EMA ρ"),
     "eps": Key(float, 1e-8, lo=0.0, lo_open=True),
