@@ -27,7 +27,7 @@ Scales (``STUDIES[...].args``):
   full   the commands of the study's decisive ledger rows in WORKSPACE.md (the largest
          budget each claim was decided at; the script's full defaults where the ledger has
          none); a study with several such rows has one run per row, named by its --tag.
-         The studies glorot_shapeset, roaf_copy and lsc_ffn_grid run at this scale only,
+         The studies glorot_shapeset, roaf_copy, roaf_psmnist_search and lsc_ffn_grid run at this scale only,
          and claims marked "full only" are judged at it only. tests/test_reproduce_all.py
          checks these runs against the commands written in the ledger.
   gpu    budgets for one NVIDIA H200 so that every study, ``--jobs=4`` at a time, ends
@@ -82,6 +82,10 @@ Verdict rules (one pure function per claim, `judge_*`; accuracies are test accur
   roaf_deep_train  Ceni 2022: ROAF test acc at the trained depth ≥ 0.6 reproduced; > plain tanh
                    + 0.05 partly.
   roaf_psmnist     Ceni 2022: ROAF epoch-1 acc ≥ 0.94 reproduced; ≥ best other cell − 0.02 partly.
+  roaf_psmnist_mnist5k  Ceni 2022 on the MNIST 5k subset (`reproduce_roaf_psmnist_search.py`): ROAF at
+                   the validation-chosen (α, β, …) setting, epoch-1 test acc ≥ 0.94 reproduced; ≥ best
+                   baseline − 0.02 partly.
+  roaf_psmnist_mnist5k_ep10  same run after 10 paper epochs: ≥ 0.98 reproduced; ≥ 0.94 partly.
   roaf_memory      Ceni 2022: largest lag T solved by ROAF (loss ≤ 0.1 × baseline, every seed)
                    ≥ 10,000 reproduced; > 0 and ≥ Elman's partly.
   lsc_rnn_radii    LSC: every pre-trained (cell, depth, ρ) has mean depth radius, and time radius
@@ -335,6 +339,34 @@ def largest_solved(rows: list[dict], cell: str) -> int:
   return max((r["lag"] for r in rows if r["cell"] == cell and r["solved_seeds"] == r["seeds"]), default=0)
 
 
+def _psmnist_final(data: dict) -> dict[str, list[float]]:
+  """{cell: test accuracy per paper epoch} of the psMNIST search's final runs."""
+  acc = {r["cell"]: r["test_acc_per_epoch"] for r in data.get("final", [])}
+  if not acc.get("roaf"):
+    raise Missing("the ROAF final run is not in this run")
+  return acc
+
+
+def judge_roaf_psmnist_mnist5k(data: dict) -> tuple[str, str]:
+  """psMNIST search on the MNIST 5k subset, epoch 1 of the validation-chosen ROAF setting: ≥ 0.94 reproduced;
+  ≥ best baseline − 0.02 partly."""
+  acc = _psmnist_final(data)
+  roaf = acc["roaf"][0]
+  others = [a[0] for c, a in acc.items() if c != "roaf" and a]
+  v = REPRODUCED if roaf >= 0.94 else PARTLY if others and roaf >= max(others) - 0.02 else NOT_REPRODUCED
+  k = data["best"]["knobs"]
+  setting = ", ".join(f"{n} {'1 − α' if x is None else x}" for n, x in k.items())
+  return v, (f"epoch-1 test acc ROAF ({setting}) {roaf:.4f}; "
+             + ", ".join(f"{c} {a[0]:.4f}" for c, a in acc.items() if c != "roaf" and a))
+
+
+def judge_roaf_psmnist_mnist5k_ep10(data: dict) -> tuple[str, str]:
+  """The same run after its last paper epoch (10 in the full setting): ≥ 0.98 reproduced; ≥ 0.94 partly."""
+  acc = _psmnist_final(data)["roaf"]
+  v = REPRODUCED if acc[-1] >= 0.98 else PARTLY if acc[-1] >= 0.94 else NOT_REPRODUCED
+  return v, f"ROAF test acc after {len(acc)} paper epochs {acc[-1]:.4f} (best epoch {max(acc):.4f})"
+
+
 def judge_roaf_memory(data: dict) -> tuple[str, str]:
   rows = data["rows"]
   cells = list(dict.fromkeys(r["cell"] for r in rows))
@@ -509,6 +541,13 @@ def _budget_psmnist(d):
   return f"hidden {r['hidden']}, Adam {d['flags']['lr']}, {r['epochs']} epoch(s), {r['seeds']} seed(s)"
 
 
+def _budget_psmnist_search(d):
+  s = d["settings"]
+  return (f"search: {len(d['search'])} ROAF settings × {s['sweep_epochs']:g} paper epoch, chosen on {s['num_val']} "
+          f"validation images; final: {s['final_epochs']} paper epochs (baselines {s['baseline_epochs']}), "
+          f"hidden {s['hidden']}, batch {s['batch']}, {s['seeds']} seed(s)")
+
+
 def _budget_memory(d):
   r = d["rows"][0]
   return f"Adam 3e-3, {r['steps']} steps, {r['seeds']} seed(s)"
@@ -673,6 +712,9 @@ STUDIES: dict[str, Study] = {
                   "copy_short": ["--tasks=copy", "--lags=10,20,50,100", "--steps=10000", "--eval_every=500",
                                  "--tag=copy_short"]}},
         0, _budget_memory, lambda d: "generated " + "/".join(sorted({r["task"] for r in d["rows"]})) + " task"),
+    "roaf_psmnist_search": Study(
+        "scripts/reproduce_roaf_psmnist_search.py", {"full": []},
+        0, _budget_psmnist_search, lambda d: "permuted sequential MNIST (5k subset)"),
     "lsc_ffn_grid": Study(
         "scripts/reproduce_lsc_ffn.py",
         {"full": {f"grid1000_{act}": [f"--acts={act}", "--num_steps=1000", "--lsc_steps=200", f"--tag=grid1000_{act}"]
@@ -749,6 +791,11 @@ CLAIMS = [
     Claim("glorot_shapeset", "glorot_shapeset", "Glorot & Bengio 2010 Table 1 on Shapeset-3x2, 200 k updates: "
           "normalized init lowers the test error", "Softsign 16.27 / N 16.06, Tanh 27.15 / N 15.60, Sigmoid 82.61",
           judge_glorot_shapeset),
+    Claim("roaf_psmnist_mnist5k", "roaf_psmnist_search", "Ceni 2022: ROAF RNN on permuted sequential MNIST "
+          "after 1 epoch — the setting searched on validation (MNIST 5k subset)", "> 94 % (MNIST)",
+          judge_roaf_psmnist_mnist5k, scales=("full",)),
+    Claim("roaf_psmnist_mnist5k_ep10", "roaf_psmnist_search", "Ceni 2022: ROAF RNN on permuted sequential MNIST "
+          "after 10 epochs (MNIST 5k subset)", "> 98 % (MNIST)", judge_roaf_psmnist_mnist5k_ep10, scales=("full",)),
     Claim("roaf_copy", "roaf_copy", "Ceni 2022: ROAF RNN learns dependencies far back — the copy task at "
           "growing lag T", "copy task solved at long lags", judge_roaf_copy),
     *(Claim(f"lsc_ffn_grid_{act}", "lsc_ffn_grid", f"Herranz-Celotti & Rouat: feed-forward LSC (ρ = 1) matches "

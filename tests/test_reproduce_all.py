@@ -291,7 +291,7 @@ def test_selection_and_commands():
 
 def test_scales_select_studies_runs_and_claims():
   full_only = {n for n, s in ra.STUDIES.items() if set(s.args) == {"full"}}
-  assert full_only == {"glorot_shapeset", "roaf_copy", "lsc_ffn_grid"}
+  assert full_only == {"glorot_shapeset", "roaf_copy", "lsc_ffn_grid", "roaf_psmnist_search"}
   for scale in ("tiny", "quick", "gpu"):   # as before the decisive rows: one run per study
     assert ra.selected([], scale) == [n for n in ra.STUDIES if n not in full_only]
     assert [r for _, r in ra.jobs_of(ra.selected([], scale), scale)] == [""] * len(ra.selected([], scale))
@@ -671,3 +671,22 @@ def test_gpu_suite_tiny_on_cpu(tmp_path):
   assert (out / CHEAPEST / "log.txt").exists()
   assert not [d for d in os.listdir(tmp_path) if d.startswith("reproduce_all_runs_")]   # workdirs removed
   assert _git_status_results() == before
+
+
+def _psmnist_search(roaf, others, knobs=None):
+  return {"best": {"knobs": knobs or {"alpha": 1.0, "beta": 0.1}},
+          "final": [{"cell": "roaf", "test_acc_per_epoch": roaf}]
+          + [{"cell": c, "test_acc_per_epoch": a} for c, a in others.items()]}
+
+
+def test_roaf_psmnist_mnist5k_rules():
+  others = {"elman": [0.5], "gru": [0.9]}
+  assert _verdict(ra.judge_roaf_psmnist_mnist5k, _psmnist_search([0.95], others)) == R
+  verdict, ours = ra.judge_roaf_psmnist_mnist5k(_psmnist_search([0.885, 0.9], others))
+  assert verdict == P and ours == "epoch-1 test acc ROAF (alpha 1.0, beta 0.1) 0.8850; elman 0.5000, gru 0.9000"
+  assert _verdict(ra.judge_roaf_psmnist_mnist5k, _psmnist_search([0.87], others)) == N
+  assert _verdict(ra.judge_roaf_psmnist_mnist5k_ep10, _psmnist_search([0.9] * 9 + [0.981], others)) == R
+  verdict, ours = ra.judge_roaf_psmnist_mnist5k_ep10(_psmnist_search([0.9, 0.95, 0.945], others))
+  assert verdict == P and ours == "ROAF test acc after 3 paper epochs 0.9450 (best epoch 0.9500)"
+  with pytest.raises(ra.Missing):
+    ra.judge_roaf_psmnist_mnist5k({"final": [{"cell": "gru", "test_acc_per_epoch": [0.9]}]})
