@@ -274,13 +274,19 @@ def main(argv):
   print(f"done: {_final_line(summary)}")
 
 
+_HARD_EXIT = False   # set by the program entry point below; main() called in-process raises SystemExit
+
+
 def _run_error(msg: str) -> None:
   print(f"error: {(msg.splitlines() or [''])[0]}", file=sys.stderr, flush=True)
   sys.stdout.flush()
-  # Not sys.exit: after a failed save, orbax leaves non-daemon threads waiting for
-  # signals that never come, and the interpreter would wait for them at exit.
-  # The run's files are closed and its lock released by now.
-  os._exit(3)
+  if _HARD_EXIT:
+    # Not sys.exit: after a failed save, orbax leaves non-daemon threads waiting for
+    # signals that never come, and the interpreter would wait for them at exit.
+    # The run's files are closed and its lock released by now.
+    sys.stderr.flush()
+    os._exit(3)
+  sys.exit(3)
 
 
 def _final_line(summary: dict) -> str:
@@ -293,4 +299,5 @@ def _final_line(summary: dict) -> str:
 
 
 if __name__ == "__main__":
+  _HARD_EXIT = True
   app.run(main, flags_parser=parse_flags)

@@ -187,7 +187,7 @@ def test_mnist1d_shapes_and_no_global_rng_side_effect():
 # ---------------------------------------------------------------- names, errors, TFDS
 def test_unknown_name_and_split_list_choices(monkeypatch):
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails → "not installed"
-  with pytest.raises(ValueError, match="unknown dataset 'mnist'.*digits, fashion_mnist, mnist1d, shapeset"):
+  with pytest.raises(ValueError, match="unknown dataset 'mnist'.*digits, fashion_mnist, mnist1d, mnist_5k, shapeset"):
     data.load("mnist", "train")
   with pytest.raises(ValueError, match="no split 'validation'; valid: train, test"):
     data.load("digits", "validation")
