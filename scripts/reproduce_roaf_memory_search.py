@@ -11,12 +11,10 @@ Rerunning with the same --workdir_root reads finished runs back and resumes kill
 """
 from __future__ import annotations
 
-import os
-
 from absl import app, flags
 
 from stable_training import study
-from stable_training.studies import roaf_memory, sweep
+from stable_training.studies import roaf_memory
 
 STUDY = "roaf"
 study.define_flags(STUDY)
@@ -31,20 +29,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  study.setup_process()
-  kw = {k: v for k, v in (("tasks", FLAGS.tasks and tuple(FLAGS.tasks)),
-                          ("lags", FLAGS.lags and tuple(int(t) for t in FLAGS.lags)),
-                          ("cells", FLAGS.cells and tuple(FLAGS.cells)), ("steps", FLAGS.steps),
-                          ("long_steps", FLAGS.long_steps), ("long_lag", FLAGS.long_lag)) if v}
-  make = {"tiny": roaf_memory.tiny, "quick": roaf_memory.quick, "full": roaf_memory.Settings}[study.setting()]
-  root = study.workdir(STUDY, "memory_search")
-  payload = roaf_memory.run(make(**kw), root)
-  table = roaf_memory.table(payload, study.command("scripts/reproduce_roaf_memory_search.py"))
-  out, stem = study.out_dir(STUDY), study.stem("memory_search")
-  md, _ = sweep.write_payload(out, stem, table, payload)
-  roaf_memory.plot(payload, os.path.join(out, stem + ".png"))
-  print(table)
-  print(f"wrote {md}")
+  tuple_of = lambda v, f=str: tuple(f(x) for x in v) if v else None
+  command = study.command("scripts/reproduce_roaf_memory_search.py")
+  study.run_library_study(STUDY, roaf_memory, "memory_search", command,
+                          tasks=tuple_of(FLAGS.tasks), lags=tuple_of(FLAGS.lags, int), cells=tuple_of(FLAGS.cells),
+                          steps=FLAGS.steps, long_steps=FLAGS.long_steps, long_lag=FLAGS.long_lag)
 
 
 if __name__ == "__main__":

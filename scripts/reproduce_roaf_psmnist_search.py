@@ -11,12 +11,10 @@ Rerunning with the same --workdir_root reads finished runs back and resumes kill
 """
 from __future__ import annotations
 
-import os
-
 from absl import app, flags
 
 from stable_training import study
-from stable_training.studies import roaf_psmnist, sweep
+from stable_training.studies import roaf_psmnist
 
 STUDY = "roaf"
 study.define_flags(STUDY)
@@ -28,18 +26,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  study.setup_process()
-  kw = {k: v for k, v in (("final_epochs", FLAGS.final_epochs), ("baseline_epochs", FLAGS.baseline_epochs),
-                          ("baselines", tuple(FLAGS.baselines) if FLAGS.baselines is not None else None),
-                          ("data_dir", FLAGS.data_dir)) if v}
-  make = {"tiny": roaf_psmnist.tiny, "quick": roaf_psmnist.quick, "full": roaf_psmnist.Settings}[study.setting()]
-  settings = make(**kw)
-  root = study.workdir(STUDY, "psmnist_search")
-  payload = roaf_psmnist.run(settings, root)
-  table = roaf_psmnist.table(payload, study.command("scripts/reproduce_roaf_psmnist_search.py"))
-  md, _ = sweep.write_payload(study.out_dir(STUDY), study.stem("psmnist_search"), table, payload)
-  print(table)
-  print(f"wrote {md}")
+  command = study.command("scripts/reproduce_roaf_psmnist_search.py")
+  study.run_library_study(STUDY, roaf_psmnist, "psmnist_search", command,
+                          final_epochs=FLAGS.final_epochs, baseline_epochs=FLAGS.baseline_epochs,
+                          baselines=tuple(FLAGS.baselines) if FLAGS.baselines else None,
+                          data_dir=FLAGS.data_dir or None)
 
 
 if __name__ == "__main__":

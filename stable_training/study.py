@@ -305,3 +305,23 @@ def plot_curve_panels(curves: dict, path: str) -> None:
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
+
+
+# ------------------------------------------------ library studies (studies/) ---
+def run_library_study(study: str, module, name: str, command: str, **overrides) -> str:
+  """The body of a thin script over a `stable_training.studies` module: settings of the flags' setting
+  (``module.tiny`` / ``module.quick`` / ``module.Settings``, with `overrides` that are not None), runs in
+  ``--workdir_root/name``, then ``<out>/<stem>.{md,json}`` (and ``.png`` where the module has ``plot``).
+  Returns the markdown path."""
+  from stable_training.studies import sweep
+  setup_process()
+  make = {"tiny": module.tiny, "quick": module.quick, "full": module.Settings}[setting()]
+  payload = module.run(make(**{k: v for k, v in overrides.items() if v is not None}), workdir(study, name))
+  table = module.table(payload, command)
+  out, base = out_dir(study), stem(name)
+  md, _ = sweep.write_payload(out, base, table, payload)
+  if hasattr(module, "plot"):
+    module.plot(payload, os.path.join(out, base + ".png"))
+  print(table)
+  print(f"wrote {md}")
+  return md

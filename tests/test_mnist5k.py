@@ -92,11 +92,25 @@ def test_roaf_cell_gains_set_the_init():
   assert float(jnp.abs(p0["cell"]["wh"]["kernel"]).max()) == 0.0
 
 
-def test_psmnist_search_in_process(tmp_path):
-  """The study runs from Python (no flags): stage 1 grid, stage 2 around the validation-best, the finals."""
+def test_psmnist_search_script_and_library(tmp_path):
+  """The thin script at --tiny (a subprocess, as CI smoke-tests every study), then the library in-process on its
+  runs: finished runs are read back (no training) into the same payload; the stages chose by validation."""
+  import json
+  import subprocess
+  import sys
   from stable_training.studies import roaf_psmnist
-  s = roaf_psmnist.tiny()
-  payload = roaf_psmnist.run(s, str(tmp_path / "runs"), log=lambda _: None)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  p = subprocess.run([sys.executable, "scripts/reproduce_roaf_psmnist_search.py", "--tiny", "--host_devices=0",
+                      f"--out={tmp_path}", f"--workdir_root={tmp_path / 'runs'}"], cwd=root, capture_output=True,
+                     text=True, timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})   # hang guard only
+  assert p.returncode == 0, p.stderr[-3000:]
+  written = json.load(open(tmp_path / "psmnist_search_tiny.json"))
+  md = (tmp_path / "psmnist_search_tiny.md").read_text()
+  line = next(l for l in md.splitlines() if l.startswith("Regenerate: "))
+  assert line.startswith("Regenerate: `python scripts/reproduce_roaf_psmnist_search.py ") and "--tiny" in line
+  assert "**(best)**" in md
+  payload = roaf_psmnist.run(roaf_psmnist.tiny(), str(tmp_path / "runs" / "psmnist_search"), log=lambda _: None)
+  assert [r["val_accuracy"] for r in payload["search"]] == [r["val_accuracy"] for r in written["search"]]
   runs = [r["run"] for r in payload["search"]]
   assert runs[:2] == ["roaf_alpha0.5_betatied", "roaf_alpha1_beta0.5"] and len(runs) == 3
   s1 = [r for r in payload["search"] if r["stage"] == 1]
@@ -105,9 +119,6 @@ def test_psmnist_search_in_process(tmp_path):
   assert payload["best"]["val_accuracy"] == max(r["val_accuracy"] for r in payload["search"])
   final = {r["cell"]: r for r in payload["final"]}
   assert len(final["roaf"]["test_acc_per_epoch"]) == 2 and len(final["elman"]["test_acc_per_epoch"]) == 1
+  assert final["roaf"]["test_acc_per_epoch"] == written["final"][0]["test_acc_per_epoch"]
   assert all(0.0 <= a <= 1.0 for a in final["roaf"]["test_acc_per_epoch"])
-  table = roaf_psmnist.table(payload)
-  assert "**(best)**" in table and table.count("| 1 |") == 2
-  # a second call reads the finished runs back: the same payload numbers, no training
-  again = roaf_psmnist.run(s, str(tmp_path / "runs"), log=lambda _: None)
-  assert [r["val_accuracy"] for r in again["search"]] == [r["val_accuracy"] for r in payload["search"]]
+  assert roaf_psmnist.table(payload).count("| 1 |") == 2
