@@ -17,10 +17,13 @@ Note: `jnp.linalg.eigvals` (non-symmetric eigenvalues) is implemented on CPU
 only in JAX; every study here runs on CPU. On GPU/TPU use ``kind=
 "spectral_norm"`` or the matrix-free `radius_of_map`.
 
-Threads: jaxlib's CPU LAPACK kernels call SciPy's OpenBLAS. Programs with
-several batched eig custom calls deadlocked here (jax 0.10.2; all threads
-asleep on a futex) unless Python was started with ``OPENBLAS_NUM_THREADS=1``
-(`threadpoolctl` limits set later did not help). So `spectral_radius` runs
+Threads: programs with several batched eig custom calls deadlocked here
+(jax 0.10.2; all threads asleep on a futex). First blamed on OpenBLAS (it
+went away with ``OPENBLAS_NUM_THREADS=1``), the likelier cause is the one
+found for the diagnostics' batched SVD (`stable_training.train.sharding.
+on_one_device`): jaxlib's batched CPU LAPACK kernels split their batch over
+XLA's intra-op pool and block a pool thread until the pieces finish, so
+enough concurrent kernels leave no thread to run them. So `spectral_radius` runs
 NumPy's eig on the host through one `jax.pure_callback` per batch, and
 ``spectral_norm`` uses the same host path (singular vectors from NumPy).
 """
