@@ -48,6 +48,7 @@ def make_config(task: str, cell: str, lag: int):
   """Engine config of one (task, cell, lag) at the flags' budget."""
   c = roaf.get_config(f"{task}-{cell}-{lag}")
   c.model.width, c.model.alpha, c.batch_size = FLAGS.hidden, FLAGS.alpha, FLAGS.batch
+  c.model.beta = None   # this study's setting: β = 1 − α (the config ships the searched α, β)
   c.optimizer.learning_rate, c.num_seeds = FLAGS.lr, FLAGS.seeds
   c.num_steps, c.log_every = FLAGS.steps, min(50, FLAGS.eval_every)
   c.eval_every = c.checkpoint_every = FLAGS.eval_every

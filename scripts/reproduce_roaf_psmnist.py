@@ -44,6 +44,8 @@ def make_config(cell: str):
   """The engine config of one cell at the flags' budget."""
   c = roaf.get_config(f"psmnist-{cell}")
   c.model.width, c.model.alpha = FLAGS.hidden, FLAGS.alpha
+  if cell == "roaf":  # this study's setting (the ledger's Fashion rows): β = 1 − α, Haar O; the config ships
+    c.model.beta, c.model.filter_mode = None, "haar"   # the searched one (reproduce_roaf_psmnist_search.py)
   c.dataset.num_train, c.dataset.num_test = FLAGS.num_train, FLAGS.num_test
   c.num_epochs, c.num_seeds, c.batch_size = FLAGS.epochs, FLAGS.seeds, FLAGS.batch
   c.optimizer.learning_rate = FLAGS.lr
