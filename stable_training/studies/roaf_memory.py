@@ -324,7 +324,8 @@ def plot(payload: dict, path: str) -> str:
       for r in payload["runs"]:
         if r["task"] == task and r["lag"] == lag and not r.get("skipped") and r["curve"]["train"]:
           st, v = zip(*r["curve"]["train"])
-          ax.plot(st, np.maximum(v, 1e-6), marker=".", ms=3, label=r["cell"])
+          color = f"C{sorted(CELL_COST).index(r['cell'])}" if r["cell"] in CELL_COST else None   # one color per cell
+          ax.plot(st, np.maximum(v, 1e-6), marker=".", ms=3, label=r["cell"], color=color)
       ax.axhline(s["solved"], ls="--", c="gray", lw=0.8)
       ax.set_yscale("log")
       ax.set_title(f"{task}, T = {lag:,}", fontsize=9)
