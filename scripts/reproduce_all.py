@@ -27,7 +27,8 @@ Scales (``STUDIES[...].args``):
   full   the commands of the study's decisive ledger rows in WORKSPACE.md (the largest
          budget each claim was decided at; the script's full defaults where the ledger has
          none); a study with several such rows has one run per row, named by its --tag.
-         The studies glorot_shapeset, roaf_copy, roaf_psmnist_search and lsc_ffn_grid run at this scale only,
+         The studies glorot_shapeset, roaf_copy, roaf_psmnist_search, roaf_memory_search and lsc_ffn_grid run at
+         this scale only,
          and claims marked "full only" are judged at it only. tests/test_reproduce_all.py
          checks these runs against the commands written in the ledger.
   gpu    budgets for one NVIDIA H200 so that every study, ``--jobs=4`` at a time, ends
@@ -86,6 +87,10 @@ Verdict rules (one pure function per claim, `judge_*`; accuracies are test accur
                    the validation-chosen (α, β, …) setting, epoch-1 test acc ≥ 0.94 reproduced; ≥ best
                    baseline − 0.02 partly.
   roaf_psmnist_mnist5k_ep10  same run after 10 paper epochs: ≥ 0.98 reproduced; ≥ 0.94 partly.
+  roaf_memory_first  Ceni 2022, long-lag search with β free (`reproduce_roaf_memory_search.py`, runs merged),
+                   first-symbol task: ROAF's largest T solved ≥ 10,000 reproduced; > 0 and ≥ every other
+                   cell's partly.
+  roaf_memory_adding same rule, adding problem.
   roaf_memory      Ceni 2022: largest lag T solved by ROAF (loss ≤ 0.1 × baseline, every seed)
                    ≥ 10,000 reproduced; > 0 and ≥ Elman's partly.
   lsc_rnn_radii    LSC: every pre-trained (cell, depth, ρ) has mean depth radius, and time radius
@@ -365,6 +370,23 @@ def judge_roaf_psmnist_mnist5k_ep10(data: dict) -> tuple[str, str]:
   acc = _psmnist_final(data)["roaf"]
   v = REPRODUCED if acc[-1] >= 0.98 else PARTLY if acc[-1] >= 0.94 else NOT_REPRODUCED
   return v, f"ROAF test acc after {len(acc)} paper epochs {acc[-1]:.4f} (best epoch {max(acc):.4f})"
+
+
+def memory_search_judge(task: str) -> Callable[[dict], tuple[str, str]]:
+  """Long-lag search (`studies.roaf_memory`), task `task`: ROAF's largest T solved (every seed, ratio ≤ 0.1;
+  runs merged) ≥ 10,000 reproduced; > 0 and ≥ every other cell's partly."""
+  def judge(data):
+    rows = [r for r in data.get("runs", []) if r["task"] == task and not r.get("skipped")]
+    cells = list(dict.fromkeys(r["cell"] for r in rows))
+    if "roaf" not in cells:
+      raise Missing(f"roaf on the {task} task not in this run")
+    best = {c: max((r["lag"] for r in rows if r["cell"] == c and r["solved"]), default=0) for c in cells}
+    others = max((t for c, t in best.items() if c != "roaf"), default=0)
+    v = (REPRODUCED if best["roaf"] >= 10_000 else PARTLY if best["roaf"] > 0 and best["roaf"] >= others
+         else NOT_REPRODUCED)
+    lags = ", ".join(map(str, sorted({r["lag"] for r in rows})))
+    return v, f"{task}, largest T solved (of {lags}): " + ", ".join(f"{c} {t or 'none'}" for c, t in best.items())
+  return judge
 
 
 def judge_roaf_memory(data: dict) -> tuple[str, str]:
@@ -715,6 +737,13 @@ STUDIES: dict[str, Study] = {
     "roaf_psmnist_search": Study(
         "scripts/reproduce_roaf_psmnist_search.py", {"full": []},
         0, _budget_psmnist_search, lambda d: "permuted sequential MNIST (5k subset)"),
+    "roaf_memory_search": Study(
+        "scripts/reproduce_roaf_memory_search.py",
+        {"full": {"memory_search": ["--tasks=first,adding", "--lags=100,1000"],
+                  "T1000_alpha1": ["--tasks=first,adding", "--lags=1000", "--cells=roaf", "--alphas_free=1.0",
+                                   "--betas=0.1,0.5", "--alphas_tied=", "--tag=T1000_alpha1"]}},
+        0, lambda d: f"hidden {d['settings']['hidden']}, Adam {d['settings']['lr']}, {d['settings']['steps']} steps",
+        lambda d: "generated " + "/".join(d["settings"]["tasks"]) + " tasks"),
     "lsc_ffn_grid": Study(
         "scripts/reproduce_lsc_ffn.py",
         {"full": {f"grid1000_{act}": [f"--acts={act}", "--num_steps=1000", "--lsc_steps=200", f"--tag=grid1000_{act}"]
@@ -796,6 +825,9 @@ CLAIMS = [
           judge_roaf_psmnist_mnist5k, scales=("full",)),
     Claim("roaf_psmnist_mnist5k_ep10", "roaf_psmnist_search", "Ceni 2022: ROAF RNN on permuted sequential MNIST "
           "after 10 epochs (MNIST 5k subset)", "> 98 % (MNIST)", judge_roaf_psmnist_mnist5k_ep10, scales=("full",)),
+    *(Claim(f"roaf_memory_{t}", "roaf_memory_search", f"Ceni 2022: ROAF RNN learns dependencies far back, β free "
+            f"(the {t} task)", "solved at T = 10,000", memory_search_judge(t), scales=("full",))
+      for t in ("first", "adding")),
     Claim("roaf_copy", "roaf_copy", "Ceni 2022: ROAF RNN learns dependencies far back — the copy task at "
           "growing lag T", "copy task solved at long lags", judge_roaf_copy),
     *(Claim(f"lsc_ffn_grid_{act}", "lsc_ffn_grid", f"Herranz-Celotti & Rouat: feed-forward LSC (ρ = 1) matches "

@@ -291,7 +291,7 @@ def test_selection_and_commands():
 
 def test_scales_select_studies_runs_and_claims():
   full_only = {n for n, s in ra.STUDIES.items() if set(s.args) == {"full"}}
-  assert full_only == {"glorot_shapeset", "roaf_copy", "lsc_ffn_grid", "roaf_psmnist_search"}
+  assert full_only == {"glorot_shapeset", "roaf_copy", "lsc_ffn_grid", "roaf_psmnist_search", "roaf_memory_search"}
   for scale in ("tiny", "quick", "gpu"):   # as before the decisive rows: one run per study
     assert ra.selected([], scale) == [n for n in ra.STUDIES if n not in full_only]
     assert [r for _, r in ra.jobs_of(ra.selected([], scale), scale)] == [""] * len(ra.selected([], scale))
@@ -525,7 +525,7 @@ WORKSPACE = os.path.join(ROOT, "WORKSPACE.md")
 # The decisive rows `--scale=full` runs (by --tag; steps600: the untagged 600-step avg_grad row).
 DECISIVE = {"shapeset200k_tanh", "shapeset200k_softsign", "shapeset200k_sigmoid", "copy", "copy_short",
             "grid1000_relu", "grid1000_sin", "grid1000_cos", "d25_gru_relu_2000", "d25_lstm_alif_2000", "epochs5",
-            "steps600", "d50k_alpha09999_adam", "engine_d10k", "full60k"}
+            "steps600", "d50k_alpha09999_adam", "engine_d10k", "full60k", "memory_search", "T1000_alpha1"}
 # Runs whose ledger row is not written yet (still running): checked as soon as a ledger command has their tag.
 PENDING_ROWS: set[str] = set()
 
@@ -690,3 +690,17 @@ def test_roaf_psmnist_mnist5k_rules():
   assert verdict == P and ours == "ROAF test acc after 3 paper epochs 0.9450 (best epoch 0.9500)"
   with pytest.raises(ra.Missing):
     ra.judge_roaf_psmnist_mnist5k({"final": [{"cell": "gru", "test_acc_per_epoch": [0.9]}]})
+
+
+def test_memory_search_rule():
+  run = lambda task, cell, lag, solved: {"task": task, "cell": cell, "lag": lag, "solved": solved}
+  rows = [run("first", "roaf", 100, True), run("first", "roaf", 1000, False), run("first", "gru", 100, False),
+          run("adding", "gru", 1000, True), run("adding", "roaf", 100, True),
+          {**run("first", "lstm", 1000, False), "skipped": True}]
+  first, adding = (ra.memory_search_judge(t) for t in ("first", "adding"))
+  verdict, ours = first({"runs": rows})
+  assert verdict == P and ours == "first, largest T solved (of 100, 1000): roaf 100, gru none"
+  assert _verdict(adding, {"runs": rows}) == N
+  assert _verdict(first, {"runs": [run("first", "roaf", 10_000, True)]}) == R
+  with pytest.raises(ra.Missing):
+    adding({"runs": [run("adding", "gru", 100, True)]})
