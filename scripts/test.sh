@@ -24,4 +24,9 @@ export XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0 --xla_cpu_us
 # no change in any number (the compile-bound suite is no faster with it, measured).
 # tests/test_allocator.py turns it back on for itself.
 export STABLE_TRAINING_ALLOCATOR="${STABLE_TRAINING_ALLOCATOR:-system}"
+# Every core by default (pytest-xdist), as a newcomer runs it bare; an explicit -n (CI: -n 2) wins.
+case " $* " in
+  *" -n "*|*" -n="*|*" --numprocesses"*|*" -p no:xdist "*) ;;
+  *) set -- -n auto "$@" ;;
+esac
 exec .venv/bin/python -m pytest "$@"
