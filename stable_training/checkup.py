@@ -400,7 +400,8 @@ def checkup(model: nn.Module, params: Any, batch, *, loss_fn: Callable | None = 
 
   Returns:
     ``{'model', 'verdict', 'verdict_line', 'measure' (the `measure` dict),
-    'remedies': [ranked applied entries, then skipped ones], 'best'}``; each
+    'remedies': [ranked applied entries, then skipped ones], 'best'}`` ('best': the
+    first-ranked remedy's name if it improves the score, else None); each
     applied entry: ``name, rank, score, improvement`` (baseline score −
     score), ``verdict, note, measure, params, model``; skipped:
     ``name, skipped`` (the reason).
@@ -432,7 +433,9 @@ def checkup(model: nn.Module, params: Any, batch, *, loss_fn: Callable | None = 
       del m[k]
   return {"model": type(model).__name__, "verdict": base["verdict"],
           "verdict_line": f"verdict: {base['verdict']} — {base['reason']}", "measure": base,
-          "remedies": applied + skipped, "best": applied[0]["name"] if applied else None}
+          "remedies": applied + skipped,
+          # A remedy is recommended only if it measurably moves the model toward isometry.
+          "best": applied[0]["name"] if applied and applied[0]["improvement"] > 0 else None}
 
 
 # ------------------------------------------------------------------- outputs ---
@@ -498,6 +501,9 @@ def report_markdown(result: Mapping) -> str:
   if result.get("best"):
     lines += ["", f"Best: **{result['best']}** — its params (and model) are in the result's "
                   "`remedies[0]` entry."]
+  elif any("rank" in r for r in result["remedies"]):
+    lines += ["", "Best: **none** — no remedy brings the model closer to isometry than it is "
+                  f"(least harmful: {result['remedies'][0]['name']})."]
   return "\n".join(lines) + "\n"
 
 
