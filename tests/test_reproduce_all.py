@@ -463,7 +463,8 @@ def test_judge_all_reads_each_claims_runs(tmp_path):
   src = {"avg_grad/epochs5": "avg_grad/table_epochs5.json", "avg_grad/steps600": "avg_grad/results.json",
          "lsc_ffn_grid/grid1000_relu": "lsc/ffn_grid1000_relu.json",
          "lsc_ffn_grid/grid1000_sin": "lsc/ffn_grid1000_sin.json",
-         "roaf_copy/copy": "roaf/memory_copy.json", "roaf_copy/copy_short": "roaf/memory_copy_short.json"}
+         "roaf_copy/copy": "roaf/memory_copy.json", "roaf_copy/copy_short": "roaf/memory_copy_short.json",
+         "avg_grad/mnist5k": "avg_grad/table_mnist5k.json"}
   status = {}
   for job, path in src.items():
     os.makedirs(tmp_path / job)
@@ -473,8 +474,8 @@ def test_judge_all_reads_each_claims_runs(tmp_path):
     status[job] = {"status": "ok", "json": js, "table": None, "figures": []}
   status["lsc_ffn_grid/grid1000_cos"] = {"status": "failed", "error": "boom"}
   rows = {r["name"]: r for r in ra.judge_all(["avg_grad", "lsc_ffn_grid", "roaf_copy"], status, str(tmp_path), "full")}
-  assert list(rows) == ["avg_grad_deep", "avg_grad_shallow", "roaf_copy", "lsc_ffn_grid_relu", "lsc_ffn_grid_sin",
-                        "lsc_ffn_grid_cos"]
+  assert list(rows) == ["avg_grad_deep", "avg_grad_deep_mnist5k", "avg_grad_shallow", "roaf_copy",
+                        "lsc_ffn_grid_relu", "lsc_ffn_grid_sin", "lsc_ffn_grid_cos"]
   for name in rows:
     claim = next(c for c in ra.CLAIMS if c.name == name)
     if name == "lsc_ffn_grid_cos":
@@ -484,6 +485,7 @@ def test_judge_all_reads_each_claims_runs(tmp_path):
     assert (rows[name]["verdict"], rows[name]["ours"]) == claim.judge(data)
   assert rows["avg_grad_deep"]["runs"] == ["avg_grad/epochs5"] and "2350 steps" in rows["avg_grad_deep"]["budget"]
   assert rows["avg_grad_shallow"]["runs"] == ["avg_grad/steps600"] and "600 steps" in rows["avg_grad_shallow"]["budget"]
+  assert rows["avg_grad_deep_mnist5k"]["runs"] == ["avg_grad/mnist5k"]
   assert rows["roaf_copy"]["runs"] == ["roaf_copy/copy", "roaf_copy/copy_short"]
   assert rows["roaf_copy"]["budget"] == "Adam 3e-3, 3000 steps, 1 seed(s); Adam 3e-3, 10000 steps, 1 seed(s)"
   tiny = ra.judge_all(["lsc_rnn"], {"lsc_rnn": {"status": "failed", "error": "x"}}, str(tmp_path), "tiny")
