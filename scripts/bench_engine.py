@@ -146,7 +146,8 @@ def bench_rnn(steps, reps):
   m = c.model
   model = RecurrentClassifier(cell="roaf", hidden=FLAGS.hidden, num_classes=10, readout=m.readout,
                               alpha=m.alpha, beta=m.beta, activation=m.activation, kernel_init=m.kernel_init,
-                              filter_seed=m.filter_seed)
+                              filter_seed=m.filter_seed, filter_mode=m.filter_mode,
+                              recurrent_gain=m.get("recurrent_gain"), input_gain=m.get("input_gain", 1.0))
   tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(c.optimizer.learning_rate))
   desc = f"rnn  psmnist-roaf hidden={FLAGS.hidden} batch={FLAGS.batch} seq_len={FLAGS.seq_len}"
   return compare(desc, c, d, model, tx, steps, reps)

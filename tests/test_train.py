@@ -246,7 +246,8 @@ def test_workdir_from_before_a_key_was_added_resumes_at_its_default(tmp_path):
   path.write_text(json.dumps(old))
   s2 = train.train_and_evaluate(small_config(), str(tmp_path))  # finished: returns the stored summary
   assert s2["final"] == s1["final"]
-  with pytest.raises(train.WorkdirConfigMismatch, match=r"config.dataset.view_seed: None -> 3"):
+  # view_seed is in every config now (default.py builds its groups from the schema): 0 -> 3 differs
+  with pytest.raises(train.WorkdirConfigMismatch, match=r"config.dataset.view_seed: 0 -> 3"):
     train.train_and_evaluate(small_config(**{"dataset.view_seed": 3}), str(tmp_path))
   c = small_config(**{"dataset.num_generated": 7})
   from stable_training.train import checkpoint
