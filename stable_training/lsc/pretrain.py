@@ -299,14 +299,20 @@ def radii(model, params, x, *, key: jax.Array | None = None, time_samples: int =
   `stable_training.lsc.generic.UserTransitions`). One compiled call; returns
   NumPy arrays. `params` may be the params tree or {'params': tree}.
   """
+  measure, params, x, key = _prepared(model, params, x, key, transitions, apply_kwargs, time_samples, kind,
+                                      method, num_iters)
+  return {k: np.asarray(v) for k, v in _radii_jit(measure, params, x, key).items()}
+
+
+def _prepared(model, params, x, key, transitions, apply_kwargs, time_samples, kind, method, num_iters):
+  """(the `_Measure` of `model` — its own transitions or the ones found —, params, x, key) after the checks."""
   check_kind(kind)
   _check_method(method)
   params, _ = _unwrap(params)
   x = jnp.asarray(x)
   model = lsc_model(model, params, x, transitions=transitions, apply_kwargs=apply_kwargs)
   key = jax.random.PRNGKey(0) if key is None else key
-  out = _radii_jit(_Measure(model, int(time_samples), kind, method, int(num_iters)), params, x, key)
-  return {k: np.asarray(v) for k, v in out.items()}
+  return _Measure(model, int(time_samples), kind, method, int(num_iters)), params, x, key
 
 
 def rnn_radii(model, params, x: jax.Array, key: jax.Array, *,
@@ -680,13 +686,9 @@ def mean_radii(model, params, inputs, key=None, *, time_samples: int = 2, kind: 
   'time' for feed-forward nets). Any Flax model (see `radii`). Compiled
   once per (model, settings, shapes).
   """
-  check_kind(kind)
-  _check_method(method)
-  params, _ = _unwrap(params)
-  inputs = jnp.asarray(inputs)
-  model = lsc_model(model, params, inputs, transitions=transitions, apply_kwargs=apply_kwargs)
-  key = jax.random.PRNGKey(0) if key is None else key
-  return _mean_radii(_Measure(model, int(time_samples), kind, method, int(num_iters)), params, inputs, key)
+  measure, params, inputs, key = _prepared(model, params, inputs, key, transitions, apply_kwargs, time_samples,
+                                           kind, method, num_iters)
+  return _mean_radii(measure, params, inputs, key)
 
 
 def preset_targets(model, params, x, name: str, *, time_samples: int = 2) -> dict[str, float]:
