@@ -71,20 +71,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from stable_training import activations as acts
 from stable_training import initializers as inits
 from stable_training.diagnostics import generic
 from stable_training.diagnostics.jacobian import jacobian_singular_values
+from stable_training.diagnostics.monitor import saturation_fraction
 
 VERDICT_THRESHOLD = math.log(10.0)
 REMEDIES = ("glorot_normalized", "he_normal", "roaf", "lsc_rho1", "lsc_rho0.5", "tgelu_clip")
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy for integer labels (the default check-up loss)."""
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
 
 
 # ------------------------------------------------------------------ measuring ---
@@ -201,7 +196,8 @@ def measure(model: nn.Module, params: Any, x: jax.Array, y: jax.Array, *,
   mean, max} of ∂h_L/∂h_1, ``lsc_radii`` (or ``lsc_radii_error``),
   ``grad_log_ratio`` G, ``score`` D, ``verdict``, ``reason``.
   """
-  loss_fn = cross_entropy if loss_fn is None else loss_fn
+  if loss_fn is None:  # the engine's mean softmax cross-entropy (imported here: the train package is heavy)
+    from stable_training.train.steps import cross_entropy as loss_fn
   key = jax.random.PRNGKey(0) if key is None else key
   x, y = jnp.asarray(x), jnp.asarray(y)
   out: dict[str, Any] = {"model": type(model).__name__}
@@ -213,7 +209,7 @@ def measure(model: nn.Module, params: Any, x: jax.Array, y: jax.Array, *,
                param_grad_norm=_top_level_norms(s["g_params"]),
                act_std=[float(np.std(a)) for a in s["acts"]])
     b = _bounds_of(model)
-    out["saturation"] = ([float(generic._saturation(jnp.asarray(a), b[0], b[1], 0.1)) for a in s["acts"]]
+    out["saturation"] = ([float(saturation_fraction(jnp.asarray(a), (b[0], b[1]), 0.1)) for a in s["acts"]]
                          if b is not None else None)
     if "layer_jac_sv" in s:
       out.update(_sv_summary(s["layer_jac_sv"]))

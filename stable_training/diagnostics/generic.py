@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stable_training.diagnostics.jacobian import jacobian_singular_values
+from stable_training.diagnostics.monitor import histogram, saturation_fraction
 
 PERCENTILES = (2.0, 16.0, 50.0, 84.0, 98.0)
 PERCENTILE_KEYS = ("act_p02", "act_p16", "act_p50", "act_p84", "act_p98")
@@ -229,11 +230,6 @@ def _activation_index(z, s) -> jax.Array:
   return idx
 
 
-def _saturation(a, lo, hi, threshold):
-  tol = threshold * (hi - lo) / 2
-  return jnp.mean(((a - lo) <= tol) | ((hi - a) <= tol))
-
-
 def _per_layer_stats(s, z_prev, tanh_cell, bounds, threshold):
   a = s.reshape(-1)
   p = jnp.percentile(a, jnp.asarray(PERCENTILES))
@@ -241,12 +237,12 @@ def _per_layer_stats(s, z_prev, tanh_cell, bounds, threshold):
   if bounds is None:
     sat = jnp.float32(jnp.nan)
   elif bounds == "auto":
-    sat = jnp.where(tanh_cell, _saturation(a, -1.0, 1.0, threshold), jnp.nan).astype(jnp.float32)
+    sat = jnp.where(tanh_cell, saturation_fraction(a, (-1.0, 1.0), threshold), jnp.nan).astype(jnp.float32)
     for i, (_, _, b) in enumerate(CANDIDATES):
       if b is not None:
-        sat = jnp.where(idx == i, _saturation(a, b[0], b[1], threshold), sat)
+        sat = jnp.where(idx == i, saturation_fraction(a, (b[0], b[1]), threshold), sat)
   else:
-    sat = _saturation(a, float(bounds[0]), float(bounds[1]), threshold)
+    sat = saturation_fraction(a, (float(bounds[0]), float(bounds[1])), threshold)
   return {"act_mean": jnp.mean(a), "act_std": jnp.std(a), **{k: p[i] for i, k in enumerate(PERCENTILE_KEYS)},
           "act_saturation": sat.astype(jnp.float32), "act_kind": idx}
 
@@ -350,9 +346,9 @@ def generic_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
 
   def one(s, z, g_s, g_z, tanh_cell):  # per-layer statistics, vmapped over layers of one shape
     st = _per_layer_stats(s, z, tanh_cell, bounds, saturation_threshold)
-    st["act_hist"] = _hist(s, lo, hi, num_bins)
+    st["act_hist"] = histogram(s, lo, hi, num_bins)
     st["grad_std"] = jnp.std(g_z).astype(jnp.float32)
-    st["grad_hist"] = _hist(g_z, -g_max, g_max, num_bins)
+    st["grad_hist"] = histogram(g_z, -g_max, g_max, num_bins)
     st["state_grad_norm"] = jnp.linalg.norm(g_s.reshape(-1))
     st["state_grad_std"] = jnp.std(g_s)
     return st
@@ -376,14 +372,6 @@ def generic_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
         lambda u: model.apply({"params": params}, u[None], **(apply_kwargs or {}))[0], x, **sv_kw))(xs)
     out.update(_sv_stats("e2e_jac_sv", e2e.mean(0)))
   return out
-
-
-def _hist(a, lo, hi, num_bins):
-  a = a.reshape(-1)
-  fin = jnp.isfinite(a)
-  t = (jnp.where(fin, a, lo) - lo) / jnp.maximum(hi - lo, 1e-30) * num_bins
-  idx = jnp.clip(jnp.floor(t), 0, num_bins - 1).astype(jnp.int32)
-  return jnp.zeros((num_bins,), jnp.int32).at[idx].add(fin.astype(jnp.int32))
 
 
 def _layer_jacobians(model, params, xs, level, layers, ins, sv_kw, kw) -> dict:
