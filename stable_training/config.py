@@ -7,6 +7,7 @@ with status 2 without writing anything.
 from __future__ import annotations
 
 import numbers
+from typing import Any, Mapping
 
 from stable_training.schema import ConfigError, Key, check_group  # noqa: F401  (re-exported)
 
@@ -87,6 +88,42 @@ def _check_dataset_name(name, builtin) -> None:
                       "(`tfds build NAME` on a machine with internet)") from None
   if name.split(":")[0].split("/")[0] not in tfds.list_builders():
     raise ConfigError(f"config.dataset.name={name!r}: neither built in ({valid}) nor a TFDS dataset")
+
+
+def schema_group(keys):
+  """A config group (ConfigDict) holding every declared key of `keys` at its default (typed placeholders for
+  None; dict-valued keys left to the caller)."""
+  import ml_collections
+  g = ml_collections.ConfigDict()
+  for k, key in keys.items():
+    if key.type is not dict:
+      g[k] = ml_collections.config_dict.placeholder(key.type) if key.default is None else key.default
+  return g
+
+
+def schema_config():
+  """A supervised config with every top-level key and the dataset / optimizer / lsc / diagnostics groups at
+  their declared defaults (one source of truth for `experiments/configs/default.py` and `train.fit`); the
+  model group is empty (its keys belong to the model chosen)."""
+  import ml_collections
+  from stable_training.optim.schema import OPTIMIZER_KEYS
+  c = schema_group(TOP_KEYS)
+  for g, keys in (("dataset", DATASET_KEYS), ("optimizer", OPTIMIZER_KEYS), ("lsc", LSC_KEYS),
+                  ("diagnostics", DIAGNOSTICS_KEYS)):
+    c[g] = schema_group(keys)
+  c.model = ml_collections.ConfigDict()
+  return c
+
+
+def apply_overrides(config, overrides: Mapping[str, Any]):
+  """Sets dotted keys of a ConfigDict, e.g. ``{"model.depth": 50}``; returns it."""
+  for key, value in overrides.items():
+    *path, leaf = key.split(".")
+    node = config
+    for p in path:
+      node = node[p]
+    node[leaf] = value
+  return config
 
 
 def schema_defaults(config) -> dict:

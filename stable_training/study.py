@@ -22,10 +22,10 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any
 
 from absl import flags
 
+from stable_training.config import apply_overrides  # noqa: F401  (the study configs' name for it)
 from stable_training.data.sources import FASHION_MNIST_DIR
 
 
@@ -188,17 +188,6 @@ def pick_dataset(name: str = "auto") -> str:
   except DataError:
     return "digits"
   return "fashion_mnist"
-
-
-def apply_overrides(config, overrides: dict[str, Any]):
-  """Sets dotted keys of a ConfigDict, e.g. ``{"model.depth": 50}``; returns it."""
-  for key, value in overrides.items():
-    *path, leaf = key.split(".")
-    node = config
-    for p in path:
-      node = node[p]
-    node[leaf] = value
-  return config
 
 
 def set_budget(config, num_steps: int, *, log_every: int | None = None, eval_every: int | None = None):

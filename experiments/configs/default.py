@@ -11,18 +11,12 @@ import ml_collections
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   """Returns the default ConfigDict; `variant` selects a preset (see module doc)."""
   from stable_training import config as schema
-  from stable_training.optim.schema import OPTIMIZER_KEYS
   # Every key at its one declared default (`stable_training.config`, `optim/schema.py`, the model registry);
   # only this study's own choices are set below.
-  c = _group(schema.TOP_KEYS)
-  c.dataset = _group(schema.DATASET_KEYS)
-  c.optimizer = _group(OPTIMIZER_KEYS)
+  c = schema.schema_config()
   c.optimizer.avg_grad = ml_collections.ConfigDict({"method": "secant", "num_points": 2})
-  c.lsc = _group(schema.LSC_KEYS)
-  c.diagnostics = _group(schema.DIAGNOSTICS_KEYS)
 
   # The deep-MLP stability study (Glorot & Bengio 2010): a 20 × 128 tanh MLP, SGD.
-  c.model = ml_collections.ConfigDict()
   c.model.name = "deep_mlp"
   c.model.width = 128
   c.model.depth = 20
@@ -45,16 +39,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   elif variant:
     raise ValueError(f"unknown variant {variant!r} of default.py; valid: '', 'digits', 'tiny'")
   return c
-
-
-def _group(keys) -> ml_collections.ConfigDict:
-  """A config group with every declared key of `keys` at its default (typed placeholders for None)."""
-  g = ml_collections.ConfigDict()
-  for k, key in keys.items():
-    if key.type is dict:
-      continue
-    g[k] = ml_collections.config_dict.placeholder(key.type) if key.default is None else key.default
-  return g
 
 
 def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

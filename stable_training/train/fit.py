@@ -24,21 +24,6 @@ import numpy as np
 from stable_training import config as config_lib
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """A supervised config with every key at its schema default (`stable_training.config`)."""
-  from stable_training.optim.schema import OPTIMIZER_KEYS
-  c = ml_collections.ConfigDict()
-  for k, key in config_lib.TOP_KEYS.items():
-    if key.type is not dict:
-      c[k] = key.default
-  groups = {"dataset": config_lib.DATASET_KEYS, "optimizer": OPTIMIZER_KEYS, "lsc": config_lib.LSC_KEYS,
-            "diagnostics": config_lib.DIAGNOSTICS_KEYS}
-  for g, keys in groups.items():
-    c[g] = ml_collections.ConfigDict({k: key.default for k, key in keys.items() if key.type is not dict})
-  c.model = ml_collections.ConfigDict()
-  return c
-
-
 def _fingerprint(arrays) -> str:
   h = hashlib.sha256()
   for a in arrays:
@@ -105,7 +90,7 @@ def fit(model, tx, data, workdir: str, *, num_steps: int = 1000, batch_size: int
   """
   from stable_training.train import loop
   d = as_data(data, loss, num_classes)
-  c = default_config()
+  c = config_lib.schema_config()
   c.model = ml_collections.ConfigDict({"name": "given", "module": repr(model)})
   c.optimizer.name = "given"
   c.optimizer.tx_name = tx_name
@@ -115,10 +100,5 @@ def fit(model, tx, data, workdir: str, *, num_steps: int = 1000, batch_size: int
   c.log_every = min(c.log_every, num_steps)
   c.eval_every = c.checkpoint_every = num_steps
   c.eval_batch_size = min(c.eval_batch_size, len(d["x_test"]))
-  for key, value in config.items():
-    *path, leaf = key.split(".")
-    node = c
-    for p in path:
-      node = node[p]
-    node[leaf] = value
+  config_lib.apply_overrides(c, config)
   return loop.train_and_evaluate(c, workdir, model=model, tx=tx, data=d)
