@@ -463,22 +463,21 @@ def train_and_evaluate(config, workdir: str, *, model=None, tx=None, data: dict 
 
 def _train(config, workdir: str, d, setup: Setup) -> dict:
   """The host loop of `train_and_evaluate` (the workdir is locked)."""
+  manager = ckpt_lib.make_manager(workdir)
+  try:
+    # From here SIGTERM/SIGINT only ask to stop; the loop saves and stops at its next chunk boundary.
+    with lock_lib.StopSignals() as stop:
+      return _train_with(config, workdir, d, setup, manager, stop)
+  finally:
+    manager.close()
+
+
+def _train_with(config, workdir, d, setup, manager, stop) -> dict:
   skip = config.on_nonfinite == "skip"
   host_loop = config.get("step_loop", "scan") == "host"   # conv nets on XLA:CPU (see make_chunk_fn)
   primary = jax.process_index() == 0
   defaults = config_lib.schema_defaults(config)
   config_rec = ckpt_lib.config_record(config)
-  manager = ckpt_lib.make_manager(workdir)
-  try:
-    # From here SIGTERM/SIGINT only ask to stop; the loop saves and stops at its next chunk boundary.
-    with lock_lib.StopSignals() as stop:
-      return _train_with(config, workdir, d, setup, manager, stop, skip, host_loop, primary, defaults, config_rec)
-  finally:
-    manager.close()
-
-
-def _train_with(config, workdir, d, setup, manager, stop, skip, host_loop, primary, defaults,
-                config_rec) -> dict:
   resumed = ckpt_lib.check_or_write_config(workdir, config, defaults, manager) if primary else False
   if jax.process_count() > 1:  # process 0 decided; all take the same path (restore is collective)
     from jax.experimental import multihost_utils
