@@ -51,7 +51,7 @@ class Settings:
   filter_mode: str = "perm"   # signed-permutation O: same spectra as Haar, no H × H matmul per step
   sweep_epochs: float = 1.0   # paper epochs of each search run
   final_epochs: int = 10
-  baseline_epochs: int = 1    # the gated cells cost 2–4× the ROAF step: 10 epochs of each do not fit a session
+  baseline_epochs: int = 10   # "lstm:1" in `baselines` trains one cell for 1 (LSTM: ≈ 9 min per paper epoch on 2 cores)
   alphas_tied: tuple = (0.5, 0.99)
   alphas_free: tuple = (0.99, 1.0)
   betas: tuple = (0.1, 0.5, 1.0)
@@ -167,7 +167,7 @@ def run(s: Settings, root: str, log=None) -> dict[str, Any]:
     search.append({"stage": 2, **_row(name, knobs, sw.run(name, make_config(s, **knobs)))})
   best = _best(search)
   final = []
-  arms = [("roaf", best["knobs"], s.final_epochs)] + [(cell, {}, s.baseline_epochs) for cell in s.baselines]
+  arms = [("roaf", best["knobs"], s.final_epochs)] + [(cell, {}, epochs) for cell, epochs in baseline_arms(s)]
   for cell, knobs, epochs in arms:
     name = f"final_{cell}_ep{epochs}"
     summ = sw.run(name, make_config(s, cell, epochs=epochs, **knobs))
@@ -178,6 +178,18 @@ def run(s: Settings, root: str, log=None) -> dict[str, Any]:
                   "seconds": _train_seconds(summ)})
   return {"settings": dataclasses.asdict(s), "steps_per_epoch": steps_per_epoch(s), "search": search,
           "best": best, "knob_effects": knob_effects(search), "final": final}
+
+
+def baseline_arms(s: Settings) -> list[tuple[str, int]]:
+  """(cell, paper epochs) of each baseline: ``"gru"`` trains `baseline_epochs`, ``"lstm:1"`` one epoch."""
+  out = []
+  for b in s.baselines:
+    cell, _, epochs = str(b).partition(":")
+    try:
+      out.append((cell, int(epochs) if epochs else s.baseline_epochs))
+    except ValueError:
+      raise ValueError(f"baseline {b!r}: expected CELL or CELL:EPOCHS (an integer), e.g. lstm:1") from None
+  return out
 
 
 def knob_effects(search: list[dict]) -> dict[str, dict]:
@@ -231,7 +243,8 @@ def table(payload: dict, command: str = "") -> str:
     spread = f" (range {max(vs) - min(vs):.4f})" if len(vs) > 1 else ""
     lines.append(f"- {knob}: " + ", ".join(f"{n} {fmt(v)}" for n, v in vals.items()) + spread)
   lines += ["", f"Final runs: the best ROAF setting for {s['final_epochs']} paper epochs, the baselines (their "
-            f"configs' settings) for {s['baseline_epochs']}; test accuracy after each paper epoch:", "",
+            f"configs' settings) for {s['baseline_epochs']} (unless the row says otherwise); test accuracy after each "
+            "paper epoch:", "",
             "| cell | setting | params | test acc per paper epoch | epoch 1 | last | s |", "|---|---|---|---|---|---|---|"]
   for r in payload["final"]:
     acc = r["test_acc_per_epoch"]
