@@ -45,7 +45,7 @@ import os
 import time
 import types
 
-from absl import app, flags
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -344,4 +344,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.app_run(main)

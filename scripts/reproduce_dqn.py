@@ -44,11 +44,10 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 import jax
 import numpy as np
 
@@ -298,4 +297,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.app_run(main)

@@ -288,4 +288,4 @@ def render(path_stem: str) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.app_run(main)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 from experiments.configs import roaf
@@ -138,4 +138,4 @@ def _plot(rows, path):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.app_run(main)

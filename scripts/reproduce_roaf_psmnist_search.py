@@ -11,7 +11,7 @@ Rerunning with the same --workdir_root reads finished runs back and resumes kill
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from stable_training import study
 from stable_training.studies import roaf_psmnist
@@ -34,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.app_run(main)

@@ -21,7 +21,7 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments.configs import default
 from experiments.configs import tgelu
@@ -150,4 +150,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.app_run(main)

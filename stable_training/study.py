@@ -44,14 +44,25 @@ def define_flags(study: str) -> None:
   flags.DEFINE_string("data_dir", "", "Dataset folder (default: the loader's, e.g. " + FASHION_MNIST_DIR + ").")
 
 
+def app_run(main) -> None:
+  """A study script's entry point (``if __name__ == "__main__": study.app_run(main)``): the allocator
+  choice, then absl's ``app.run(main)``.
+
+  The allocator belongs to the program, not the library: only here (the script run as the program)
+  does the process re-execute itself with tcmalloc preloaded where it is installed
+  (`stable_training.allocator`; XLA:CPU's large per-step temporaries then cost no page faults). A main
+  called in-process (tests, another study) never re-executes.
+  """
+  from absl import app
+  from stable_training import allocator
+  allocator.reexec_with_tcmalloc("__main__")
+  app.run(main)
+
+
 def setup_process(seed_counts=()) -> int:
   """First thing in a study's main: the process set up as `experiments.main` sets up one run.
 
-  1. The allocator: re-executes the script with tcmalloc preloaded where it is
-     installed (`stable_training.allocator`; XLA:CPU's large per-step
-     temporaries then cost no page faults) — only when the caller is the
-     program's ``__main__`` module, not a main called in-process by a test.
-  2. The CPU cores as devices for runs of `seed_counts` seeds: with
+  The CPU cores as devices for runs of `seed_counts` seeds: with
      ``--host_devices=auto``, d = `sharding.auto_host_devices` (the largest
      divisor of every count within the cores), so the engine splits each run's
      vmapped seeds over d devices; a study that mixes counts with no common
@@ -61,9 +72,6 @@ def setup_process(seed_counts=()) -> int:
 
   Returns the CPU devices requested (0: none).
   """
-  import sys
-  from stable_training import allocator
-  allocator.reexec_with_tcmalloc(sys._getframe(1).f_globals.get("__name__", ""))  # only a script run as such
   from jax._src import xla_bridge
   from stable_training.train.sharding import auto_host_devices, usable_cores, with_host_devices
   value = flags.FLAGS.host_devices
