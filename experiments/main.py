@@ -183,7 +183,7 @@ def _prepare_workdir(path: str) -> bool:
 
 def _quiet_logging() -> None:
   from stable_training.train.records import quiet_logging
-  quiet_logging()
+  quiet_logging(sys.argv[1:])  # the program's own arguments: -v/--verbosity keeps library INFO logs
 
 
 def host_device_count(value, config, cores: int, xla_flags: str, distributed: bool) -> int:
@@ -234,8 +234,7 @@ def main(argv):
   from stable_training.config import ConfigError
   from stable_training.train import trainers
   try:
-    trainer = trainers.get_trainer(trainers.trainer_name(config))
-    trainer.validate(config)
+    resolved = trainers.resolve(config)  # validated here, once: trainers.run does not check it again
   except (ConfigError, ValueError) as e:
     _usage_error(str(e).splitlines()[0])
   primary = True
@@ -255,7 +254,7 @@ def main(argv):
   workdir = _WORKDIR.value
   created = _prepare_workdir(workdir) if primary else False
   try:
-    summary = trainers.run(config, workdir)
+    summary = trainers.run(resolved, workdir)
   except (ConfigError, WorkdirConfigMismatch, DataError, WorkdirBusy, CheckpointMismatch) as e:
     if created:  # a run refused before it started leaves nothing behind
       shutil.rmtree(workdir, ignore_errors=True)

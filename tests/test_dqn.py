@@ -118,22 +118,27 @@ def test_config_validation():
     dqn.resolve_config(dict(activation="relu"))
   with pytest.raises(ValueError, match="eval_every"):
     dqn.resolve_config(dict(total_steps=10_001))
-  with pytest.raises(ValueError, match="unknown env"):
+  with pytest.raises(ValueError, match=re.escape(
+      "config.env_name='Acrobot-v1': valid choices are CartPole-3a, CartPole-v1")):
     dqn.resolve_config(dict(env_name="Acrobot-v1"))
   assert dqn.resolve_config(dict(target="none")).clip_output_norm == 1.0
   assert dqn.resolve_config(dict(target="polyak")).clip_output_norm == 2.0
   np.testing.assert_array_equal(dqn.eval_steps(TINY), [16, 32, 48])
   with pytest.raises(ValueError, match="learning_starts"):
     dqn.resolve_config(dict(learning_starts=10, batch_size=256))
-  # One-line ConfigErrors (a ValueError) naming the key; NaN/inf, wrong
-  # types and unknown keys are rejected, the launcher's engine keys dropped.
-  for bad, msg in ((dict(learning_rate=float("nan")), "config.learning_rate=nan"),
-                   (dict(tau=float("inf")), "config.tau=inf"),
-                   (dict(total_steps=1e5), "config.total_steps=100000.0"),
-                   (dict(lr=0.1), "config.lr=0.1: unknown key; valid keys are"),
-                   (dict(clip_output_norm=-2.0), "config.clip_output_norm=-2.0"),
-                   # the former sentinel: None now means the paper's λ
-                   (dict(clip_output_norm=-1.0), "config.clip_output_norm=-1.0: must be a finite number >= 0")):
+  # One-line ConfigErrors (a ValueError) naming the key, from the schema's
+  # one mechanism (`Key.check` / `check_group`, a key's doc appended); NaN/inf,
+  # wrong types and unknown keys are rejected, the launcher's engine keys dropped.
+  for bad, msg in ((dict(learning_rate=float("nan")), "config.learning_rate=nan: must be a finite number"),
+                   (dict(tau=float("inf")), "config.tau=inf: must be a finite number"),
+                   (dict(tau=0.0), "config.tau=0.0: must be in (0, 1] (Polyak rate)"),
+                   (dict(total_steps=1e5), "config.total_steps=100000.0: must be an integer"),
+                   (dict(hidden=(8, True)), "config.hidden=(8, True): must be a non-empty tuple of integers >= 1"),
+                   (dict(lr=0.1), "unknown key config.lr; valid top-level keys: activation, batch_size"),
+                   (dict(clip_output_norm=-2.0), "config.clip_output_norm=-2.0: must be in [0, inf)"),
+                   # the former sentinel: None now means the paper's λ (the key's doc says so)
+                   (dict(clip_output_norm=-1.0), "config.clip_output_norm=-1.0: must be in [0, inf) "
+                    "(λ; 0 = off, None = the paper's λ: 2 with a target, 1 without)")):
     with pytest.raises(ConfigError, match=re.escape(msg)) as e:
       dqn.resolve_config(bad)
     assert "\n" not in str(e.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from experiments.configs import dqn as dqn_configs
 from stable_training.config import ConfigError
 from stable_training.rl import dqn, trainer
 from stable_training.train import NonFiniteError, WorkdirConfigMismatch, trainers
+from stable_training.train.lock import EXIT_PREEMPTED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 20 chunks of 16 env steps, a checkpoint after each: long enough to be
@@ -121,14 +123,17 @@ def test_resume_after_sigkill_matches_uninterrupted(runs):
 
 @pytest.mark.parametrize("over,expect", [
     ({"target": "hard"}, "config.target='hard': valid choices are polyak, none"),
-    ({"learning_rate": float("nan")}, "config.learning_rate=nan: must be a finite number > 0"),
-    ({"gamma": float("inf")}, "config.gamma=inf: must be a finite number in [0, 1]"),
+    ({"learning_rate": float("nan")}, "config.learning_rate=nan: must be a finite number"),
+    ({"learning_rate": 0.0}, "config.learning_rate=0.0: must be in (0, inf)"),
+    ({"gamma": float("inf")}, "config.gamma=inf: must be a finite number"),
+    ({"gamma": 1.5}, "config.gamma=1.5: must be in [0, 1]"),
     ({"hidden": (8, 0)}, "config.hidden=(8, 0): must be a non-empty tuple"),
-    ({"batch_size": 8.0}, "config.batch_size=8.0: must be an integer >= 1"),
+    ({"batch_size": 8.0}, "config.batch_size=8.0: must be an integer"),
     ({"checkpoint_every": 24}, "config.checkpoint_every=24: must be a multiple of config.eval_every=16"),
     ({"on_nonfinite": "skip"}, "config.on_nonfinite='skip': valid choices are stop, continue"),
-    ({"num_seeds": 0}, "config.num_seeds=0: must be an integer >= 1"),
-    ({"lr": 0.1}, "config.lr=0.1: unknown key; valid keys are activation, batch_size"),
+    ({"num_seeds": 0}, "config.num_seeds=0: must be in [1, inf)"),
+    ({"seed": 2**32 - 1}, "config.num_seeds=2: seeds 4294967295..4294967296 pass 4294967295"),
+    ({"lr": 0.1}, "unknown key config.lr; valid top-level keys: activation, batch_size"),
 ])
 def test_bad_value_one_line_writes_nothing(tmp_path, over, expect):
   wd = tmp_path / "never"
@@ -186,3 +191,83 @@ def test_launcher_exit_codes(tmp_path, monkeypatch):
       launcher.main([])
     assert e.value.code == code
   assert (tmp_path / "nan" / "config.json").exists() and not (tmp_path / "bad").exists()
+
+
+def _one_line(err):
+  lines = [l for l in err.strip().splitlines() if l.strip()]
+  assert len(lines) == 1, err
+  return lines[0]
+
+
+def test_sigterm_saves_at_its_chunk_and_the_rerun_equals_an_uninterrupted_run(runs, tmp_path):
+  """A real SIGTERM to a launcher DQN run: the shared host loop saves a checkpoint at the next chunk
+  boundary and exits 75 with one line (metrics flushed, lock released); rerunning the same command
+  resumes there and ends with the uninterrupted run's numbers."""
+  wd = tmp_path / "wd"
+  cmd = [*runs.rerun[:-1], f"--workdir={wd}"]
+  p = subprocess.Popen(cmd, cwd=ROOT, env=runs.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  metrics = wd / "metrics.jsonl"
+  deadline = time.time() + 900
+  while p.poll() is None and time.time() < deadline and not (metrics.exists() and metrics.stat().st_size):
+    time.sleep(0.005)
+  p.send_signal(signal.SIGTERM)
+  _, err = p.communicate(timeout=900)
+  assert p.returncode == EXIT_PREEMPTED, f"exit {p.returncode} (finished before the signal?): {err[-3000:]}"
+  line = _one_line(err)
+  step = int(line.split(" at step ")[1].split(",")[0])
+  assert line == f"stopped by SIGTERM at step {step}, checkpoint saved; rerun the same command to resume"
+  assert step % 16 == 0 and 16 <= step < 320
+  assert str(step) in os.listdir(wd / "checkpoints")
+  assert json.loads(metrics.read_text().splitlines()[-1])["step"] == step
+  assert (wd / ".lock").read_text() == ""   # released: no stale pid
+  assert not (wd / "summary.json").exists()
+  r = subprocess.run(cmd, cwd=ROOT, env=runs.env, capture_output=True, text=True, timeout=900)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert f"resumed {wd} at env step {step}" in r.stderr
+  got = json.load(open(wd / "summary.json"))
+  for key in trainer.STAT_KEYS:
+    _same(key, [per_seed(h, key) for h in got["history"]], [per_seed(h, key) for h in runs.summary["history"]])
+  assert got["first_nonfinite_step"] == runs.summary["first_nonfinite_step"]
+  assert [json.loads(l)["step"] for l in open(metrics)] == list(range(16, 321, 16))  # each chunk once
+
+
+def test_checkpoints_record_their_config_and_another_config_is_refused(runs, tmp_path):
+  """Each DQN checkpoint holds the config record: with config.json lost, another config is refused
+  (one line naming the key) and the run's own config gets config.json back; a checkpoint whose
+  record differs from config.json is never resumed."""
+  other = dict(tiny(), learning_rate=0.02)
+  lost = tmp_path / "lost"
+  shutil.copytree(runs.full, lost)
+  os.remove(lost / "config.json")
+  with pytest.raises(WorkdirConfigMismatch) as e:
+    trainers.run(other, str(lost))
+  assert str(e.value) == (f"workdir {lost} holds a run of a different config (config of its checkpoint 320: "
+                          "config.json is lost) (config.learning_rate: 0.01 -> 0.02); use a new --workdir "
+                          "or the original config")
+  assert not (lost / "config.json").exists()
+  again = trainers.run(tiny(), str(lost))   # finished: its summary, config.json restored from the checkpoint
+  assert json.load(open(lost / "config.json")) == json.load(open(runs.full / "config.json"))
+  _same("eval_return", per_seed(again["final"], "eval_return"), per_seed(runs.summary["final"], "eval_return"))
+  edited = tmp_path / "edited"
+  shutil.copytree(runs.full, edited)
+  stored = json.load(open(edited / "config.json"))
+  (edited / "config.json").write_text(json.dumps(dict(stored, learning_rate=0.02)))
+  with pytest.raises(WorkdirConfigMismatch) as e:
+    trainers.run(other, str(edited))
+  assert "\n" not in str(e.value) and str(e.value).startswith(
+      f"checkpoint 320 in {edited}/checkpoints was made by a different config (config.learning_rate: 0.01 -> 0.02)")
+
+
+def test_a_run_validates_its_config_once(runs, tmp_path, monkeypatch):
+  """`trainers.run` checks a config once (none more for one `trainers.resolve` already checked)."""
+  calls = []
+  real = trainer.resolve
+  monkeypatch.setattr(trainer, "resolve", lambda c: calls.append(1) or real(c))
+  wd = tmp_path / "copy"
+  shutil.copytree(runs.full, wd)
+  trainers.run(tiny(), str(wd))
+  assert len(calls) == 1
+  resolved = trainers.resolve(tiny())
+  s = trainers.run(resolved, str(wd))
+  assert len(calls) == 2 and resolved.trainer == "dqn" and resolved.config.clip_output_norm == 1.0
+  assert s["first_nonfinite_step"] == runs.summary["first_nonfinite_step"]

@@ -317,26 +317,27 @@ def test_host_loop_chunk_equals_scanned_chunk(tmp_path):
 
 
 def test_lsc_pretraining_is_memoized_across_a_learning_rate_sweep(tmp_path, monkeypatch):
-  """Two runs differing only in lr pre-train each seed once (the engine's LSC memo), and the
-  memoized start equals a fresh pre-training: the second run's numbers do not depend on the memo."""
+  """Two runs differing only in lr, given one memo the caller owns, pre-train each seed once, and the
+  memoized start equals a fresh pre-training: the second run's numbers do not depend on the memo.
+  Without a memo nothing is kept between runs (no module-level cache)."""
   import importlib
-  from stable_training.train import loop
+  from stable_training.train import loop, trainers
   lsc_pretrain = importlib.import_module("stable_training.lsc.pretrain")  # the module (the package exports a function of that name)
   calls = []
   real = lsc_pretrain.pretrain
   monkeypatch.setattr(lsc_pretrain, "pretrain", lambda *a, **k: calls.append(1) or real(*a, **k))
-  monkeypatch.setattr(loop, "LSC_MEMO", loop.BoundedMemo(max_bytes=2**20))
+  memo = loop.BoundedMemo(max_bytes=2**20)
   over = {"num_seeds": 2, "num_steps": 10, "eval_every": 10, "checkpoint_every": 10,
           "lsc.enabled": True, "lsc.steps": 5}
-  train.train_and_evaluate(small_config(**over), str(tmp_path / "a"))
-  assert len(calls) == 2  # one per seed
-  s_memo = train.train_and_evaluate(small_config(**over, **{"optimizer.learning_rate": 0.05}), str(tmp_path / "b"))
+  train.train_and_evaluate(small_config(**over), str(tmp_path / "a"), memo=memo)
+  assert len(calls) == 2 and len(memo) == 2  # one per seed
+  s_memo = trainers.run(small_config(**over, **{"optimizer.learning_rate": 0.05}), str(tmp_path / "b"), memo=memo)
   assert len(calls) == 2  # the second lr reused both seeds' pre-training
-  loop.LSC_MEMO.clear()
   s_fresh = train.train_and_evaluate(small_config(**over, **{"optimizer.learning_rate": 0.05}), str(tmp_path / "c"))
-  assert len(calls) == 4
+  assert len(calls) == 4  # no memo given: pre-trained again
   assert s_memo["lsc"] == s_fresh["lsc"]
   np.testing.assert_array_equal(per_seed(s_memo, "test_loss"), per_seed(s_fresh, "test_loss"))
+  assert not hasattr(loop, "LSC_MEMO")
   # A different LSC setting is a different entry, and the byte bound evicts the oldest.
   tiny = loop.BoundedMemo(max_bytes=100)
   tiny["a"], tiny["b"] = np.zeros(20), np.zeros(20)  # 160 B each

@@ -30,7 +30,6 @@ before the optimizer.
 """
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -43,8 +42,9 @@ import numpy as np
 import optax
 
 from stable_training import activations
-from stable_training.config import ConfigError
+from stable_training import config as config_lib
 from stable_training.rl import envs
+from stable_training.schema import ConfigError, Key, check_group
 
 TARGETS = ("polyak", "none")
 ACTIVATIONS = ("gelu", "tgelu")
@@ -55,133 +55,81 @@ ENGINE_KEYS = ("trainer", "seed", "num_seeds", "progress", "on_nonfinite",
                "checkpoint_every")
 
 
+# The DQN program's keys (Ramaswamy et al. 2023's defaults), checked by
+# `stable_training.schema.check_group` like every other config group.
+DQN_KEYS = {
+    "env_name": Key(str, "CartPole-v1", choices=tuple(sorted(envs.ENVS))),  # CartPole-3a: 3 actions, no time limit
+    "hidden": Key(tuple, (128, 128), doc="layer widths, integers >= 1"),
+    "activation": Key(str, "tgelu", choices=ACTIVATIONS),
+    "t_left": Key(float, -1.0, doc="tGELU range thresholds, t_left < 0 < t_right"),
+    "t_right": Key(float, 1.0),
+    "optimizer": Key(str, "sgd", choices=OPTIMIZERS),
+    "learning_rate": Key(float, 3e-4, lo=0.0, lo_open=True),
+    "gamma": Key(float, 0.99, lo=0.0, hi=1.0),
+    "batch_size": Key(int, 256, lo=1),
+    "buffer_size": Key(int, 100_000, lo=1, doc="1e6 in the paper's full setting"),
+    "learning_starts": Key(int, 5_000, lo=0, doc="uniformly random warm-up steps, no updates"),
+    "eps_start": Key(float, 1.0, lo=0.0, hi=1.0),
+    "eps_end": Key(float, 0.1, lo=0.0, hi=1.0),
+    "eps_decay_steps": Key(int, 100_000, lo=1, doc="linear ε decay over env steps from step 0"),
+    "total_steps": Key(int, 100_000, lo=1, doc="env steps (= updates + learning_starts)"),
+    "target": Key(str, "none", choices=TARGETS),
+    "tau": Key(float, 0.005, lo=0.0, lo_open=True, hi=1.0, doc="Polyak rate"),
+    "clip_output_norm": Key(float, None, lo=0.0, nullable=True,
+                            doc="λ; 0 = off, None = the paper's λ: 2 with a target, 1 without"),
+    "eval_every": Key(int, 5_000, lo=1, doc="env steps between greedy evaluations"),
+    "eval_episodes": Key(int, 5, lo=1),
+    "eval_max_steps": Key(int, 1_000, lo=1),
+}
+
+
 def default_config() -> ml_collections.ConfigDict:
-  """Hyper-parameters of Ramaswamy et al. (2023)'s DQN experiment (defaults).
+  """Hyper-parameters of Ramaswamy et al. (2023)'s DQN experiment (`DQN_KEYS`' defaults).
 
   ``clip_output_norm = None`` (the default) selects the paper's λ: 1 without a
   target network, 2 with one; 0 turns clipping off.
   """
-  c = ml_collections.ConfigDict()
-  c.env_name = "CartPole-v1"      # or "CartPole-3a" (3 actions, no time limit)
-  c.hidden = (128, 128)
-  c.activation = "tgelu"          # or "gelu"
-  c.t_left = -1.0                 # tGELU range thresholds
-  c.t_right = 1.0
-  c.optimizer = "sgd"             # or "adam"
-  c.learning_rate = 3e-4
-  c.gamma = 0.99
-  c.batch_size = 256
-  c.buffer_size = 100_000         # 1e6 in the paper's full setting
-  c.learning_starts = 5_000       # uniformly random warm-up steps, no updates
-  c.eps_start = 1.0
-  c.eps_end = 0.1
-  c.eps_decay_steps = 100_000     # linear ε decay over env steps from step 0
-  c.total_steps = 100_000         # env steps (= updates + learning_starts)
-  c.target = "none"               # "polyak" or "none"
-  c.tau = 0.005                   # Polyak rate
-  c.clip_output_norm = ml_collections.config_dict.placeholder(float)  # λ; None: 1 without target / 2 with; 0: off
-  c.eval_every = 5_000            # env steps between greedy evaluations
-  c.eval_episodes = 5
-  c.eval_max_steps = 1_000
-  return c
+  return config_lib.schema_group(DQN_KEYS)
 
 
-def _is_int(v) -> bool:
-  return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _int(c: Mapping, key: str, lo: int) -> int:
-  v = c[key]
-  if not _is_int(v) or v < lo:
-    raise ConfigError(f"config.{key}={v!r}: must be an integer >= {lo}")
-  return int(v)
-
-
-def _real(c: Mapping, key: str, lo: float, hi: float = math.inf,
-          lo_open: bool = False) -> float:
-  """A finite number in [lo, hi] (or (lo, hi] with `lo_open`)."""
-  v = c[key]
-  ok = (isinstance(v, numbers.Real) and not isinstance(v, bool)
-        and math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi)
-  if not ok:
-    if hi < math.inf:
-      what = f" in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
-    elif lo > -math.inf:
-      what = f" {'>' if lo_open else '>='} {lo:g}"
-    else:
-      what = ""
-    raise ConfigError(f"config.{key}={v!r}: must be a finite number{what}")
-  return float(v)
-
-
-def _choice(c: Mapping, key: str, valid, what: str = "") -> None:
-  if c[key] not in valid:
-    raise ConfigError(f"config.{key}={c[key]!r}: {what}valid choices are "
-                      f"{', '.join(valid)}")
+def _check_keys(config: Mapping) -> dict:
+  """`check_group` of `config` against `DQN_KEYS` (the engine keys accepted unchecked); the
+  offending key's doc is added to the one-line error."""
+  try:
+    return check_group(config, DQN_KEYS, "", allowed=frozenset(ENGINE_KEYS))
+  except ConfigError as e:
+    msg = str(e)
+    key = msg[len("config."):].split("=", 1)[0] if msg.startswith("config.") else ""
+    doc = DQN_KEYS[key].doc if key in DQN_KEYS else ""
+    raise ConfigError(f"{msg} ({doc})" if doc else msg) from None
 
 
 def check_config(config: Mapping) -> None:
-  """Validates a full DQN config (every key of `default_config`, plus any of
-  `ENGINE_KEYS`, whose values are not checked here).
+  """Validates a DQN config (the keys of `default_config`, defaults for those
+  missing, plus any of `ENGINE_KEYS`, whose values are not checked here).
 
   Raises:
     ConfigError: one line ``config.KEY=VALUE: what is valid`` for the first
-      unknown key or bad value (types, ranges, NaN/inf).
+      unknown key or bad value (types, ranges, NaN/inf), or relation between keys.
   """
-  valid = set(default_config().keys())
-  for key in config:
-    if key not in valid and key not in ENGINE_KEYS:
-      raise ConfigError(
-          f"config.{key}={config[key]!r}: unknown key; valid keys are "
-          f"{', '.join(sorted(valid | set(ENGINE_KEYS)))}")
-  c = config
-  _choice(c, "env_name", sorted(envs.ENVS), "unknown env; ")
+  c = _check_keys(config)
   h = c["hidden"]
-  if (not isinstance(h, (tuple, list)) or not h
-      or not all(_is_int(w) and w >= 1 for w in h)):
-    raise ConfigError(f"config.hidden={h!r}: must be a non-empty tuple of "
-                      "integers >= 1 (layer widths)")
-  _choice(c, "activation", ACTIVATIONS)
-  _real(c, "t_left", -math.inf)
-  _real(c, "t_right", -math.inf)
+  if not h or not all(isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1 for w in h):
+    raise ConfigError(f"config.hidden={h!r}: must be a non-empty tuple of integers >= 1 (layer widths)")
   if not c["t_left"] < 0 < c["t_right"]:
     raise ConfigError(f"config.t_left={c['t_left']!r}: tGELU needs "
                       f"t_left < 0 < t_right (t_right={c['t_right']!r})")
-  _choice(c, "optimizer", OPTIMIZERS)
-  _real(c, "learning_rate", 0.0, lo_open=True)
-  _real(c, "gamma", 0.0, 1.0)
-  batch = _int(c, "batch_size", 1)
-  if _int(c, "buffer_size", 1) < batch:
-    raise ConfigError(f"config.buffer_size={c['buffer_size']}: must be >= "
-                      f"config.batch_size={batch}")
-  if _int(c, "learning_starts", 0) < batch:
-    raise ConfigError(
-        f"config.learning_starts={c['learning_starts']}: must be >= "
-        f"config.batch_size={batch} so the buffer can be sampled")
-  _real(c, "eps_start", 0.0, 1.0)
-  _real(c, "eps_end", 0.0, 1.0)
-  _int(c, "eps_decay_steps", 1)
-  every = _int(c, "eval_every", 1)
-  total = _int(c, "total_steps", 1)
+  batch = c["batch_size"]
+  if c["buffer_size"] < batch:
+    raise ConfigError(f"config.buffer_size={c['buffer_size']}: must be >= config.batch_size={batch}")
+  if c["learning_starts"] < batch:
+    raise ConfigError(f"config.learning_starts={c['learning_starts']}: must be >= "
+                      f"config.batch_size={batch} so the buffer can be sampled")
+  total, every = c["total_steps"], c["eval_every"]
   if total % every:
-    raise ConfigError(f"config.total_steps={total}: must be a positive "
-                      f"multiple of config.eval_every={every}")
+    raise ConfigError(f"config.total_steps={total}: must be a positive multiple of config.eval_every={every}")
   if total <= c["learning_starts"]:
-    raise ConfigError(f"config.total_steps={total}: must exceed "
-                      f"config.learning_starts={c['learning_starts']}")
-  _choice(c, "target", TARGETS)
-  _real(c, "tau", 0.0, 1.0, lo_open=True)
-  clip = c["clip_output_norm"]
-  if clip is not None:
-    try:
-      _real(c, "clip_output_norm", 0.0)
-    except ConfigError:
-      raise ConfigError(
-          f"config.clip_output_norm={clip!r}: must be a finite number >= 0 "
-          "(0 = off) or None (the paper's λ: 2 with a target, 1 without)"
-      ) from None
-  _int(c, "eval_episodes", 1)
-  _int(c, "eval_max_steps", 1)
+    raise ConfigError(f"config.total_steps={total}: must exceed config.learning_starts={c['learning_starts']}")
 
 
 def resolve_config(config) -> ml_collections.ConfigDict:
@@ -317,19 +265,32 @@ class _Program(NamedTuple):
   chunk: Callable[[Runner, jax.Array], tuple[Runner, dict]]
 
 
-def _program(config) -> _Program:
+class _Parts(NamedTuple):
+  """What the program's functions close over: the resolved config, env, Q-network, optimizer, replay buffer."""
+  c: ml_collections.ConfigDict
+  env: Any
+  net: QNetwork
+  tx: optax.GradientTransformation
+  buffer: Any
+  use_target: bool
+
+
+def _parts(config) -> _Parts:
   c = resolve_config(config)
-  env = envs.make(c.env_name)
-  net = make_network(c)
-  tx = make_optimizer(c)
-  use_target = c.target == "polyak"
   # flashbax's item buffer: a ring buffer of single transitions with uniform
   # sampling; jit/vmap-safe (state is a pytree).
   buffer = fbx.make_item_buffer(max_length=c.buffer_size,
                                 min_length=c.batch_size,
                                 sample_batch_size=c.batch_size,
                                 add_batches=False)
-  gamma = c.gamma
+  return _Parts(c, envs.make(c.env_name), make_network(c), make_optimizer(c), buffer,
+                c.target == "polyak")
+
+
+def _make_evaluate(p: _Parts):
+  """``evaluate(params, key)``: the mean greedy return of ``eval_episodes`` episodes of at most
+  ``eval_max_steps`` steps (rewards after an episode's end not counted)."""
+  env, net, c = p.env, p.net, p.c
 
   def evaluate(params, key):
     def episode(k):
@@ -346,6 +307,13 @@ def _program(config) -> _Program:
       (_, _, _, ret), _ = jax.lax.scan(body, init, None, c.eval_max_steps)
       return ret
     return jax.vmap(episode)(jax.random.split(key, c.eval_episodes)).mean()
+  return evaluate
+
+
+def _make_update(p: _Parts):
+  """``update(params, target_params, opt_state, batch)``: one optimizer step on the TD loss
+  (`dqn_loss`), then the Polyak target update θ⁻ ← τθ + (1 − τ)θ⁻ when there is a target."""
+  net, tx, use_target, gamma, tau = p.net, p.tx, p.use_target, p.c.gamma, p.c.tau
 
   def update(params, target_params, opt_state, batch):
     grad_fn = jax.value_and_grad(dqn_loss, has_aux=True)
@@ -354,8 +322,14 @@ def _program(config) -> _Program:
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     if use_target:
-      target_params = optax.incremental_update(params, target_params, c.tau)
+      target_params = optax.incremental_update(params, target_params, tau)
     return params, target_params, opt_state, loss, q_mean
+  return update
+
+
+def _make_env_step(p: _Parts, update):
+  """``env_step(runner, t)``: one ε-greedy env step stored in the buffer, one `update` once t ≥ warm-up."""
+  c, env, net, buffer = p.c, p.env, p.net, p.buffer
 
   def env_step(r: Runner, t):
     """One env step at (unbatched) step index t; one update once t ≥ warm-up.
@@ -393,6 +367,13 @@ def _program(config) -> _Program:
     r = Runner(params, target_params, opt_state, buffer_state, env_state, obs,
                r.t + 1, rng, jnp.where(done, 0.0, ep_ret))
     return r, info
+  return env_step
+
+
+def _make_chunk(p: _Parts, env_step, evaluate):
+  """``chunk(runner, k)``: a `lax.scan` of `env_step` over chunk k's ``eval_every`` steps, then
+  `evaluate` and the chunk's metrics (see `make_chunk`)."""
+  c = p.c
 
   def chunk(r: Runner, k):
     ts = k * c.eval_every + jnp.arange(c.eval_every)
@@ -423,6 +404,12 @@ def _program(config) -> _Program:
         eval_return=evaluate(r.params, k_eval),
         nonfinite_step=nonfinite_step)
     return r, metrics
+  return chunk
+
+
+def _make_init_fn(p: _Parts):
+  """``init(rng) -> Runner`` (see `make_init`)."""
+  env, net, tx, buffer, use_target = p.env, p.net, p.tx, p.buffer, p.use_target
 
   def init(rng):
     rng, k_init, k_reset = jax.random.split(rng, 3)
@@ -433,8 +420,14 @@ def _program(config) -> _Program:
     return Runner(params, params if use_target else None, tx.init(params),
                   buffer.init(example), env_state, obs,
                   jnp.zeros((), jnp.int32), rng, jnp.zeros(()))
+  return init
 
-  return _Program(c, init, chunk)
+
+def _program(config) -> _Program:
+  """`config`'s init and chunk functions, built from one set of `_Parts`."""
+  p = _parts(config)
+  env_step = _make_env_step(p, _make_update(p))
+  return _Program(p.c, _make_init_fn(p), _make_chunk(p, env_step, _make_evaluate(p)))
 
 
 def make_init(config) -> Callable[[jax.Array], Runner]:

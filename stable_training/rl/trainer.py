@@ -7,15 +7,18 @@ supervised trainer (`stable_training.train.loop`):
 - `validate(config)`: one-line `ConfigError` before anything is written;
 - seeds ``seed … seed + num_seeds − 1`` (seed s ↦ ``jax.random.PRNGKey(s)``)
   vmapped in one compiled program;
-- a host loop over chunks of ``eval_every`` env steps, each one call of
+- the host loop every trainer shares (`stable_training.train.host_loop`)
+  over chunks of ``eval_every`` env steps, each one call of
   ``jax.jit(jax.vmap(dqn.make_chunk(config)))`` (the same pure pieces
   `dqn.make_train` scans, so the numbers are `make_train`'s);
 - ``config.json`` (the resolved config; a different config is refused),
   ``metrics.jsonl`` (one record per chunk), ``summary.json`` and a progress bar;
 - orbax checkpoints of the whole vmapped `dqn.Runner` (networks, optimizer
-  state, replay buffer, env state, RNG) every ``checkpoint_every`` env steps
-  and at the end: rerunning a killed command resumes and ends with the same
-  numbers as an uninterrupted run;
+  state, replay buffer, env state, RNG) with the config's record and hash,
+  every ``checkpoint_every`` env steps and at the end: rerunning a killed
+  command resumes and ends with the same numbers as an uninterrupted run;
+- SIGTERM / SIGINT: a checkpoint at the next chunk boundary, then
+  `stable_training.train.lock.Preempted` (the launcher exits with status 75);
 - a non-finite TD loss, Q-value or parameter stops the run with
   `NonFiniteError` (``on_nonfinite = "stop"``) or is recorded
   (``"continue"``: GELU without a target network is expected to diverge on
@@ -26,64 +29,70 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 import time
 from typing import Any
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stable_training.config import ConfigError
+from stable_training import config as config_lib
+from stable_training import schema as schema_lib
 from stable_training.rl import dqn
-from stable_training.train import checkpoint as ckpt_lib
-from stable_training.train import lock as lock_lib
+from stable_training.schema import ConfigError, Key
+from stable_training.train import host_loop
 from stable_training.train import records as records_lib
 from stable_training.train.checkpoint import WorkdirConfigMismatch
-from stable_training.train.loop import NonFiniteError
+from stable_training.train.host_loop import NonFiniteError
 
-# Engine keys' defaults when a config omits them (the launcher configs in
-# experiments/configs/dqn.py set them all). checkpoint_every None: at the end.
-ENGINE_DEFAULTS = dict(trainer="dqn", seed=0, num_seeds=1, progress="auto",
-                       on_nonfinite="stop", checkpoint_every=None)
+# The engine keys of a DQN launcher config (experiments/configs/dqn.py sets
+# them all), checked like every config group; checkpoint_every None: at the end.
+ENGINE_SCHEMA = {
+    "trainer": Key(str, "dqn", choices=("dqn",)),
+    "seed": config_lib.TOP_KEYS["seed"],
+    "num_seeds": config_lib.TOP_KEYS["num_seeds"],
+    "progress": config_lib.TOP_KEYS["progress"],
+    "on_nonfinite": Key(str, "stop", choices=("stop", "continue")),
+    "checkpoint_every": Key(int, None, lo=1, nullable=True),
+}
+ENGINE_DEFAULTS = schema_lib.defaults(ENGINE_SCHEMA)
 assert set(ENGINE_DEFAULTS) == set(dqn.ENGINE_KEYS)
-ON_NONFINITE = ("stop", "continue")
-PROGRESS = ("auto", "none")
 # Per-chunk metrics reported as `records.stats` (per seed, mean, std).
 STAT_KEYS = ("eval_return", "train_return", "loss", "q_mean")
+TIMING_KEYS = ("steps_per_sec", "env_steps_per_sec", "run_seconds", "compile_seconds")
 
 
 def resolve(config) -> ml_collections.ConfigDict:
   """The full launcher config: `dqn.resolve_config(config)` (defaults filled,
-  ``clip_output_norm = None`` resolved) plus the engine keys (defaults from
-  `ENGINE_DEFAULTS`; ``checkpoint_every`` defaults to ``total_steps``).
+  ``clip_output_norm = None`` resolved) plus the engine keys (`ENGINE_SCHEMA`;
+  ``checkpoint_every`` defaults to ``total_steps``).
 
   Raises:
     ConfigError: one line ``config.KEY=VALUE: what is valid``.
   """
   values = dict(config)
   c = dqn.resolve_config(values)  # unknown keys and DQN values
-  eng = {k: values.get(k, d) for k, d in ENGINE_DEFAULTS.items()}
+  eng = schema_lib.check_group({k: values[k] for k in ENGINE_SCHEMA if k in values}, ENGINE_SCHEMA, "")
   if eng["checkpoint_every"] is None:
     eng["checkpoint_every"] = c.total_steps
-  if eng["trainer"] != "dqn":
-    raise ConfigError(f"config.trainer={eng['trainer']!r}: this is the 'dqn' trainer")
-  for key, lo in (("seed", 0), ("num_seeds", 1), ("checkpoint_every", 1)):
-    v = eng[key]
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-      raise ConfigError(f"config.{key}={v!r}: must be an integer >= {lo}")
+  last_seed = eng["seed"] + eng["num_seeds"] - 1
+  if last_seed > config_lib.MAX_SEED:  # seed s ↦ PRNGKey(s), a uint32
+    raise ConfigError(f"config.num_seeds={eng['num_seeds']}: seeds {eng['seed']}..{last_seed} "
+                      f"pass {config_lib.MAX_SEED} (seeds are uint32)")
   if eng["checkpoint_every"] % c.eval_every:
     raise ConfigError(f"config.checkpoint_every={eng['checkpoint_every']}: must be a "
                       f"multiple of config.eval_every={c.eval_every}")
-  for key, valid in (("progress", PROGRESS), ("on_nonfinite", ON_NONFINITE)):
-    if eng[key] not in valid:
-      raise ConfigError(f"config.{key}={eng[key]!r}: valid choices are {', '.join(valid)}")
   c.update({k: (int(v) if k in ("seed", "num_seeds", "checkpoint_every") else v)
             for k, v in eng.items()})
   return c
+
+
+def defaults() -> dict:
+  """``{key: default}`` of a DQN launcher config's schema, as config.json stores them (tuples as
+  lists), for `checkpoint.config_diff`."""
+  return json.loads(json.dumps({**schema_lib.defaults(dqn.DQN_KEYS), **ENGINE_DEFAULTS}))
 
 
 def validate(config) -> None:
@@ -174,8 +183,9 @@ def _runner_from_tree(d: dict) -> dqn.Runner:
   return dqn.Runner(**{"target_params": None, **d})
 
 
-def _bytes_per_seed(tree, num_seeds: int) -> int:
-  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))) // num_seeds
+def _bytes(tree) -> int:
+  """Bytes of the array leaves of a (possibly abstract) pytree."""
+  return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
 
 
 def _nan_for_none(obj: Any) -> Any:
@@ -223,22 +233,6 @@ def _summary(records: list[dict], c, seeds, timing: dict, sizes: dict) -> dict:
           "first_nonfinite_step": first_bad, **timing, **sizes}
 
 
-def _check_resumable(workdir: str, config) -> None:
-  """DQN-specific part of the workdir guard: ``eval_every`` sets where the
-  evaluation key is split off the run's RNG, so unlike for the supervised
-  trainer it changes the numbers and a run cannot resume with another value."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    old = json.load(f)
-  if old.get("eval_every") != config.eval_every:
-    raise WorkdirConfigMismatch(
-        f"workdir {workdir} holds a run of a different config (config.eval_every: "
-        f"{old.get('eval_every')!r} -> {config.eval_every!r}); use a new --workdir or the "
-        "original config")
-
-
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains every seed of a DQN launcher config in `workdir`; returns the summary.
 
@@ -252,108 +246,118 @@ def train_and_evaluate(config, workdir: str) -> dict:
      per-seed 'episodes' and 'nonfinite_step'), 'seeds', 'env_name',
      'total_steps', 'first_nonfinite_step' (per seed, −1 if never),
      'steps_per_sec' (env steps per seed per second of this process's
-     chunks), 'env_steps_per_sec' (× num_seeds), 'run_seconds',
-     'compile_seconds', 'memory_bytes_per_seed' (params + target +
-     optimizer state), 'buffer_bytes_per_seed'}. NaN where a value is
-     undefined (no update or episode in the chunk) or diverged.
+     chunks, a chunk that compiled not counted), 'env_steps_per_sec'
+     (× num_seeds), 'run_seconds', 'compile_seconds', 'memory_bytes_per_seed'
+     (params + target + optimizer state), 'buffer_bytes_per_seed', 'devices'}.
+     NaN where a value is undefined (no update or episode in the chunk) or diverged.
 
   Raises:
     ConfigError: invalid config (nothing written).
-    WorkdirConfigMismatch: the workdir holds another config's run.
+    WorkdirConfigMismatch: the workdir, or one of its checkpoints, holds another config's run.
     NonFiniteError: non-finite TD loss / Q-value / parameters with
       ``on_nonfinite='stop'`` (names the env step and seed).
     WorkdirBusy: another process is running in `workdir`.
+    Preempted: SIGTERM/SIGINT (a checkpoint saved at the env step it names).
   """
-  c = resolve(config)
-  with lock_lib.workdir_lock(workdir):
-    return _train(c, workdir)
+  return run_resolved(resolve(config), workdir)
 
 
-def _train(c, workdir: str) -> dict:
-  """The host loop of `train_and_evaluate` (`c` resolved, the workdir locked)."""
-  seeds = c.seed + np.arange(c.num_seeds)
-  _check_resumable(workdir, c)
-  resumed = ckpt_lib.check_or_write_config(workdir, c)
-  program = json.dumps(program_config(c), sort_keys=True)
-  t0 = time.perf_counter()
-  init = _compiled_init(program)
-  compile_s = time.perf_counter() - t0  # ≈ 0 when cached
-  runs = [init(k) for k in seed_keys(c)]
-  runner = jax.tree.map(lambda *a: jnp.stack(a), *runs)
-  del runs
-  learner = dict(params=runner.params, target_params=runner.target_params,
-                 opt_state=runner.opt_state)
-  sizes = {"memory_bytes_per_seed": _bytes_per_seed(learner, c.num_seeds),
-           "buffer_bytes_per_seed": _bytes_per_seed(runner.buffer_state, c.num_seeds)}
+def run_resolved(c, workdir: str, *, memo=None) -> dict:
+  """`train_and_evaluate` of a config `resolve` returned (not checked again), through the host loop
+  every trainer shares (`stable_training.train.host_loop`). `memo` is accepted for a uniform trainer
+  interface and unused: DQN has no pre-computation to keep across runs."""
+  del memo
+  return host_loop.run(_DQN(c), workdir)
 
-  manager = ckpt_lib.make_manager(workdir)
-  start = 0
-  restored = ckpt_lib.restore_latest(manager, _runner_tree(runner)) if resumed else None
-  if restored is not None:
-    start, tree = restored
-    runner = _runner_from_tree(tree)
-    if int(np.asarray(runner.t)[0]) != start:
-      raise RuntimeError(f"checkpoint {start} of {workdir} holds env step "
-                         f"{int(np.asarray(runner.t)[0])}")
-    print(f"resumed {workdir} at env step {start}", file=sys.stderr, flush=True)
-  last_ckpt = start if restored is not None else None
-  sharding = seed_sharding(c.num_seeds)
-  if sharding is not None:
-    runner = jax.device_put(runner, sharding)
 
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  records = [_nan_for_none(r) for r in records_lib.truncate_records(metrics_path, start)]
-  progress = records_lib.Progress(c.total_steps, start, c.progress == "auto",
-                                  desc=os.path.basename(os.path.normpath(workdir)),
-                                  unit="env step")
-  run_s, run_steps = 0.0, 0
-  tb = records_lib.TensorBoard(workdir)
-  chunks = range(start // c.eval_every, c.total_steps // c.eval_every)
-  try:
-    if len(chunks):
+class _DQN(host_loop.Pieces):
+  """The DQN trainer's pieces of the host loop: the vmapped `dqn.Runner` and `dqn.make_chunk`'s program,
+  one chunk of ``eval_every`` env steps per record."""
+  unit = "env step"
+  steps_key = "total_steps"
+  from_records = ("final", "history", "seeds", "env_name", "total_steps", "first_nonfinite_step")
+
+  def __init__(self, c):
+    self.config, self.defaults = c, defaults()
+    self.num_steps, self.progress = c.total_steps, c.progress == "auto"
+    self.seeds = c.seed + np.arange(c.num_seeds)
+    self.program = json.dumps(program_config(c), sort_keys=True)
+    self.sharding = seed_sharding(c.num_seeds)
+    one = jax.eval_shape(dqn.make_init(_program_dict(self.program)), jax.random.PRNGKey(0))  # one seed's Runner
+    self.sizes = {"memory_bytes_per_seed": _bytes((one.params, one.target_params, one.opt_state)),
+                  "buffer_bytes_per_seed": _bytes(one.buffer_state)}
+    self.init_seconds = 0.0
+    self.compiled_chunk = None
+
+  def init(self):
+    t0 = time.perf_counter()
+    init = _compiled_init(self.program)
+    self.init_seconds = time.perf_counter() - t0  # ≈ 0 when cached
+    runs = [init(k) for k in seed_keys(self.config)]
+    return jax.tree.map(lambda *a: jnp.stack(a), *runs)
+
+  def place(self, state):
+    return state if self.sharding is None else jax.device_put(state, self.sharding)
+
+  def to_tree(self, state):
+    return _runner_tree(state)
+
+  def from_tree(self, tree):
+    return _runner_from_tree(tree)
+
+  def check_workdir(self, workdir):
+    """``eval_every`` sets where the evaluation key is split off the run's RNG, so unlike for the
+    supervised trainer it changes the numbers: a run cannot resume with another value."""
+    old = records_lib.read_json_or_none(os.path.join(workdir, "config.json")) or {}
+    if old.get("eval_every") != self.config.eval_every:
+      raise WorkdirConfigMismatch(
+          f"workdir {workdir} holds a run of a different config (config.eval_every: "
+          f"{old.get('eval_every')!r} -> {self.config.eval_every!r}); use a new --workdir or the "
+          "original config")
+
+  def start(self, state, start_step, restored, writer):
+    if restored and int(np.asarray(state.t)[0]) != start_step:
+      raise RuntimeError(f"checkpoint {start_step} holds env step {int(np.asarray(state.t)[0])}")
+    return self.place(state)
+
+  def next_stop(self, step):
+    return min(step + self.config.eval_every, self.num_steps)
+
+  def is_checkpoint(self, step):
+    return step % self.config.checkpoint_every == 0 or step == self.num_steps
+
+  def chunk(self, state, step, k):
+    tc = 0.0
+    if self.compiled_chunk is None:
+      hits = _compiled_chunk.cache_info().hits
       t0 = time.perf_counter()
-      chunk = _compiled_chunk(program, c.num_seeds, sharding)
-      compile_s += time.perf_counter() - t0
-    for k in chunks:
-      t0 = time.perf_counter()
-      runner, m = chunk(runner, np.int32(k))
-      m = jax.device_get(m)
-      run_s += time.perf_counter() - t0
-      run_steps += c.eval_every
-      step = (k + 1) * c.eval_every
-      if np.any(np.asarray(m["nonfinite_step"]) >= 0) and c.on_nonfinite == "stop":
-        raise NonFiniteError(_nonfinite_message(m, seeds, last_ckpt))
-      rec = _record(step, m)
-      records.append(rec)
-      records_lib.append_record(metrics_path, rec)
-      tb.write(rec)
-      progress.update(step, c.eval_every, f"eval_return={rec['eval_return']['mean']:.1f} "
-                      f"loss={rec['loss']['mean']:.3g}")
-      if step % c.checkpoint_every == 0 or step == c.total_steps:
-        # A copy: the next chunk donates (reuses) `runner`'s buffers while
-        # orbax may still be writing.
-        ckpt_lib.save(manager, step, jax.tree.map(jnp.copy, _runner_tree(runner)))
-        last_ckpt = step
-  finally:
-    progress.close()
-    tb.close()
-    manager.wait_until_finished()
-    manager.close()
+      self.compiled_chunk = _compiled_chunk(self.program, self.config.num_seeds, self.sharding)
+      if _compiled_chunk.cache_info().hits == hits:  # compiled now, not found in this process's cache
+        tc = time.perf_counter() - t0
+    state, m = self.compiled_chunk(state, np.int32(step // self.config.eval_every))
+    return state, jax.device_get(m), tc
 
-  summary_path = os.path.join(workdir, "summary.json")
-  if run_steps:
-    timing = {"steps_per_sec": run_steps / run_s,
-              "env_steps_per_sec": c.num_seeds * run_steps / run_s,
-              "run_seconds": run_s, "compile_seconds": compile_s}
-  elif os.path.exists(summary_path):  # a finished run rerun: keep its timings
-    with open(summary_path) as f:
-      old = _nan_for_none(json.load(f))
-    timing = {k: old.get(k, float("nan")) for k in
-              ("steps_per_sec", "env_steps_per_sec", "run_seconds", "compile_seconds")}
-  else:
-    timing = {k: float("nan") for k in
-              ("steps_per_sec", "env_steps_per_sec", "run_seconds", "compile_seconds")}
-  summary = _summary(records, c, seeds, timing, sizes)
-  summary["devices"] = sharding.mesh.devices.size if sharding is not None else 1  # the seeds' split
-  records_lib.write_json(summary_path, summary)
-  return summary
+  def check(self, state, out, kept):
+    if self.config.on_nonfinite == "stop" and np.any(np.asarray(out["nonfinite_step"]) >= 0):
+      raise NonFiniteError(_nonfinite_message(out, self.seeds, kept()))
+
+  def record(self, step, state, out, writer):
+    return _record(step, out)
+
+  def status(self, rec):
+    return f"eval_return={rec['eval_return']['mean']:.1f} loss={rec['loss']['mean']:.3g}"
+
+  def summarize(self, records, timing, previous):
+    if timing is None:  # a finished run: its timings as its summary has them
+      times = {k: _nan_for_none(previous.get(k)) for k in TIMING_KEYS}
+    else:
+      s, n = timing.run_seconds, timing.run_steps
+      times = {"steps_per_sec": n / s if s else float("nan"),
+               "env_steps_per_sec": self.config.num_seeds * n / s if s else float("nan"),
+               "run_seconds": s, "compile_seconds": self.init_seconds + timing.compile_seconds}
+    summary = _summary([_nan_for_none(r) for r in records], self.config, self.seeds, times, self.sizes)
+    summary["devices"] = self.sharding.mesh.devices.size if self.sharding is not None else 1  # the seeds' split
+    return summary
+
+  def loaded(self, summary):
+    return _nan_for_none(summary)

@@ -24,19 +24,31 @@ temporary folder removed and the earlier checkpoints left as they were.
 """
 from __future__ import annotations
 
-import gc
+import errno
 import hashlib
 import json
 import logging as std_logging
+import math
 import os
 import re
+import shutil
 import sys
 from typing import Any
 
 from absl import logging
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
+
+# Orbax logs through absl while it is imported, and absl's first record configures Python's root
+# logger (logging.basicConfig) when it has no handler yet: a handler held during the import keeps
+# importing this module from changing the process's logging.
+_IMPORT_GUARD = std_logging.NullHandler()
+std_logging.root.addHandler(_IMPORT_GUARD)
+try:
+  import orbax.checkpoint as ocp
+  import tensorstore as ts
+finally:
+  std_logging.root.removeHandler(_IMPORT_GUARD)
 
 # Keys that may change between a run and its resumption: how long to train
 # and how often to log/evaluate/save do not change what a step computes.
@@ -265,18 +277,23 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, config_rec: dict
   so that a failed write is reported at this step rather than at the next
   save or at exit.
 
+  A disk too full for the state's bytes is refused before orbax writes
+  anything: a write that fails midway leaves orbax's other writes pending on
+  an event loop it has closed, and TensorStore reports each of them on stderr
+  ("Exception ignored ... Event loop is closed") when it completes.
+
   Raises:
-    CheckpointSaveError: the write failed (e.g. ENOSPC); the step's temporary
-      folder is removed, the earlier checkpoints are untouched.
+    CheckpointSaveError: the write failed or could not fit (ENOSPC); the step's
+      temporary folder is removed, the earlier checkpoints are untouched.
   """
   items = {_STATE: ocp.args.StandardSave(state), _SUMS: ocp.args.JsonSave(checksum_record(state))}
   if config_rec is not None:
     items[_CONFIG] = ocp.args.JsonSave(config_rec)
   try:
+    _check_free_space(manager, state)
     manager.save(step, args=ocp.args.Composite(**items))
     manager.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except  (orbax wraps OS errors in several types)
-    _hide_orbax_read_leftovers()  # the abandoned writes' callbacks hit closed event loops
     try:
       manager.close()
     except Exception:  # pylint: disable=broad-except
@@ -284,6 +301,20 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, config_rec: dict
     _join_orbax_threads()  # its other writer threads still run: let them end before removing their folder
     _remove_tmp(manager, step)
     raise CheckpointSaveError(f"cannot save checkpoint {step} in {manager.directory}: {_short(e)}") from None
+
+
+def _check_free_space(manager: ocp.CheckpointManager, state: Any) -> None:
+  """Raises ENOSPC when the checkpoints' file system has fewer free bytes than `state`'s arrays
+  hold uncompressed (an upper bound of what orbax writes); no check where the space cannot be read."""
+  need = sum(math.prod(shape) * np.dtype(dtype).itemsize
+             for shape, dtype in map(_meta, jax.tree_util.tree_leaves(state)))
+  try:
+    free = shutil.disk_usage(str(manager.directory)).free
+  except OSError:
+    return
+  if free < need:
+    raise OSError(errno.ENOSPC, f"No space left on device (the state needs {need / 2**20:.1f} MiB, "
+                  f"{free / 2**20:.1f} MiB free)")
 
 
 def _join_orbax_threads(timeout: float = 60.0) -> None:
@@ -312,7 +343,6 @@ def _join_orbax_threads(timeout: float = 60.0) -> None:
 
 def _remove_tmp(manager: ocp.CheckpointManager, step: int) -> None:
   """Removes the temporary folder(s) a failed save of `step` left (``<step>.orbax-checkpoint-tmp*``)."""
-  import shutil
   root = str(manager.directory)
   if jax.process_index() != 0 or not os.path.isdir(root):
     return
@@ -354,42 +384,6 @@ def _short(e: BaseException) -> str:
   return f"{type(c).__name__}: {msg}" if msg else type(c).__name__
 
 
-_LEFTOVERS_HIDDEN = False
-
-
-def _is_orbax_read_leftover(u) -> bool:
-  code = getattr(u.object, "cr_code", None)
-  if code is not None:  # an abandoned read coroutine of orbax
-    return f"{os.sep}orbax{os.sep}" in code.co_filename
-  tb = u.exc_traceback  # TensorStore's completion callback on orbax's closed event loop
-  return (u.object is None and isinstance(u.exc_value, RuntimeError) and tb is not None
-          and str(u.exc_value) == "Event loop is closed" and tb.tb_frame.f_code.co_name == "call_soon_threadsafe")
-
-
-def _hide_orbax_read_leftovers() -> None:
-  """From now on, drops the errors Python prints for the reads orbax abandoned after a failed one.
-
-  When one array of a damaged checkpoint fails to read, orbax raises that
-  error (reported in our one line) and abandons the other reads: their
-  coroutines die unawaited and TensorStore's callbacks hit the closed event
-  loop, and Python prints each ("Exception ignored in <coroutine ...>", a
-  60-line TensorStore spec apiece; "Event loop is closed") at random later
-  times. Only those two kinds are dropped; installed once, on the first failed
-  restore, for the rest of the process.
-  """
-  global _LEFTOVERS_HIDDEN
-  if _LEFTOVERS_HIDDEN:
-    return
-  prev = sys.unraisablehook
-
-  def hook(u):
-    if not _is_orbax_read_leftover(u):
-      prev(u)
-
-  sys.unraisablehook = hook
-  _LEFTOVERS_HIDDEN = True
-
-
 def _meta(x) -> list:
   if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
     x = jax.random.key_data(x)
@@ -421,6 +415,42 @@ def _verify(record: dict, state: Any) -> str | None:
   return None
 
 
+def _unreadable_array(item_dir: str) -> str | None:
+  """The first array of the orbax item in `item_dir` that TensorStore cannot read and decode (its name
+  and error, one line), or None when every one reads.
+
+  Reads each array whole, one at a time, each read awaited to its end. Orbax
+  (0.12.8) reads all arrays concurrently on an event loop it closes as soon as
+  one read fails: the others are then abandoned mid-flight, and Python prints
+  each at random later times ("Exception ignored in <coroutine
+  _read_array_index_and_device_put>" with a 60-line TensorStore spec;
+  "Event loop is closed" from TensorStore's completion callbacks). Checked
+  first, a damaged checkpoint never reaches orbax's read; an intact one is
+  read twice (the second time from the page cache).
+  """
+  root = os.path.abspath(item_dir)
+  if os.path.exists(os.path.join(root, "manifest.ocdbt")):  # orbax's default layout: one OCDBT database
+    base = {"driver": "ocdbt", "base": f"file://{root}/"}
+  else:
+    base = {"driver": "file", "path": root + "/"}
+  context = ts.Context()
+  try:
+    keys = ts.KvStore.open(base, context=context).result().list().result()
+  except Exception as e:  # pylint: disable=broad-except  (TensorStore raises ValueError and others)
+    return _short(e)
+  for key in sorted(k.decode() for k in keys):
+    for marker, driver in (("/.zarray", "zarr"), ("/zarr.json", "zarr3")):
+      if not key.endswith(marker):
+        continue
+      name = key[:-len(marker)]
+      spec = {"driver": driver, "kvstore": {**base, "path": name + "/"}, "fill_missing_data_reads": False}
+      try:
+        ts.open(spec, open=True, read=True, context=context).result().read().result()
+      except Exception as e:  # pylint: disable=broad-except
+        return f"{name}: {_short(e)}"
+  return None
+
+
 def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
   """Moves a damaged step out of orbax's directory: orbax would not save that step again otherwise."""
   root = os.path.dirname(os.path.abspath(str(manager.directory)))
@@ -447,11 +477,12 @@ def _problem(manager: ocp.CheckpointManager, step: int, like: Any, abstract: Any
   if not isinstance(record, dict) or not isinstance(record.get("leaves"), dict):
     return "no readable checksum record", None
   _check_structure(step, record, like)
+  bad = _unreadable_array(os.path.join(str(manager.directory), str(step), _STATE))
+  if bad is not None:  # orbax is never handed arrays it would fail to read (see `_unreadable_array`)
+    return f"unreadable: {bad}", None
   try:
     state = manager.restore(step, args=ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(abstract)}))[_STATE]
   except Exception as e:  # pylint: disable=broad-except
-    _hide_orbax_read_leftovers()
-    gc.collect()  # most leftovers die now rather than amid training
     return f"unreadable: {_short(e)}", None
   bad = _verify(record, state)
   if bad is not None:

@@ -23,11 +23,6 @@ from typing import Iterator
 
 LOCK_NAME = ".lock"
 
-# Lock files this process holds -> nesting depth: the launcher and the trainer
-# it calls may both take the lock (a second flock from this process would fail).
-_HELD: dict[str, int] = {}
-_HELD_GUARD = threading.Lock()
-
 
 class WorkdirBusy(RuntimeError):
   """Another live process holds the workdir's lock."""
@@ -55,30 +50,20 @@ def workdir_lock(workdir: str) -> Iterator[str]:
   """Holds an exclusive, non-blocking lock on `workdir` for the ``with`` block.
 
   Creates `workdir` if needed, locks ``workdir/.lock`` with ``fcntl.flock``
-  and writes this process's pid into it. Yields the lock file's path.
-  Re-entrant within one process: a nested ``workdir_lock`` on the same
-  workdir just yields.
+  and writes this process's pid into it. Yields the lock file's path. A run
+  takes it once (`stable_training.train.host_loop.run`); a second
+  ``workdir_lock`` on the same workdir, from another process or from this one
+  (another thread, a nested call), is refused like any other holder.
 
   Raises:
-    WorkdirBusy: at once (no waiting) if another process holds the lock; the
-      message names the workdir and the holder's pid.
+    WorkdirBusy: at once (no waiting) if the lock is held; the message names
+      the workdir and the holder's pid.
   """
   path = os.path.join(os.path.realpath(workdir), LOCK_NAME)
   if _secondary_process():
     yield path
     return
   os.makedirs(workdir, exist_ok=True)
-  with _HELD_GUARD:
-    nested = path in _HELD
-    if nested:
-      _HELD[path] += 1
-  if nested:
-    try:
-      yield path
-    finally:
-      with _HELD_GUARD:
-        _HELD[path] -= 1
-    return
   # O_CLOEXEC (Python's default): child processes do not inherit the lock.
   fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
   try:
@@ -92,13 +77,9 @@ def workdir_lock(workdir: str) -> Iterator[str]:
           "wait for it to finish, stop it, or use another --workdir") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    with _HELD_GUARD:
-      _HELD[path] = 1
     try:
       yield path
     finally:
-      with _HELD_GUARD:
-        del _HELD[path]
       os.ftruncate(fd, 0)  # while still locked: a stale pid would mislead a reader
       fcntl.flock(fd, fcntl.LOCK_UN)
   finally:

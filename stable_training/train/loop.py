@@ -7,7 +7,9 @@ mesh axis → metrics.jsonl / summary.json / orbax checkpoints.
 
 The function is assembled from small parts: `load_data` (numpy arrays or a
 task), `build` (model, loss, optimizer, compiled chunk and evaluator),
-`init_state` (per-seed init), `MetricWriter` (records), and the host loop.
+`init_state` (per-seed init), and the host loop every trainer shares
+(`stable_training.train.host_loop`: resume, checkpoints, records, progress,
+preemption), to which `_Supervised` hands these pieces.
 
 Multi-host: call ``jax.distributed.initialize()`` in every process before
 this (``experiments.main --distributed``); the mesh then spans
@@ -19,11 +21,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, MutableMapping
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,22 +34,29 @@ from stable_training import data as data_lib
 from stable_training import models as models_lib
 from stable_training import optim as optim_lib
 from stable_training.data import sequence_tasks
-from stable_training.train import checkpoint as ckpt_lib
-from stable_training.train import lock as lock_lib
+from stable_training.train import host_loop
 from stable_training.train import losses as losses_lib
 from stable_training.train import records as rec_lib
 from stable_training.train import sharding as sharding_lib
 from stable_training.train.steps import (TrainState, first_nonfinite_path, gather_batch, layer_names,
                                          make_chunk_fn, make_eval_step, make_objective, make_train_step)
-
-
-class NonFiniteError(FloatingPointError):
-  """Loss or gradient became NaN/Inf with ``on_nonfinite='stop'`` (or too many skips)."""
+from stable_training.train.host_loop import NonFiniteError  # noqa: F401  (re-exported)
 
 
 def validate(config) -> None:
   """The supervised trainer's config check (`stable_training.config.validate`)."""
   config_lib.validate(config)
+
+
+def resolve(config, *, given: tuple[str, ...] = ()):
+  """`config` once `stable_training.config.validate` accepts it (`given`: groups whose objects the caller
+  passes, see there); what `run_resolved` trains without checking again.
+
+  Raises:
+    ConfigError: one line naming the key, its value and what is valid.
+  """
+  config_lib.validate(config, given=given)
+  return config
 
 
 # ----------------------------------------------------------------------------- data
@@ -300,31 +307,6 @@ def _stack(trees):
 
 
 # -------------------------------------------------------------------------- records
-class MetricWriter:
-  """metrics.jsonl records (each step once, even across resumes) and TensorBoard events."""
-
-  def __init__(self, workdir: str, start_step: int, layer_names: list[str], primary: bool = True):
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    self.primary = primary  # False: another process writes the files; keep the records in memory
-    if primary:
-      self.records = rec_lib.truncate_records(self.path, start_step)  # drop records past the checkpoint
-      self.tb = rec_lib.TensorBoard(workdir, layer_names)
-    else:
-      self.records, self.tb = rec_lib.read_records(self.path, start_step), None
-
-  def write(self, rec: dict) -> None:
-    self.records.append(rec)
-    if not self.primary:
-      return
-    rec_lib.append_record(self.path, rec)
-    if rec.get("kind") == "train":
-      self.tb.write(rec)
-
-  def close(self) -> None:
-    if self.tb is not None:
-      self.tb.close()
-
-
 def _train_record(step, m, state) -> dict:
   """Means over the chunk's K steps, per seed."""
   rec = {"step": step, "kind": "train"}
@@ -396,16 +378,17 @@ def _stops(config, d, num_steps):
   return next_stop, is_eval, is_ckpt
 
 
-def _run_chunk(setup: Setup, compiled: dict, state, step: int, k: int, host_loop: bool, skip: bool):
-  """Advances every seed k steps; compiles each chunk length once (time returned)."""
+def _run_chunk(setup: Setup, compiled: dict, state, step: int, k: int, per_step: bool, skip: bool):
+  """Advances every seed k steps (`per_step`: k calls of a one-step program); compiles each chunk length once
+  (time returned)."""
   xs = setup.batch_xs(step, k)
-  kc = 1 if host_loop else k
+  kc = 1 if per_step else k
   t_compile = 0.0
   if kc not in compiled:
     t0 = time.perf_counter()
     compiled[kc] = setup.chunk.lower(state, setup.device_data, xs[:kc]).compile()
     t_compile = time.perf_counter() - t0
-  if not host_loop:
+  if not per_step:
     return (*compiled[k](state, setup.device_data, xs), t_compile)
   ms = []
   for j in range(k):
@@ -433,13 +416,18 @@ def _check_skips(state, config, step):
         f"(config.max_consecutive_skips={limit}); the run cannot recover")
 
 
-def train_and_evaluate(config, workdir: str, *, model=None, tx=None, data: dict | None = None) -> dict:
+def train_and_evaluate(config, workdir: str, *, model=None, tx=None, data: dict | None = None,
+                       memo: MutableMapping | None = None) -> dict:
   """Trains `config.num_seeds` seeds of `config` and returns the summary dict.
 
   Resumes from ``workdir/checkpoints`` when present (same config required).
   See `experiments/configs/default.py` for the fields. `model`, `tx`, `data`:
   a caller's flax module, optax transformation and data dict (the format of
   `load_data`) instead of those the config names (see `stable_training.train.fit`).
+  `memo`: a mapping the caller keeps across runs (e.g. a `BoundedMemo` held by a
+  learning-rate sweep) in which each seed's LSC pre-training is kept, so runs
+  that re-initialize the same seeds pre-train them once; None: nothing is kept
+  past this run. A hit equals a fresh pre-training (it is deterministic).
 
   Returns:
     {'final': {'train_loss', 'test_loss', 'test_accuracy' (classification),
@@ -452,169 +440,106 @@ def train_and_evaluate(config, workdir: str, *, model=None, tx=None, data: dict 
     WorkdirConfigMismatch: workdir holds another config's run.
     NonFiniteError: non-finite loss/gradient with ``on_nonfinite='stop'``.
     WorkdirBusy: another process is running in `workdir`.
+    Preempted: SIGTERM/SIGINT (a checkpoint saved at the step it names).
   """
   given = tuple(g for g, v in (("model", model), ("optimizer", tx), ("dataset", data)) if v is not None)
-  config_lib.validate(config, given=given)
+  return run_resolved(resolve(config, given=given), workdir, model=model, tx=tx, data=data, memo=memo)
+
+
+def run_resolved(config, workdir: str, *, model=None, tx=None, data: dict | None = None,
+                 memo: MutableMapping | None = None) -> dict:
+  """`train_and_evaluate` of a config `resolve` accepted (not checked again): data, build, the host loop."""
   d = load_data(config) if data is None else data
   setup = build(config, d, model=model, tx=tx)
-  with lock_lib.workdir_lock(workdir):
-    return _train(config, workdir, d, setup)
+  return host_loop.run(_Supervised(config, d, setup, workdir, memo), workdir)
 
 
-def _train(config, workdir: str, d, setup: Setup) -> dict:
-  """The host loop of `train_and_evaluate` (the workdir is locked)."""
-  manager = ckpt_lib.make_manager(workdir)
-  try:
-    # From here SIGTERM/SIGINT only ask to stop; the loop saves and stops at its next chunk boundary.
-    with lock_lib.StopSignals() as stop:
-      return _train_with(config, workdir, d, setup, manager, stop)
-  finally:
-    manager.close()
+class _Supervised(host_loop.Pieces):
+  """The supervised trainer's pieces of the host loop (`host_loop.Pieces`): a `Setup`'s compiled chunk."""
+  # Parts of summary.json that follow from metrics.jsonl alone (speed and info do not).
+  from_records = ("final", "history", "best", "lsc", "dataset", "layer_names")
+
+  def __init__(self, config, d, setup: Setup, workdir: str, memo: MutableMapping | None):
+    self.config, self.d, self.setup, self.workdir, self.memo = config, d, setup, workdir, memo
+    self.defaults = config_lib.schema_defaults(config)
+    self.num_steps = setup.num_steps
+    self.progress = config.progress == "auto"
+    self.skip = config.on_nonfinite == "skip"
+    self.per_step = config.get("step_loop", "scan") == "host"   # conv nets on XLA:CPU (see make_chunk_fn)
+    self.next_stop, self.is_eval, self.is_checkpoint = _stops(config, d, setup.num_steps)
+    self.compiled = {}
+    self.diag = None
+    params = jax.eval_shape(lambda x: setup.model.init(jax.random.PRNGKey(0), x)["params"],
+                            jnp.asarray(d["x_test"][:1]))   # one seed's, abstract
+    self.layer_names = layer_names(params)
+    self.info = {**d["info"], "num_params": int(sum(np.prod(a.shape) for a in jax.tree.leaves(params))),
+                 "devices": int(setup.mesh.devices.size), "mesh_splits": setup.split}
+
+  def init(self):
+    return init_state(self.setup.model, self.setup.tx, self.setup.seeds, jnp.asarray(self.d["x_test"][:1]))
+
+  def place(self, state):
+    return jax.device_put(state, jax.tree.map(lambda a: _leaf_sharding(self.setup, a), state))
+
+  def start(self, state, start_step, restored, writer):
+    """LSC pre-training of a fresh state, then diagnostics of the initialization (G&B Fig. 6–7)."""
+    if not restored and self.config.lsc.enabled:
+      state, lsc_radii = _lsc_pretrain(self.setup.model, self.setup.tx, state, self.d, self.config, memo=self.memo,
+                                       desc=os.path.basename(os.path.normpath(self.workdir)))
+      writer.write({"step": 0, "kind": "lsc", **lsc_radii})
+    state = self.place(state)
+    if self.config.diagnostics.enabled:
+      self.diag = _make_diagnostics(self.config, self.setup, self.workdir, start_step)
+      if start_step == 0:  # before the first update
+        self.diag(0, state.params, self.d)
+    return state
+
+  def chunk(self, state, step, k):
+    state, stopped, m, tc = _run_chunk(self.setup, self.compiled, state, step, k, self.per_step, self.skip)
+    return state, (stopped, jax.device_get(m)), tc
+
+  def check(self, state, out, kept):
+    if bool(out[0]):
+      raise NonFiniteError(_nonfinite_message(int(np.asarray(state.step)[0]), state, self.setup, kept()))
+
+  def record(self, step, state, out, writer):
+    rec = _train_record(step, out[1], state if self.skip else None)
+    if self.is_eval(step):
+      rec.update(_eval_record(self.setup, state, self.d))
+    if self.diag is not None and step % self.config.diagnostics.every == 0:
+      self.diag(step, state.params, self.d)
+      if writer.tb is not None:
+        writer.tb.histograms(step, jax.tree.map(lambda a: a[0], state.params))
+    return rec
+
+  def status(self, rec):
+    return f"loss={rec['train_loss']['mean']:.4f}"
+
+  def note(self, rec):
+    held = [f"{k}={v['mean']:.4f}" for k, v in rec.items() if k.startswith(("test_", "val_"))]
+    return f"step {rec['step']}: " + " ".join(held) if held else None
+
+  def after_chunk(self, state, step):
+    if self.skip:
+      _check_skips(state, self.config, step)
+
+  def summarize(self, records, timing, previous):
+    nan = float("nan")
+    if timing is None:  # a finished run: its speed and info as its summary has them
+      return summarize(records, self.d["name"], self.layer_names, previous.get("steps_per_sec", nan),
+                       previous.get("compile_seconds", nan), previous.get("info", self.info))
+    speed = timing.run_steps / timing.run_seconds if timing.run_seconds else nan
+    return summarize(records, self.d["name"], self.layer_names, speed, timing.compile_seconds, self.info)
 
 
-def _train_with(config, workdir, d, setup, manager, stop) -> dict:
-  skip = config.on_nonfinite == "skip"
-  host_loop = config.get("step_loop", "scan") == "host"   # conv nets on XLA:CPU (see make_chunk_fn)
-  primary = jax.process_index() == 0
-  defaults = config_lib.schema_defaults(config)
-  config_rec = ckpt_lib.config_record(config)
-  resumed = ckpt_lib.check_or_write_config(workdir, config, defaults, manager) if primary else False
-  if jax.process_count() > 1:  # process 0 decided; all take the same path (restore is collective)
-    from jax.experimental import multihost_utils
-    resumed = bool(multihost_utils.broadcast_one_to_all(np.int32(resumed)))
-  state = init_state(setup.model, setup.tx, setup.seeds, jnp.asarray(d["x_test"][:1]))
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  summary_path = os.path.join(workdir, "summary.json")
-  # The records are the run's history: resume from a checkpoint they reach (a
-  # cut or lost metrics.jsonl retrains the missing steps instead of leaving a gap).
-  records = rec_lib.read_records(metrics_path, report=primary) if resumed else []
-  last_record = max((r["step"] for r in records if r.get("kind") == "train"), default=0)
-  # Restored straight into the run's sharding: each process reads its own
-  # part (a restored single-device array cannot be moved across hosts).
-  shardings = jax.tree.map(lambda a: _leaf_sharding(setup, a), state)
-  restored = None
-  if resumed:
-    restored = ckpt_lib.restore_latest(manager, jax.device_put(state, shardings), config_rec=config_rec,
-                                       defaults=defaults, max_step=last_record)
-    _drop_checkpoints_past(manager, restored[0] if restored else 0, last_record, metrics_path)
-  start_step, state = restored if restored is not None else (0, state)
-  if start_step > setup.num_steps:
-    raise ckpt_lib.WorkdirConfigMismatch(
-        f"workdir {workdir} holds a run trained to step {start_step} > config.num_steps={setup.num_steps}; "
-        "use a new --workdir or at least that many steps")
-  lnames = layer_names(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.params))
-  info = {**d["info"], "num_params": int(sum(np.prod(a.shape[1:]) for a in jax.tree.leaves(state.params))),
-          "devices": int(setup.mesh.devices.size), "mesh_splits": setup.split}
-  if resumed and last_record >= setup.num_steps and start_step in (0, setup.num_steps):
-    # Finished (its checkpoints possibly deleted to save disk): the summary is rebuilt from the records.
-    if restored is not None or not manager.all_steps():
-      return _finished_summary(records, setup.num_steps, d, lnames, info, summary_path, primary)
-  if restored is not None:
-    print(f"resumed {workdir} at step {start_step}", file=sys.stderr, flush=True)
-  writer = MetricWriter(workdir, start_step, lnames, primary)
-  if restored is None and config.lsc.enabled:
-    state, lsc_radii = _lsc_pretrain(setup.model, setup.tx, state, d, config, memo=LSC_MEMO,
-                                     desc=os.path.basename(os.path.normpath(workdir)))
-    writer.write({"step": 0, "kind": "lsc", **lsc_radii})
-  state = jax.device_put(state, shardings)
-  diag = _make_diagnostics(config, setup, workdir, start_step) if config.diagnostics.enabled else None
-  if diag is not None and start_step == 0:  # the initialization, before the first update (G&B Fig. 6–7)
-    diag(0, state.params, d)
-  next_stop, is_eval, is_ckpt = _stops(config, d, setup.num_steps)
-  compiled, compile_seconds, run_time, run_steps = {}, 0.0, 0.0, 0
-  progress = rec_lib.Progress(setup.num_steps, start_step, config.progress == "auto",
-                              desc=os.path.basename(os.path.normpath(workdir)))
-  step = saved = start_step
-  try:
-    while step < setup.num_steps:
-      if stop.signum is not None:  # between compiled chunks: save where we are, then stop
-        if step > saved:
-          ckpt_lib.save(manager, step, state, config_rec)
-        raise lock_lib.Preempted(stop.signum, step)
-      k = next_stop(step) - step
-      t0 = time.perf_counter()
-      state, stopped, m, tc = _run_chunk(setup, compiled, state, step, k, host_loop, skip)
-      m = jax.device_get(m)
-      compile_seconds += tc
-      if not tc:
-        run_time, run_steps = run_time + time.perf_counter() - t0, run_steps + k
-      if bool(stopped):
-        raise NonFiniteError(_nonfinite_message(int(np.asarray(state.step)[0]), state, setup, manager))
-      step += k
-      rec = _train_record(step, m, state if skip else None)
-      if is_eval(step):
-        rec.update(_eval_record(setup, state, d))
-        progress.write(f"step {step}: " + " ".join(
-            f"{k}={v['mean']:.4f}" for k, v in rec.items() if k.startswith(("test_", "val_"))))
-      if diag is not None and step % config.diagnostics.every == 0:
-        diag(step, state.params, d)
-        if writer.tb is not None:
-          writer.tb.histograms(step, jax.tree.map(lambda a: a[0], state.params))
-      writer.write(rec)
-      progress.update(step, k, f"loss={rec['train_loss']['mean']:.4f}")
-      if is_ckpt(step):
-        ckpt_lib.save(manager, step, state, config_rec)
-        saved = step
-      if skip:
-        _check_skips(state, config, step)
-  finally:
-    progress.close()
-    writer.close()
-  summary = summarize(writer.records, d["name"], lnames, run_steps / run_time if run_time else float("nan"),
-                      compile_seconds, info)
-  if primary:
-    rec_lib.write_json(summary_path, summary)
-  return summary
-
-
-# Parts of summary.json that follow from metrics.jsonl alone (speed and info do not).
-_FROM_RECORDS = ("final", "history", "best", "lsc", "dataset", "layer_names")
-
-
-def _finished_summary(records, num_steps, d, lnames, info, summary_path, primary) -> dict:
-  """A finished run's summary: summary.json if it agrees with metrics.jsonl, else rebuilt from it (one line)."""
-  old = rec_lib.read_json_or_none(summary_path)
-  old = old if isinstance(old, dict) else None
-  prev = old or {}
-  rebuilt = rec_lib.finite_json(summarize(
-      [r for r in records if r["step"] <= num_steps], d["name"], lnames,
-      prev.get("steps_per_sec", float("nan")), prev.get("compile_seconds", float("nan")), prev.get("info", info)))
-  if old is not None and all(old.get(k) == rebuilt.get(k) for k in _FROM_RECORDS):
-    return old
-  if primary:
-    why = ("missing" if not os.path.exists(summary_path) else "damaged" if old is None
-           else "edited or incomplete (it does not match metrics.jsonl)")
-    print(f"{summary_path} was {why}: rebuilt from metrics.jsonl", file=sys.stderr, flush=True)
-    rec_lib.write_json(summary_path, rebuilt)
-  return rebuilt
-
-
-def _drop_checkpoints_past(manager, kept: int, last_record: int, metrics_path: str) -> None:
-  """Deletes checkpoints after `kept` that the records do not reach, so the steps up to them are retrained.
-
-  They are of the same config (checked), so retraining writes them again,
-  bit for bit; orbax would not save over an existing step.
-  """
-  past = [s for s in manager.all_steps() if s > kept]
-  if not past:
-    return
-  have = f"ends at step {last_record}" if os.path.exists(metrics_path) else "is missing"
-  print(f"{metrics_path} {have} but checkpoints reach step {max(past)}: "
-        f"retraining from step {kept} to rebuild the records", file=sys.stderr, flush=True)
-  if jax.process_index() == 0:
-    for s in past:
-      manager.delete(s)
-  manager.reload()
-
-
-def _nonfinite_message(bad_step, state, setup: Setup, manager) -> str:
+def _nonfinite_message(bad_step, state, setup: Setup, kept: int | None) -> str:
   """Names the step and the first parameter whose gradient (or update) is not finite.
 
   `state` is the last good state, so re-running its step on the host finds
-  the culprit without having stored anything extra.
+  the culprit without having stored anything extra. `kept`: the step of the
+  last checkpoint (None: none).
   """
   grad = jax.jit(jax.value_and_grad(lambda p, b: setup.objective(p, b, None)[0]))
-  kept = manager.latest_step()
   hint = ((f"; kept the last good checkpoint (step {kept})" if kept is not None else "; no checkpoint was saved")
           + "; config.on_nonfinite='skip' skips such updates instead")
   for i, s in enumerate(setup.seeds):
@@ -639,13 +564,14 @@ def _nonfinite_message(bad_step, state, setup: Setup, manager) -> str:
 class BoundedMemo(collections.OrderedDict):
   """A least-recently-used mapping holding at most `max_bytes` of array data.
 
-  The engine's LSC pre-training memo (`LSC_MEMO`): a sweep that re-initializes
-  the same seeds (e.g. over learning rates) pre-trains each (model, params,
-  inputs, config.lsc, key) once per process. Pre-training is deterministic in
-  that key, so a hit returns exactly what a fresh pre-training would.
+  A memo the caller owns and passes to `train_and_evaluate` (``memo=``): a
+  sweep that re-initializes the same seeds (e.g. over learning rates) keeps
+  one, so each (model, params, inputs, config.lsc, key) is LSC pre-trained
+  once. Pre-training is deterministic in that key, so a hit returns exactly
+  what a fresh pre-training would.
   """
 
-  def __init__(self, max_bytes: int):
+  def __init__(self, max_bytes: int = 512 * 2**20):
     super().__init__()
     self.max_bytes = int(max_bytes)
 
@@ -660,9 +586,6 @@ class BoundedMemo(collections.OrderedDict):
     size = lambda v: sum(int(getattr(a, "nbytes", 0)) for a in jax.tree.leaves(v))
     while len(self) > 1 and sum(size(v) for v in self.values()) > self.max_bytes:
       self.popitem(last=False)  # the oldest; the newest entry is kept whatever its size
-
-
-LSC_MEMO = BoundedMemo(max_bytes=512 * 2**20)
 
 
 def _lsc_pretrain(model, tx, state, d, config, memo=None, desc=None):

@@ -15,21 +15,29 @@ import json
 import math
 import os
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
 
 
-def quiet_logging(argv=None) -> None:
-  """Library INFO logging off unless ``--verbosity``/``-v`` was given (orbax, the JAX backend probe)."""
+def quiet_logging(argv: Sequence[str] = ()) -> None:
+  """Library INFO logging (orbax through absl, JAX's backend probe) off unless `argv` asks for it.
+
+  `argv`: the program's command-line arguments, passed by its entry point
+  (e.g. ``sys.argv[1:]``); a ``--verbosity``/``-v`` among them keeps every
+  level as it is. Otherwise absl's verbosity and the ``absl`` and ``jax``
+  loggers (the parent of JAX's module loggers) are set to WARNING.
+  """
+  if isinstance(argv, str) or not all(isinstance(a, str) for a in argv):
+    raise ValueError(f"argv={argv!r}: must be a sequence of command-line arguments (str), e.g. sys.argv[1:]")
+  if any(a.startswith(("--verbosity", "-v")) for a in argv):
+    return
   from absl import logging
-  argv = sys.argv[1:] if argv is None else argv
-  if not any(a.startswith(("--verbosity", "-v")) for a in argv):
-    logging.set_verbosity(logging.WARNING)
-    import logging as py_logging
-    for name in ("jax._src.xla_bridge", "absl"):
-      py_logging.getLogger(name).setLevel(py_logging.WARNING)
+  import logging as py_logging
+  logging.set_verbosity(logging.WARNING)
+  for name in ("jax", "absl"):
+    py_logging.getLogger(name).setLevel(py_logging.WARNING)
 
 
 def stats(values) -> dict:
