@@ -11,14 +11,21 @@ trace of the depth-1,000 ROAF step (width = batch = 128) zero-filling the
 same run). The allocator can only be chosen before the process starts
 (``LD_PRELOAD``), so the launcher and the study scripts re-execute themselves
 once with tcmalloc preloaded when it is installed (Debian/Ubuntu:
-``apt-get install libtcmalloc-minimal4``) and not yet loaded. Numbers do not
-depend on the allocator; ``STABLE_TRAINING_ALLOCATOR=system`` opts out, a
-path selects another library.
+``apt-get install libtcmalloc-minimal4``) and not yet loaded, and only for a
+run on the CPU backend (`uses_accelerator`): on a GPU/TPU the step's
+temporaries live in device memory, and the preload would only add a second
+allocator next to the CUDA/TPU runtime's. Numbers do not depend on the
+allocator; ``STABLE_TRAINING_ALLOCATOR=system`` opts out, a path selects
+another library (preloaded whatever the backend).
 """
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
+import pkgutil
 import sys
+from typing import Callable, Mapping, Sequence
 
 ENV = "STABLE_TRAINING_ALLOCATOR"
 _REEXEC_MARK = "_STABLE_TRAINING_REEXEC"
@@ -36,6 +43,39 @@ def find_tcmalloc(env=None) -> str | None:
   if choice != "auto":
     return choice if os.path.isfile(choice) else None
   return next((p for p in TCMALLOC_PATHS if os.path.isfile(p)), None)
+
+
+def installed_accelerator_plugins() -> list[str]:
+  """The GPU/TPU plugins JAX would load when it starts, found without importing them or JAX: the
+  ``jax_plugins`` entry points (e.g. ``jax_cuda12_plugin``), the modules of the ``jax_plugins``
+  namespace package, and ``libtpu``."""
+  names = [ep.value for ep in importlib.metadata.entry_points(group="jax_plugins")]
+  spec = importlib.util.find_spec("jax_plugins")
+  if spec is not None and spec.submodule_search_locations:
+    names += [f"jax_plugins.{m.name}" for m in pkgutil.iter_modules(spec.submodule_search_locations)]
+  if importlib.util.find_spec("libtpu") is not None:
+    names.append("libtpu")
+  return names
+
+
+def uses_accelerator(env: Mapping[str, str],
+                     plugins: Callable[[], Sequence[str]] = installed_accelerator_plugins) -> bool:
+  """Whether a run in environment `env` puts JAX on a GPU/TPU, decided without starting JAX.
+
+  ``JAX_PLATFORMS`` (a comma list whose first entry is the default backend;
+  else the older ``JAX_PLATFORM_NAME``) decides when set: True unless that
+  first entry is ``cpu``. Unset, JAX starts the highest-priority backend it
+  can (TPU, then GPU, then CPU), so True when `plugins()` names an installed
+  GPU/TPU plugin (a CUDA plugin on a machine without a GPU then reads True
+  although JAX falls back to the CPU: the run keeps the system allocator).
+  """
+  if not isinstance(env, Mapping):
+    raise ValueError(f"env={env!r}: must be a mapping of environment variables (e.g. os.environ)")
+  for var in ("JAX_PLATFORMS", "JAX_PLATFORM_NAME"):
+    first = env.get(var, "").split(",")[0].strip().lower()
+    if first:
+      return first != "cpu"
+  return bool(plugins())
 
 
 def tcmalloc_loaded() -> bool:
@@ -60,15 +100,17 @@ def reexec_with_tcmalloc(caller: str) -> bool:
   only a module run as the program (``"__main__"``) re-executes, never one
   imported by another program (a test calling a launcher's main in-process).
   Does nothing (returns False) off Linux, when tcmalloc is already loaded or
-  not installed, with ``STABLE_TRAINING_ALLOCATOR=system``, or when this
-  process is itself the re-executed one (the preload may have failed). Call it
-  first thing in a main function, before any output or file is written.
+  not installed, with ``STABLE_TRAINING_ALLOCATOR=system``, when the run will
+  use a GPU/TPU (`uses_accelerator`; unless the variable names a library), or
+  when this process is itself the re-executed one (the preload may have
+  failed). Call it first thing in a main function, before any output or file
+  is written.
   """
   if (caller != "__main__" or not sys.platform.startswith("linux") or os.environ.get(_REEXEC_MARK)
       or tcmalloc_loaded()):
     return False
   lib = find_tcmalloc()
-  if lib is None:
+  if lib is None or (os.environ.get(ENV, "auto") == "auto" and uses_accelerator(os.environ)):
     return False
   env = env_with_preload(os.environ, lib)
   env[_REEXEC_MARK] = "1"

@@ -52,6 +52,68 @@ def test_system_allocator_is_left_alone():
 
 
 @pytest.mark.skipif(allocator.find_tcmalloc({}) is None, reason="tcmalloc not installed (apt: libtcmalloc-minimal4)")
+@pytest.mark.skipif(allocator.uses_accelerator(os.environ), reason="JAX would run on a GPU/TPU here: no preload")
 def test_reexec_preloads_tcmalloc_once():
   loaded, preload = _probe()
   assert loaded and preload.split()[0] == allocator.find_tcmalloc({})
+
+
+@pytest.mark.parametrize("env,plugins,expect", [
+    ({}, [], False),                                            # nothing set, no plugin: the CPU
+    ({}, ["jax_cuda12_plugin"], True),                          # a CUDA plugin installed: JAX prefers it
+    ({"JAX_PLATFORMS": "cpu"}, ["jax_cuda12_plugin"], False),   # the variable wins over the plugin
+    ({"JAX_PLATFORMS": "cuda"}, [], True),
+    ({"JAX_PLATFORMS": "tpu,cpu"}, [], True),                   # the first entry is the default backend
+    ({"JAX_PLATFORMS": " CPU ,cuda"}, ["jax_cuda12_plugin"], False),
+    ({"JAX_PLATFORMS": ""}, ["libtpu"], True),                  # empty = unset
+    ({"JAX_PLATFORM_NAME": "gpu"}, [], True),                   # the older variable
+    ({"JAX_PLATFORMS": "cpu", "JAX_PLATFORM_NAME": "gpu"}, [], False),
+])
+def test_uses_accelerator_reads_the_environment_then_the_plugins(env, plugins, expect):
+  asked = []
+
+  def probe():
+    asked.append(1)
+    return plugins
+  assert allocator.uses_accelerator(env, probe) is expect
+  assert asked == ([] if any(v.strip() for v in env.values()) else [1])  # the probe only when no variable decides
+
+
+def test_uses_accelerator_refuses_a_non_mapping():
+  with pytest.raises(ValueError, match=r"env='JAX_PLATFORMS=cpu': must be a mapping"):
+    allocator.uses_accelerator("JAX_PLATFORMS=cpu")
+
+
+def test_no_reexec_on_a_gpu_run(monkeypatch, tmp_path):
+  """The program entry point with tcmalloc available but JAX_PLATFORMS=cuda keeps the system allocator;
+  the same with JAX_PLATFORMS=cpu re-executes (execve intercepted), and a named library always does."""
+  lib = tmp_path / "libtcmalloc_minimal.so.4"
+  lib.write_bytes(b"")
+  calls = []
+  monkeypatch.setattr(allocator.os, "execve", lambda path, argv, env: calls.append(env["LD_PRELOAD"]))
+  monkeypatch.setattr(allocator, "tcmalloc_loaded", lambda: False)
+  monkeypatch.setattr(allocator, "TCMALLOC_PATHS", (str(lib),))
+  monkeypatch.delenv(allocator.ENV, raising=False)
+  monkeypatch.delenv("_STABLE_TRAINING_REEXEC", raising=False)
+  monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+  assert allocator.reexec_with_tcmalloc("__main__") is False and calls == []
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  assert allocator.reexec_with_tcmalloc("__main__") is True and calls == [str(lib)]
+  monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+  monkeypatch.setenv(allocator.ENV, str(lib))
+  assert allocator.reexec_with_tcmalloc("__main__") is True and calls == [str(lib)] * 2
+
+
+def test_installed_plugins_are_found_without_importing_them(tmp_path):
+  """A plugin module under the ``jax_plugins`` namespace package is found, and neither it nor JAX is imported."""
+  (tmp_path / "jax_plugins").mkdir()
+  (tmp_path / "jax_plugins" / "fake_gpu.py").write_text("raise RuntimeError('imported')\n")
+  code = ("import sys; from stable_training import allocator; p = allocator.installed_accelerator_plugins(); "
+          "assert 'jax' not in sys.modules and 'jax_plugins.fake_gpu' not in sys.modules; print(p); "
+          "print(allocator.uses_accelerator({}))")
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), ROOT])
+  p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-2000:]
+  found, uses = p.stdout.splitlines()
+  assert "'jax_plugins.fake_gpu'" in found and uses == "True"

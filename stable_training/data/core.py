@@ -12,23 +12,12 @@ Conventions shared by every loader:
 """
 from __future__ import annotations
 
-import importlib
 from typing import Callable, NamedTuple
 
-import numpy as np
+from stable_training.data import tfds_source
+from stable_training.data.base import DataError, Dataset
 
-
-class Dataset(NamedTuple):
-  """One split of a classification dataset (see the module docstring)."""
-  x: np.ndarray
-  y: np.ndarray
-  num_classes: int
-  name: str
-  image_shape: tuple | None
-
-
-class DataError(ValueError):
-  """Data that is missing, truncated or malformed (names the file and the fault)."""
+__all__ = ["DataError", "Dataset", "check", "generated_names", "load", "names", "register_dataset", "splits"]
 
 
 class _Entry(NamedTuple):
@@ -92,8 +81,6 @@ def load(name: str, split: str, *, data_dir: str | None = None, seed: int = 0,
     if entry.generated and split == "train" and num_generated:
       return check(entry.fn(split, data_dir=data_dir, seed=seed, num_train=num_generated), split)
     return check(entry.fn(split, data_dir=data_dir, seed=seed), split)
-  # Deferred import: the TFDS path costs nothing unless it is used.
-  tfds_source = importlib.import_module("stable_training.data.tfds_source")
   return check(tfds_source.load_tfds(name, split, data_dir=data_dir, builtin_names=names()), split)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from stable_training.data.core import DataError, Dataset
+from stable_training.data.base import DataError, Dataset
 
 _HOWTO = ("provide it as a prepared TFDS dataset: on a machine with internet run "
           "`pip install 'stable_training[tfds]' && tfds build {name} --data_dir DIR` "
