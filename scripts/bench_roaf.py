@@ -75,6 +75,7 @@ PRESETS = {
 
 
 def median_time(fn, reps):
+  """Median wall seconds of `reps` calls of fn()."""
   ts = []
   for _ in range(reps):
     t = time.perf_counter()
@@ -84,6 +85,7 @@ def median_time(fn, reps):
 
 
 def roofline(reps):
+  """Achieved GFLOP/s of a jitted 2048² float32 matmul (2·2048³ flops, median of `reps`)."""
   a = jnp.ones((2048, 2048), jnp.float32)
   f = jax.jit(lambda a: a @ a)
   f(a).block_until_ready()
@@ -91,6 +93,7 @@ def roofline(reps):
 
 
 def jax_step(depth, width, batch, filter_mode="fast", unroll=1):
+  """(jitted SGD step of a `ROAFMLP`, its params, x, y, init seconds): lr 1e-3, cross-entropy, remat."""
   model = ROAFMLP(width=width, depth=depth, num_classes=10, remat=True, filter_mode=filter_mode,
                   layer_unroll=unroll)
   x = jnp.ones((batch, width))
@@ -109,6 +112,7 @@ def jax_step(depth, width, batch, filter_mode="fast", unroll=1):
 
 
 def compile_row(depth, width, batch, filter_mode):
+  """Compile seconds, init seconds and XLA's peak-memory estimate (MiB) of `jax_step` at `depth`."""
   step, params, x, y, init_s = jax_step(depth, width, batch, filter_mode)
   t = time.perf_counter()
   compiled = step.lower(params, x, y).compile()
@@ -123,6 +127,7 @@ def compile_row(depth, width, batch, filter_mode):
 
 
 def layer_flops(width, batch):
+  """Useful matmul flops of one ROAF layer's train step: 5 matmuls of 2·B·W² (see module doc)."""
   return 5 * 2 * batch * width * width
 
 
@@ -152,6 +157,7 @@ def interleaved_medians(runs: dict, reps: int) -> dict:
 
 
 def jax_train_time(depth, width, batch, reps, filter_mode, unroll=1):
+  """Median seconds per step of `jax_train_runner`."""
   return median_time(jax_train_runner(depth, width, batch, filter_mode, unroll), reps)
 
 
@@ -225,6 +231,7 @@ def torch_train_time(depth, width, batch, reps, alpha=0.99, kind="dense"):
 
 
 def rnn_times(hidden, batch, steps, reps):
+  """Median fwd+bwd seconds of JAX `RecurrentClassifier` cells and torch.nn.RNN (+ torch threads)."""
   import torch
   x = jnp.ones((batch, steps, 1))
   out = {}
@@ -258,32 +265,21 @@ def settings() -> dict:
   return study.preset_values(names, PRESETS)
 
 
-def main(argv):
-  del argv
-  study.setup_process()  # tcmalloc where installed, for JAX and PyTorch alike (same process)
-  args = types.SimpleNamespace(**settings())
-  skip = set(args.skip.split(","))
-  torch_threads = None
-  if not {"step", "rnn"} <= skip:   # the PyTorch comparisons
-    import torch
-    torch_threads = torch.get_num_threads()
-  out = study.out_dir(STUDY)
-  cmd = " ".join(["python scripts/bench_roaf.py", *(FLAGS[n].serialize() for n in
-                  ("quick", "tiny", "tag", "width", "batch", "compile_depths", "step_depths", "reps",
-                   "filter_modes", "skip") if FLAGS[n].present)])
-  res = {"setting": vars(args), "command": cmd, "torch_threads": torch_threads,
-         "devices": str(jax.devices())}
-  res["roofline_gflops"] = roofline(args.reps)
-  print(f"roofline 2048² matmul: {res['roofline_gflops']:.1f} GFLOP/s", flush=True)
-  modes = args.filter_modes.split(",")
-  res["compile"] = []
-  for d in [] if "compile" in skip else [int(v) for v in args.compile_depths.split(",")]:
+def compile_table(args, modes: list[str]) -> list[dict]:
+  """`compile_row` for every --compile_depths depth and filter mode (printed as measured)."""
+  rows = []
+  for d in [int(v) for v in args.compile_depths.split(",")]:
     for mode in modes:
       r = compile_row(d, args.width, args.batch, mode)
-      res["compile"].append(r)
+      rows.append(r)
       print(json.dumps(r), flush=True)
-  res["train_step"] = []
-  for d in [] if "step" in skip else [int(v) for v in args.step_depths.split(",")]:
+  return rows
+
+
+def train_step_table(args, modes: list[str]) -> list[dict]:
+  """JAX vs PyTorch train-step seconds and GFLOP/s per --step_depths depth and filter mode."""
+  rows = []
+  for d in [int(v) for v in args.step_depths.split(",")]:
     torch_t = {}
     for kind in sorted({torch_filter_kind(m) for m in modes}):
       torch_t[kind] = torch_train_time(d, args.width, args.batch, args.reps, kind=kind)
@@ -297,16 +293,13 @@ def main(argv):
            "torch_filter": torch_filter_kind(mode), "speedup": tt / tj,
            "vs_identity": tj / jax_t["identity"] if "identity" in jax_t else None,
            "jax_gflops": fl / tj / 1e9, "torch_gflops": fl / tt / 1e9}
-      res["train_step"].append(r)
+      rows.append(r)
       print(json.dumps(r), flush=True)
-  res["rnn"] = {}
-  if "rnn" not in skip:
-    rt = rnn_times(128, 128, 784, args.reps)
-    res["rnn_torch_threads"] = rt.pop("torch_threads")
-    fl = 3 * 2 * 128 * 128 * 128 * 784
-    res["rnn"] = {k: {"s": v, "gflops": fl / v / 1e9} for k, v in rt.items()}
-    print(json.dumps(res["rnn"]), flush=True)
+  return rows
 
+
+def markdown(res: dict, args, cmd: str) -> list[str]:
+  """The report's lines: the compile, train-step and RNN tables of `res` (as `main` fills it)."""
   roof = res["roofline_gflops"]
   backend = (f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} host cores, "
              f"{allocator.describe()}")
@@ -334,6 +327,37 @@ def main(argv):
               "|---|---|---|---|"]
     for k, v in res["rnn"].items():
       lines.append(f"| {k} | {v['s']:.3f} | {tr / v['s']:.2f}× | {v['gflops']:.1f} |")
+  return lines
+
+
+def main(argv):
+  del argv
+  study.setup_process()  # tcmalloc where installed, for JAX and PyTorch alike (same process)
+  args = types.SimpleNamespace(**settings())
+  skip = set(args.skip.split(","))
+  torch_threads = None
+  if not {"step", "rnn"} <= skip:   # the PyTorch comparisons
+    import torch
+    torch_threads = torch.get_num_threads()
+  out = study.out_dir(STUDY)
+  cmd = " ".join(["python scripts/bench_roaf.py", *(FLAGS[n].serialize() for n in
+                  ("quick", "tiny", "tag", "width", "batch", "compile_depths", "step_depths", "reps",
+                   "filter_modes", "skip") if FLAGS[n].present)])
+  res = {"setting": vars(args), "command": cmd, "torch_threads": torch_threads,
+         "devices": str(jax.devices())}
+  res["roofline_gflops"] = roofline(args.reps)
+  print(f"roofline 2048² matmul: {res['roofline_gflops']:.1f} GFLOP/s", flush=True)
+  modes = args.filter_modes.split(",")
+  res["compile"] = [] if "compile" in skip else compile_table(args, modes)
+  res["train_step"] = [] if "step" in skip else train_step_table(args, modes)
+  res["rnn"] = {}
+  if "rnn" not in skip:
+    rt = rnn_times(128, 128, 784, args.reps)
+    res["rnn_torch_threads"] = rt.pop("torch_threads")
+    fl = 3 * 2 * 128 * 128 * 128 * 784
+    res["rnn"] = {k: {"s": v, "gflops": fl / v / 1e9} for k, v in rt.items()}
+    print(json.dumps(res["rnn"]), flush=True)
+  lines = markdown(res, args, cmd)
   stem = study.stem("bench")
   with open(os.path.join(out, stem + ".json"), "w") as f:
     json.dump(res, f, indent=1)

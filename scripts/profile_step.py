@@ -22,16 +22,15 @@ a temporary folder under --quick / --tiny).
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import bench_roaf  # noqa: E402  (its flags: --width, --batch, --step_depths, --filter_modes, --out, --tiny, ...)
-from stable_training import study  # noqa: E402
-from stable_training.train.profiling import markdown_table, trace_self_times  # noqa: E402
+# A sibling script, found because Python puts the running script's folder first on sys.path
+# (`python scripts/profile_step.py`); it defines --width, --batch, --step_depths, --filter_modes, --tiny, ...
+import bench_roaf
+from stable_training import study
+from stable_training.train.profiling import markdown_table, trace_self_times
 
 flags.DEFINE_enum("model", "roaf_mlp", ["roaf_mlp", "rnn"], "What to profile.")
 flags.DEFINE_list("cells", ["elman", "roaf", "roaf_perm"], "RNN cells (--model=rnn), one profile each.")
@@ -61,8 +60,7 @@ def main(argv):
   del argv
   study.setup_process()
   from stable_training import allocator
-  from stable_training.train.records import quiet_logging
-  quiet_logging()
+  study.quiet_logging()
   import jax
   a = bench_roaf.settings()
   seq_len = 20 if FLAGS.tiny else FLAGS.seq_len

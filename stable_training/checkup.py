@@ -335,7 +335,8 @@ def _mlp_facts(model, params, x, m: dict) -> None:
 def _lsc_pretrain(model, params, x, rho, steps, key):
   """`stable_training.lsc.pretrain(model, params, x, rho)` (Herranz-Celotti & Rouat); mapping fallback."""
   from stable_training import lsc
-  kw = dict(max_steps=int(steps), key=key, batch_samples=min(4, x.shape[0]))
+  from stable_training.config import LSC_KEYS
+  kw = dict(max_steps=int(steps), key=key, batch_samples=min(LSC_KEYS["batch_samples"].default, x.shape[0]))
   try:
     return lsc.pretrain(model, params, x, rho, **kw)
   except TypeError:  # an lsc API that takes only a {kind: ρ} mapping

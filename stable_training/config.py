@@ -2,7 +2,11 @@
 
 `validate(config)` raises `ConfigError` whose message is one line naming the
 offending key, its value and what is valid; the launcher prints it and exits
-with status 2 without writing anything.
+with status 2 without writing anything. Every check goes through the
+schema's one mechanism (`Key.check` / `check_group`), and `lookup` is the
+package's one config getter (dotted keys, ConfigDicts, dicts or attribute
+objects); `checked` is the two together (read a key, validate it against its
+declaration, its declared default when unset).
 """
 from __future__ import annotations
 
@@ -50,27 +54,45 @@ LSC_KEYS = {
 DIAGNOSTICS_KEYS = {"enabled": Key(bool, False), "every": Key(int, 500, lo=1)}
 
 
-def _int(c, key, lo=None):
-  v = _get(c, key)
-  if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-    raise ConfigError(f"config.{key}={v!r}: must be an integer")
-  if lo is not None and v < lo:
-    raise ConfigError(f"config.{key}={v!r}: must be an integer >= {lo}")
-  return v
+_REQUIRED = object()
 
 
-def _choice(c, key, valid):
-  v = _get(c, key)
-  if v not in valid:
-    raise ConfigError(f"config.{key}={v!r}: valid choices are {', '.join(map(str, valid))}")
-  return v
+def lookup(cfg: Any, key: str, default: Any = _REQUIRED, *, none_is_default: bool = False) -> Any:
+  """The value of dotted `key` (``"optimizer.avg_grad.method"``) in a ConfigDict, dict or attribute object.
 
-
-def _get(c, key):
-  node = c
+  The one config getter of the package. Each part of `key` is read with
+  ``.get`` where the node has one, else as an attribute. An absent key gives
+  `default` (KeyError naming the key when there is none); with
+  `none_is_default` a value of None does too (an unset placeholder). Values
+  are returned as stored: no conversion, no check (see `Key.check`).
+  """
+  node = cfg
   for part in key.split("."):
-    node = node[part]
+    getter = getattr(node, "get", None)
+    node = getter(part, _REQUIRED) if callable(getter) else getattr(node, part, _REQUIRED)
+    if node is _REQUIRED:
+      if default is _REQUIRED:
+        raise KeyError(f"config.{key} is not set")
+      return default
+  if node is None and none_is_default and default is not _REQUIRED:
+    return default
   return node
+
+
+def checked(cfg: Any, key: str, keys: Mapping[str, Key], path: str) -> Any:
+  """``cfg.key`` validated by its declared ``keys[key]`` (`Key.check`); the declared default when absent or None.
+
+  `path` names the group in messages (``"optimizer"`` → ``config.optimizer.KEY=…``).
+  Raises:
+    ConfigError: one line naming the key, the value and what is valid.
+  """
+  decl = keys[key]
+  return decl.check(f"{path}.{key}" if path else key, lookup(cfg, key, decl.default, none_is_default=True))
+
+
+def _one_of(path: str, value: Any, valid) -> Any:
+  """`value` if it is one of `valid` (a registry's names), else the schema's one-line ConfigError."""
+  return Key(str, None, choices=tuple(valid)).check(path, value)
 
 
 def _check_dataset_name(name, builtin) -> None:
@@ -136,8 +158,7 @@ def schema_defaults(config) -> dict:
   from stable_training.optim.schema import OPTIMIZER_KEYS
   out = {k: key.default for k, key in TOP_KEYS.items() if key.type is not dict}
   groups = {"dataset": DATASET_KEYS, "optimizer": OPTIMIZER_KEYS, "lsc": LSC_KEYS, "diagnostics": DIAGNOSTICS_KEYS}
-  model = config.get("model") if hasattr(config, "get") else None
-  name = model.get("name") if hasattr(model, "get") else None
+  name = lookup(config, "model.name", None)
   groups["model"] = (models.model_keys(name) or {}) if name in models.names() else {}
   for g, keys in groups.items():
     out.update({f"{g}.{k}": key.default for k, key in keys.items() if key.type is not dict})
@@ -153,13 +174,13 @@ def validate(config, *, given: tuple[str, ...] = ()) -> None:
   """
   # Imported here: these registries import model/optimizer code, which the
   # launcher only needs once the config is known to be sane.
-  from stable_training import data, models, optim
+  from stable_training import data, models
   from stable_training.data import sequence_tasks
   from stable_training.train import losses
 
   # Types, ranges and choices of every declared key; what follows checks only relations between keys.
   top = check_group(config, TOP_KEYS, "")
-  from stable_training.optim.schema import OPTIMIZER_KEYS
+  from stable_training.optim.schema import AVG_GRAD_KEYS, OPTIMIZER_KEYS
   # Given objects are recorded by a name and what identifies them (fit: the data's fingerprint, tx_name).
   ds_keys = DATASET_KEYS if "dataset" not in given else {**DATASET_KEYS, "fingerprint": Key(str, "")}
   ds = check_group(config.dataset, ds_keys, "dataset")
@@ -170,7 +191,7 @@ def validate(config, *, given: tuple[str, ...] = ()) -> None:
   diag = check_group(config.diagnostics, DIAGNOSTICS_KEYS, "diagnostics")
   if "model" not in given:
     models.resolve_model_config(config.model)
-  _choice(config, "loss", losses.names())
+  _one_of("loss", top["loss"], losses.names())
   if top["seed"] + top["num_seeds"] - 1 > MAX_SEED:
     raise ConfigError(f"config.num_seeds={top['num_seeds']}: seeds {top['seed']}..{top['seed'] + top['num_seeds'] - 1} "
                       f"pass {MAX_SEED} (seeds are uint32)")
@@ -181,7 +202,7 @@ def validate(config, *, given: tuple[str, ...] = ()) -> None:
 
   if "dataset" not in given:
     _check_dataset_name(ds["name"], sorted(data.names() + sequence_tasks.names()))
-  _choice(config, "dataset.view", data.VIEWS)
+  _one_of("dataset.view", ds["view"], data.VIEWS)
   if ds["num_generated"] and ds["name"] not in data.generated_names():
     raise ConfigError(f"config.dataset.num_generated={ds['num_generated']}: only for generated datasets "
                       f"({', '.join(data.generated_names())}), not {ds['name']!r}")
@@ -194,8 +215,8 @@ def validate(config, *, given: tuple[str, ...] = ()) -> None:
       raise ConfigError(f"config.loss={top['loss']!r}: the {ds['name']} task needs {task.loss!r}")
 
   if opt["name"] == "avg_grad_rmsprop":
-    _choice(config, "optimizer.avg_grad.method", list(optim.METHODS))
-    _int(config, "optimizer.avg_grad.num_points", 1)
+    check_group(lookup(config, "optimizer.avg_grad", {}, none_is_default=True), AVG_GRAD_KEYS,
+                "optimizer.avg_grad")
   if opt["schedule"] == "warmup_cosine" and not top["num_epochs"] and opt["warmup_steps"] >= top["num_steps"]:
     raise ConfigError(f"config.optimizer.warmup_steps={opt['warmup_steps']}: must be < "
                       f"config.num_steps={top['num_steps']}")

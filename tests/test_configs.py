@@ -156,3 +156,39 @@ def test_compose_runs_every_method_at_once(variant, tmp_path, monkeypatch):
   after = np.asarray([np.mean(r["depth"]) for r in s["lsc"]["lsc_after"]])
   assert np.all(np.abs(after - 1) <= np.abs(before - 1) + 1e-3)
   assert (tmp_path / "diagnostics.npz").exists()
+
+
+def test_one_config_getter():
+  """`config.lookup`: dotted keys through ConfigDicts, dicts and attribute objects; defaults for absent keys."""
+  import types
+  import ml_collections
+  from stable_training.config import lookup
+  c = ml_collections.ConfigDict({"optimizer": {"avg_grad": {"method": "midpoint"}, "eps": None}})
+  assert lookup(c, "optimizer.avg_grad.method") == "midpoint"
+  assert lookup({"a": types.SimpleNamespace(b=3)}, "a.b") == 3
+  assert lookup(c, "optimizer.avg_grad.num_points", 2) == 2
+  assert lookup(c, "optimizer.eps", 1e-8) is None                        # None kept: it may mean something
+  assert lookup(c, "optimizer.eps", 1e-8, none_is_default=True) == 1e-8  # an unset placeholder
+  with pytest.raises(KeyError, match="config.optimizer.lr is not set"):
+    lookup(c, "optimizer.lr")
+
+
+@pytest.mark.parametrize("avg_grad,expect", [
+    ({"method": "secant", "num_points": 0}, "config.optimizer.avg_grad.num_points=0: must be in [1, inf)"),
+    ({"method": "exact", "num_points": 2}, "config.optimizer.avg_grad.method='exact': valid choices are midpoint, "
+                                           "gauss_legendre, secant"),
+    ({"method": "secant", "num_point": 2}, "unknown key config.optimizer.avg_grad.num_point; valid keys of "
+                                           "config.optimizer.avg_grad: method, num_points"),
+])
+def test_avg_grad_keys_use_the_schema(avg_grad, expect):
+  """``optimizer.avg_grad`` is checked by its declared keys (optim.schema.AVG_GRAD_KEYS), one line each."""
+  import ml_collections
+  from experiments.configs import default
+  from stable_training.config import ConfigError, validate
+  c = default.tiny(default.get_config())
+  c.optimizer.name = "avg_grad_rmsprop"
+  validate(c)
+  c.optimizer.avg_grad = ml_collections.ConfigDict(avg_grad)
+  with pytest.raises(ConfigError) as e:
+    validate(c)
+  assert str(e.value) == expect

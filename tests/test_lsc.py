@@ -544,3 +544,28 @@ def test_batch_samples_none_means_every_example_and_zero_is_refused():
     np.testing.assert_allclose(u, v, rtol=1e-6)
   with pytest.raises(ValueError, match="batch_samples=0: must be an integer >= 1, or None"):
     lsc.lsc_pretrain_ffn(m, p, x, batch_samples=0, **kw)
+
+
+def test_config_hook_reads_the_declared_defaults(monkeypatch):
+  """``pretrain_from_config`` takes an absent key's default from `config.LSC_KEYS` (one declared default:
+  batch_samples 4, the value every study config holds), and keeps an explicit None (= every example)."""
+  import importlib
+  from stable_training.config import LSC_KEYS
+  pre = importlib.import_module("stable_training.lsc.pretrain")
+  seen = {}
+
+  def fake_pretrain(model, params, x, targets, **kw):
+    seen.clear()
+    seen.update(kw)
+    return params, {"steps": 0, "converged": True}
+  monkeypatch.setattr(pre, "pretrain", fake_pretrain)
+  m = DeepMLP(width=4, depth=3, num_classes=2)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  lsc.pretrain_from_config(m, p, x, {"rho": 1.0}, jax.random.PRNGKey(2))
+  assert seen["batch_samples"] == LSC_KEYS["batch_samples"].default == 4
+  assert (seen["max_steps"], seen["lr"], seen["tol"], seen["patience"], seen["method"], seen["time_samples"]) == (
+      200, 7e-3, 0.08, 20, "exact", 2)
+  assert seen["kind"] == "spectral_radius"
+  lsc.pretrain_from_config(m, p, x, {"rho": 1.0, "batch_samples": None}, jax.random.PRNGKey(2))
+  assert seen["batch_samples"] is None

@@ -169,3 +169,47 @@ def test_avg_grad_rmsprop_puts_the_estimator_first():
   assert isinstance(state[0], optim.AvgGradState)
   with pytest.raises(ValueError, match="grad_fn"):
     tx.update(g, state, g)
+
+
+def test_factory_reads_the_schema_defaults_and_checks_with_it():
+  """One source of truth: names, schedules and methods from optim.schema; absent keys at their
+  declared defaults; bad values get the schema's one-line message naming key, value and what is valid."""
+  import types
+  from stable_training.optim import avg_grad as ag
+  from stable_training.optim import schema
+  assert optim.names() == sorted(schema.NAMES) and optim.SCHEDULES is schema.SCHEDULES
+  assert ag.METHODS is schema.METHODS and optim.METHODS is schema.METHODS
+  p, g = {"w": jnp.ones(3)}, {"w": jnp.asarray([1.0, -2.0, 3.0])}
+  # momentum absent -> the declared 0.9; a plain object with attributes reads like a ConfigDict.
+  for cfg in (ml_collections.ConfigDict({"name": "momentum", "learning_rate": 0.1}),
+              types.SimpleNamespace(name="momentum", learning_rate=0.1, momentum=None)):
+    tx = optim.make_optimizer(cfg)
+    s = tx.init(p)
+    _, s = tx.update(g, s, p)
+    u, _ = tx.update(g, s, p)
+    np.testing.assert_allclose(u["w"], -0.1 * 1.9 * np.asarray(g["w"]), rtol=1e-6)  # m = g + 0.9 g
+  # avg_grad absent -> AVG_GRAD_KEYS' defaults (secant, 2 points): the same updates as the explicit group.
+  loss = lambda q: jnp.sum(jnp.tanh(q["w"]) ** 2)
+
+  def gf(q):
+    return jax.grad(loss)(q)
+  gf.loss_fn = loss  # secant reads the loss (any model)
+  for q in (p, {"w": jnp.asarray([2.0, 0.0, 1.0])}):
+    ups = []
+    for cfg in (ml_collections.ConfigDict({"name": "avg_grad_rmsprop", "learning_rate": 0.1}),
+                _cfg("avg_grad_rmsprop", avg_grad=ml_collections.ConfigDict({"method": "secant", "num_points": 2}))):
+      tx = optim.make_optimizer(cfg)
+      ups.append(tx.update(gf(q), tx.init(p), q, grad_fn=gf)[0]["w"])
+    np.testing.assert_array_equal(ups[0], ups[1])
+  for kw, msg in (({"clip_global_norm": -1.0}, "config.optimizer.clip_global_norm=-1.0: must be in [0, inf)"),
+                  ({"schedule": "linear"}, "config.optimizer.schedule='linear': valid choices are constant, "
+                                           "warmup_cosine, step"),
+                  ({"momentum": 1.0}, "config.optimizer.momentum=1.0: must be in [0, 1)"),
+                  ({"avg_grad": ml_collections.ConfigDict({"method": "exact"})},
+                   "config.optimizer.avg_grad.method='exact': valid choices are midpoint, gauss_legendre, secant")):
+    name = "avg_grad_rmsprop" if "avg_grad" in kw else "momentum"
+    with pytest.raises(ValueError) as e:
+      optim.make_optimizer(_cfg(name, **kw))
+    assert str(e.value) == msg
+  with pytest.raises(ValueError, match="optimizer.learning_rate is required"):
+    optim.make_optimizer(ml_collections.ConfigDict({"name": "sgd"}))

@@ -11,10 +11,11 @@ import ml_collections
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   """Returns the default ConfigDict; `variant` selects a preset (see module doc)."""
   from stable_training import config as schema
+  from stable_training.optim.schema import AVG_GRAD_KEYS
   # Every key at its one declared default (`stable_training.config`, `optim/schema.py`, the model registry);
   # only this study's own choices are set below.
   c = schema.schema_config()
-  c.optimizer.avg_grad = ml_collections.ConfigDict({"method": "secant", "num_points": 2})
+  c.optimizer.avg_grad = schema.schema_group(AVG_GRAD_KEYS)  # method "secant", num_points 2
 
   # The deep-MLP stability study (Glorot & Bengio 2010): a 20 × 128 tanh MLP, SGD.
   c.model.name = "deep_mlp"

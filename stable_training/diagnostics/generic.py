@@ -325,7 +325,30 @@ def generic_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
   """
   level, layers = find_layers(model, params, batch_x, apply_kwargs=apply_kwargs, level=level)
   kw = dict(apply_kwargs=apply_kwargs)
-  K = len(layers) - 1
+  loss, ins, outs, g_p, g_in, g_out = _instrumented_grads(model, params, batch_x, batch_y, loss_fn, level,
+                                                          layers, kw)
+  out: dict[str, jax.Array] = {"loss": loss}
+  out.update(_state_stats(layers, ins, outs, g_in, g_out, bounds, num_bins, saturation_threshold))
+  out["param_grad_norm"], out["weight_grad_var"] = _layer_param_norms(g_p, layers)
+
+  ne = min(int(num_jacobian_examples), batch_x.shape[0])
+  if ne > 0:
+    key = jax.random.PRNGKey(0) if key is None else key
+    sv_kw = dict(method=jacobian_method, num_iters=num_iters, key=key)
+    xs = batch_x[:ne]
+    out.update(_layer_jacobians(model, params, xs, level, layers, ins, sv_kw, kw))
+    e2e = jax.vmap(lambda x: jacobian_singular_values(
+        lambda u: model.apply({"params": params}, u[None], **(apply_kwargs or {}))[0], x, **sv_kw))(xs)
+    out.update(_sv_stats("e2e_jac_sv", e2e.mean(0)))
+  return out
+
+
+def _instrumented_grads(model, params, batch_x, batch_y, loss_fn, level, layers, kw):
+  """(L, [s_k], [z_k], ∂L/∂θ, [∂L/∂s_k], [∂L/∂z_k]) from one forward and one backward pass.
+
+  The layers' inputs and outputs get zero perturbations ε_k, δ_k; the
+  gradients w.r.t. them are ∂L/∂s_k and ∂L/∂z_k (None for a non-array output).
+  """
   in_eps = [jnp.zeros(lc.in_shape, batch_x.dtype) for lc in layers]
   out_eps = [jnp.zeros(lc.out_shape, batch_x.dtype) if lc.out_shape is not None else None for lc in layers]
 
@@ -335,7 +358,13 @@ def generic_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
 
   (loss, (ins, outs)), (g_p, g_in, g_out) = jax.value_and_grad(objective, argnums=(0, 1, 2), has_aux=True)(
       params, in_eps, out_eps)
-  out: dict[str, jax.Array] = {"loss": loss}
+  return loss, ins, outs, g_p, g_in, g_out
+
+
+def _state_stats(layers, ins, outs, g_in, g_out, bounds, num_bins, saturation_threshold) -> dict:
+  """Per hidden state s_k (k = 1..K): activation statistics, histograms, gradient std / norms (see
+  `generic_diagnostics`), plus ``state_grad_norm_t`` for sequence states and the histogram ranges."""
+  K = len(layers) - 1
   states, gs = ins[1:K + 1], g_in[1:K + 1]
   zs = [outs[k] if outs[k] is not None and outs[k].shape == ins[k + 1].shape else None for k in range(K)]
   gz = [g_out[k] if g_out[k] is not None else jnp.full(ins[k + 1].shape, jnp.nan) for k in range(K)]
@@ -352,7 +381,7 @@ def generic_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
     st["state_grad_norm"] = jnp.linalg.norm(g_s.reshape(-1))
     st["state_grad_std"] = jnp.std(g_s)
     return st
-  out.update(_grouped(one, K, states, zs, gs, gz, cells))
+  out = _grouped(one, K, states, zs, gs, gz, cells)
   seq_t = next((g.shape[1] for g in gs if g.ndim == 3), None)
   if seq_t is not None:  # per time step for sequence states [B, T, H]; NaN rows for the others
     out["state_grad_norm_t"] = jnp.stack([
@@ -360,17 +389,6 @@ def generic_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
         else jnp.full((seq_t,), jnp.nan, g.dtype) for g in gs])
   out["act_hist_range"] = jnp.stack([lo, hi]).astype(jnp.float32)
   out["grad_hist_range"] = jnp.stack([-g_max, g_max]).astype(jnp.float32)
-  out["param_grad_norm"], out["weight_grad_var"] = _layer_param_norms(g_p, layers)
-
-  ne = min(int(num_jacobian_examples), batch_x.shape[0])
-  if ne > 0:
-    key = jax.random.PRNGKey(0) if key is None else key
-    sv_kw = dict(method=jacobian_method, num_iters=num_iters, key=key)
-    xs = batch_x[:ne]
-    out.update(_layer_jacobians(model, params, xs, level, layers, ins, sv_kw, kw))
-    e2e = jax.vmap(lambda x: jacobian_singular_values(
-        lambda u: model.apply({"params": params}, u[None], **(apply_kwargs or {}))[0], x, **sv_kw))(xs)
-    out.update(_sv_stats("e2e_jac_sv", e2e.mean(0)))
   return out
 
 

@@ -257,17 +257,42 @@ def compute_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
   """
   _check_options(activation_name, num_bins, num_jacobian_examples, saturation_threshold)
   bounds = bounds if bounds is not None else acts.BOUNDS.get(activation_name)
-  # Zero perturbations of the right shapes, traced only (no extra forward pass).
-  pert_shapes = jax.eval_shape(
-      lambda: model.apply({"params": params}, batch_x, mutable=["perturbations"])[1])
-  if not pert_shapes.get("perturbations"):  # a model without the project's taps: intercept its layers
+  perts = _zero_perturbations(model, params, batch_x)
+  if perts is None:  # a model without the project's taps: intercept its layers
     from stable_training.diagnostics import generic
     return generic.generic_diagnostics(
         model, params, batch_x, batch_y, loss_fn, bounds=bounds if bounds is not None else "auto",
         num_bins=num_bins, num_jacobian_examples=num_jacobian_examples, jacobian_method=jacobian_method,
         num_iters=num_iters, saturation_threshold=saturation_threshold, key=key)
-  perts = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), pert_shapes)["perturbations"]
+  loss, a_blocks, g_blocks, g_params = _tapped_gradients(model, params, batch_x, batch_y, loss_fn, perts)
+  out: dict[str, jax.Array] = {"loss": loss, **_activation_stats(a_blocks, bounds, num_bins, saturation_threshold),
+                                **_gradient_stats(g_blocks, g_params, num_bins)}
+  out.update(_jacobian_stats(model, params, batch_x, a_blocks, num_jacobian_examples, jacobian_method,
+                             num_iters, key))
+  return out
 
+
+def _zero_perturbations(model: nn.Module, params: Any, batch_x: jax.Array):
+  """Zeros shaped like `model`'s ``perturbations`` collection, or None when it has none.
+
+  The shapes come from `jax.eval_shape` (traced only: no extra forward pass).
+  """
+  pert_shapes = jax.eval_shape(
+      lambda: model.apply({"params": params}, batch_x, mutable=["perturbations"])[1])
+  if not pert_shapes.get("perturbations"):
+    return None
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), pert_shapes)["perturbations"]
+
+
+def _tapped_gradients(model, params, batch_x, batch_y, loss_fn, perts):
+  """(L, activation blocks a_l, blocks of ∂L/∂z_l, ∂L/∂θ) from one forward and one backward pass.
+
+  ∂L/∂z_l is the gradient w.r.t. the zero perturbation each hidden layer adds
+  to its pre-activations (``perturb('preact', z)``), taken with ∂L/∂θ.
+
+  Raises:
+    ValueError: the model sows no ``act`` taps.
+  """
   def objective(p, eps):
     logits, state = model.apply({"params": p, "perturbations": eps}, batch_x,
                                 mutable=["intermediates"])
@@ -280,8 +305,15 @@ def compute_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
   if not a_blocks:
     raise ValueError("model has no hidden-layer taps sow('intermediates', 'act', a); "
                      "diagnostics need the project's layer taps")
-  out: dict[str, jax.Array] = {"loss": loss}
+  return loss, a_blocks, g_blocks, g_params
 
+
+def _activation_stats(a_blocks, bounds, num_bins, saturation_threshold) -> dict:
+  """Per layer: mean, std, `PERCENTILES`, saturation and histogram of a_l (Glorot & Bengio Fig. 2–4, 6).
+
+  The histogram range is the activation's `bounds`, else the batch's finite
+  min/max over all layers (``act_hist_range``).
+  """
   def act_stats(a):
     a = a.reshape(-1)
     p = jnp.percentile(a, jnp.asarray(PERCENTILES))
@@ -289,52 +321,70 @@ def compute_diagnostics(model: nn.Module, params: Any, batch_x: jax.Array, batch
            else jnp.float32(jnp.nan))
     return {"act_mean": jnp.mean(a), "act_std": jnp.std(a),
             **{k: p[i] for i, k in enumerate(PERCENTILE_KEYS)}, "act_saturation": sat}
-  out.update(_per_layer(act_stats, a_blocks))
+  out = dict(_per_layer(act_stats, a_blocks))
 
   a_lo, a_hi = (jnp.float32(bounds[0]), jnp.float32(bounds[1])) if bounds else _finite_range(a_blocks)
   out["act_hist"] = _per_layer(lambda a: histogram(a, a_lo, a_hi, num_bins), a_blocks)
   out["act_hist_range"] = jnp.stack([a_lo, a_hi]).astype(jnp.float32)
+  return out
 
+
+def _gradient_stats(g_blocks, g_params, num_bins) -> dict:
+  """Per layer: std and histogram of ∂L/∂z_l over ±max_l |∂L/∂z_l| (Fig. 7), and Var[∂L/∂W] per kernel."""
   g_lo, g_hi = _finite_range(g_blocks)
   g_max = jnp.maximum(jnp.maximum(-g_lo, g_hi), 1e-30)
-  out["grad_std"] = _per_layer(lambda g: jnp.std(g), g_blocks)
-  out["grad_hist"] = _per_layer(lambda g: histogram(g, -g_max, g_max, num_bins), g_blocks)
-  out["grad_hist_range"] = jnp.stack([-g_max, g_max]).astype(jnp.float32)
-
+  out = {"grad_std": _per_layer(lambda g: jnp.std(g), g_blocks),
+         "grad_hist": _per_layer(lambda g: histogram(g, -g_max, g_max, num_bins), g_blocks),
+         "grad_hist_range": jnp.stack([-g_max, g_max]).astype(jnp.float32)}
   k_blocks = layer_blocks(g_params, "kernel")
   if k_blocks:
     out["weight_grad_var"] = _per_layer(lambda w: jnp.var(w), k_blocks)
-
-  ne = min(int(num_jacobian_examples), batch_x.shape[0])
-  if ne > 0:
-    key = jax.random.PRNGKey(0) if key is None else key
-    sv_kw = dict(method=jacobian_method, num_iters=num_iters, key=key)
-    e2e = jax.vmap(lambda x: jacobian_singular_values(
-        lambda u: model.apply({"params": params}, u[None])[0], x, **sv_kw))(batch_x[:ne])
-    n_in = int(np.prod(batch_x.shape[1:]))
-    n_out = int(np.prod(jax.eval_shape(lambda: model.apply({"params": params}, batch_x[:1])).shape))
-    mean = None
-    if resolve_method(jacobian_method, n_in, n_out) != "exact":
-      mean = jax.vmap(lambda x: jacobian_mean_singular_value(
-          lambda u: model.apply({"params": params}, u[None])[0], x, key=key))(batch_x[:ne])
-    out.update(_sv_summary("e2e_jac_sv", e2e, mean))
-    maps = _dense_layer_maps(model, params)
-    if maps is not None and len(a_blocks) >= 1:
-      layer_fn, layer_params = maps
-      a_all = jnp.concatenate(a_blocks, axis=0)   # [L, B, ...]
-      n_maps = jax.tree.leaves(layer_params)[0].shape[0]
-      inputs = a_all[:n_maps, :ne]                 # h_l feeds map l
-      sv = jax.vmap(lambda h: layer_jacobian_singular_values(layer_fn, layer_params, h, **sv_kw),
-                    in_axes=1)(inputs)             # [E, L−1, k]
-      n_in = int(np.prod(inputs.shape[2:]))
-      p0 = jax.tree.map(lambda t: t[0], layer_params)
-      n_out = int(np.prod(jax.eval_shape(layer_fn, p0, inputs[0, 0]).shape))
-      mean = None
-      if resolve_method(jacobian_method, n_in, n_out) != "exact":
-        one = lambda p, h: jacobian_mean_singular_value(lambda u: layer_fn(p, u), h, key=key)
-        mean = jax.vmap(jax.vmap(one), in_axes=(None, 1))(layer_params, inputs)  # [E, L−1]
-      out.update(_sv_summary("layer_jac_sv", sv, mean))
   return out
+
+
+def _jacobian_stats(model, params, batch_x, a_blocks, num_jacobian_examples, jacobian_method, num_iters,
+                    key) -> dict:
+  """Singular values of ∂logits/∂x and of the layer Jacobians J_l at the first examples (§4.2.3).
+
+  ``e2e_jac_sv*`` always, ``layer_jac_sv*`` when the layer maps are known
+  (`_dense_layer_maps`); nothing with `num_jacobian_examples` = 0.
+  """
+  ne = min(int(num_jacobian_examples), batch_x.shape[0])
+  if ne <= 0:
+    return {}
+  key = jax.random.PRNGKey(0) if key is None else key
+  sv_kw = dict(method=jacobian_method, num_iters=num_iters, key=key)
+  e2e = jax.vmap(lambda x: jacobian_singular_values(
+      lambda u: model.apply({"params": params}, u[None])[0], x, **sv_kw))(batch_x[:ne])
+  n_in = int(np.prod(batch_x.shape[1:]))
+  n_out = int(np.prod(jax.eval_shape(lambda: model.apply({"params": params}, batch_x[:1])).shape))
+  mean = None
+  if resolve_method(jacobian_method, n_in, n_out) != "exact":
+    mean = jax.vmap(lambda x: jacobian_mean_singular_value(
+        lambda u: model.apply({"params": params}, u[None])[0], x, key=key))(batch_x[:ne])
+  out = _sv_summary("e2e_jac_sv", e2e, mean)
+  maps = _dense_layer_maps(model, params)
+  if maps is not None and len(a_blocks) >= 1:
+    out.update(_layer_jacobian_stats(maps, a_blocks, ne, jacobian_method, sv_kw, key))
+  return out
+
+
+def _layer_jacobian_stats(maps, a_blocks, ne, jacobian_method, sv_kw, key) -> dict:
+  """``layer_jac_sv*``: spectra of J_l = ∂a_{l+1}/∂a_l at the first `ne` examples, via the layer maps."""
+  layer_fn, layer_params = maps
+  a_all = jnp.concatenate(a_blocks, axis=0)   # [L, B, ...]
+  n_maps = jax.tree.leaves(layer_params)[0].shape[0]
+  inputs = a_all[:n_maps, :ne]                 # h_l feeds map l
+  sv = jax.vmap(lambda h: layer_jacobian_singular_values(layer_fn, layer_params, h, **sv_kw),
+                in_axes=1)(inputs)             # [E, L−1, k]
+  n_in = int(np.prod(inputs.shape[2:]))
+  p0 = jax.tree.map(lambda t: t[0], layer_params)
+  n_out = int(np.prod(jax.eval_shape(layer_fn, p0, inputs[0, 0]).shape))
+  mean = None
+  if resolve_method(jacobian_method, n_in, n_out) != "exact":
+    one = lambda p, h: jacobian_mean_singular_value(lambda u: layer_fn(p, u), h, key=key)
+    mean = jax.vmap(jax.vmap(one), in_axes=(None, 1))(layer_params, inputs)  # [E, L−1]
+  return _sv_summary("layer_jac_sv", sv, mean)
 
 
 def _sv_summary(name: str, per_example: jax.Array, mean: jax.Array | None) -> dict:

@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from stable_training.config import LSC_KEYS, lookup
 from stable_training.lsc.generic import lsc_model
 from stable_training.lsc.protocol import TRANSITION_KINDS, Transitions, _is_single_key, supports
 from stable_training.lsc.spectral import check_kind, radius, radius_of_map
@@ -68,7 +69,7 @@ from stable_training.lsc.spectral import check_kind, radius, radius_of_map
 PRESETS = ("rho=1", "rho=0.5", "unbalanced")
 _ALIASES = {"1": "rho=1", "0.5": "rho=0.5", "rho=1": "rho=1", "rho=0.5": "rho=0.5",
             "unbalanced": "unbalanced"}
-METHODS = ("exact", "power")
+METHODS = LSC_KEYS["method"].choices  # ("exact", "power"), declared once with config.lsc
 
 
 def preset(name: str, depth: int, time_steps: int) -> dict[str, float]:
@@ -705,8 +706,9 @@ def preset_targets(model, params, x, name: str, *, time_samples: int = 2) -> dic
   return resolve_targets(str(name), kinds)
 
 
-def _cfg(c, k, d):
-  return c.get(k, d) if hasattr(c, "get") else getattr(c, k, d)
+def _setting(lsc_cfg, key: str):
+  """``lsc_cfg.key`` as given (None included), its one declared default (`config.LSC_KEYS`) when absent."""
+  return lookup(lsc_cfg, key, LSC_KEYS[key].default)
 
 
 def pretrain_from_config(model, params, x_batch, lsc_cfg, key, *,
@@ -717,10 +719,11 @@ def pretrain_from_config(model, params, x_batch, lsc_cfg, key, *,
   rho (target radius of every time and depth transition, default 1.0),
   targets ('uniform' | 'unbalanced': ρ_time = T/(L+T), ρ_depth = L/(L+T), see
   `preset`; rho is then unused), steps (max_steps);
-  optional batch (examples used, default 16), batch_samples (random
-  examples per step, default None = all of them), method ('exact' | 'power'),
-  lr (7e-3), tol (0.08), patience (20), time_samples (2), kind
-  ('spectral_radius').
+  optional batch (examples used), batch_samples (random examples per step;
+  None = all of them), method ('exact' | 'power'), lr, tol, patience,
+  time_samples — each absent key at its declared default in
+  `stable_training.config.LSC_KEYS` (batch 16, batch_samples 4, lr 7e-3, tol
+  0.08, patience 20, time_samples 2) — and kind ('spectral_radius').
 
   Returns:
     (params, {'before': radii, 'after': radii, 'info': {'steps', 'converged'}})
@@ -733,12 +736,12 @@ def pretrain_from_config(model, params, x_batch, lsc_cfg, key, *,
   """
   if not supports(model):
     raise _unsupported(model)
-  rho, how = _cfg(lsc_cfg, "rho", 1.0), str(_cfg(lsc_cfg, "targets", "uniform"))
+  rho, how = _setting(lsc_cfg, "rho"), str(_setting(lsc_cfg, "targets"))
   if isinstance(rho, str) or not 0.0 < float(rho) < math.inf:
     raise ValueError(f"LSC rho={rho!r}: must be a number > 0 (e.g. 1.0 or 0.5)")
-  if how not in ("uniform", "unbalanced"):
-    raise ValueError(f"LSC targets={how!r}: valid choices are uniform, unbalanced")
-  n = int(_cfg(lsc_cfg, "batch", 16))
+  if how not in LSC_KEYS["targets"].choices:
+    raise ValueError(f"LSC targets={how!r}: valid choices are {', '.join(LSC_KEYS['targets'].choices)}")
+  n = int(_setting(lsc_cfg, "batch"))
   x = jnp.asarray(x_batch)[:n]
   memo_key = None
   if memo is not None:
@@ -747,12 +750,12 @@ def pretrain_from_config(model, params, x_batch, lsc_cfg, key, *,
                 else repr(lsc_cfg))
     if memo_key in memo:
       return memo[memo_key]
-  ts = int(_cfg(lsc_cfg, "time_samples", 2))
-  common = dict(max_steps=int(_cfg(lsc_cfg, "steps", 200)), lr=float(_cfg(lsc_cfg, "lr", 7e-3)),
-                tol=float(_cfg(lsc_cfg, "tol", 0.08)), patience=int(_cfg(lsc_cfg, "patience", 20)),
-                kind=str(_cfg(lsc_cfg, "kind", "spectral_radius")),
-                batch_samples=_cfg(lsc_cfg, "batch_samples", None),
-                method=str(_cfg(lsc_cfg, "method", "exact")), time_samples=ts)
+  ts = int(_setting(lsc_cfg, "time_samples"))
+  common = dict(max_steps=int(_setting(lsc_cfg, "steps")), lr=float(_setting(lsc_cfg, "lr")),
+                tol=float(_setting(lsc_cfg, "tol")), patience=int(_setting(lsc_cfg, "patience")),
+                kind=str(lookup(lsc_cfg, "kind", "spectral_radius")),  # not a config key: the library's default
+                batch_samples=_setting(lsc_cfg, "batch_samples"),
+                method=str(_setting(lsc_cfg, "method")), time_samples=ts)
   if how == "unbalanced":
     targets = preset_targets(model, params, x, "unbalanced", time_samples=ts)
   else:  # every time and depth transition at ρ, the read-out at 1

@@ -227,10 +227,6 @@ def layer_trajectories(model: DeepRNN, params, x: jax.Array):
   return x0, s0, None, None
 
 
-def _get(cfg, key, default):
-  return cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-
-
 @register_model("deep_rnn", keys={
     "name": Key(str, "deep_rnn"), "width": common_keys()["width"], "depth": Key(int, 2, lo=1),
     "cell": Key(str, "lstm", choices=tuple(CELLS)),
@@ -242,12 +238,11 @@ def _get(cfg, key, default):
 })
 def _build_deep_rnn(cfg, *, num_classes, input_shape):
   """model_cfg keys: cell, depth, width (= hidden), step_features, readout,
-  encoding, latency_steps, kernel_init, cell_kwargs (dict)."""
-  step_features = _get(cfg, "step_features", 0) or (input_shape[-1] if len(input_shape) >= 2 else 1)
-  ck = _get(cfg, "cell_kwargs", None)
-  return DeepRNN(cell=_get(cfg, "cell", "lstm"), depth=cfg.depth, hidden=cfg.width,
+  encoding, latency_steps, kernel_init, cell_kwargs (dict). `build_model`
+  passes them resolved: every declared key present, at its default above when unset."""
+  step_features = cfg.step_features or (input_shape[-1] if len(input_shape) >= 2 else 1)
+  ck = cfg.cell_kwargs
+  return DeepRNN(cell=cfg.cell, depth=cfg.depth, hidden=cfg.width,
                  num_classes=num_classes, step_features=int(step_features),
-                 readout=_get(cfg, "readout", "last"), encoding=_get(cfg, "encoding", "none"),
-                 latency_steps=_get(cfg, "latency_steps", 28),
-                 kernel_init=_get(cfg, "kernel_init", "glorot_normalized"),
-                 cell_kwargs=dict(ck) if ck else None)
+                 readout=cfg.readout, encoding=cfg.encoding, latency_steps=cfg.latency_steps,
+                 kernel_init=cfg.kernel_init, cell_kwargs=dict(ck) if ck else None)

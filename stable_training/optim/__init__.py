@@ -22,7 +22,8 @@ from stable_training.optim.avg_grad import (
     secant_activations)
 from stable_training.optim.clipping import (
     clip_output_layer, find_output_layer, output_layer_mask, param_paths)
-from stable_training.optim.factory import SCHEDULES, make_optimizer, make_schedule, names
+from stable_training.optim.factory import make_optimizer, make_schedule, names
+from stable_training.optim.schema import SCHEDULES
 from stable_training.optim.secant import SecantError
 
 __all__ = [

@@ -124,8 +124,7 @@ import optax
 
 from stable_training import activations as acts
 from stable_training.optim import secant as secant_lib
-
-METHODS = ("midpoint", "gauss_legendre", "secant")
+from stable_training.optim.schema import METHODS  # noqa: F401  (re-exported: optim.METHODS)
 PAIR_AXIS = "stable_training_secant_pair"
 
 LossFn = Callable[[Any], tuple[jax.Array, Any]]
@@ -573,10 +572,7 @@ def averaged_gradient(inner: optax.GradientTransformation, method: str = "secant
       `loss_fn`, or ``secant`` on a model it cannot handle (`SecantError`).
   """
   _check(method, num_points)
-  if not (hasattr(inner, "init") and hasattr(inner, "update")):
-    raise TypeError(
-        f"averaged_gradient(inner, ...) wraps an optax optimizer, got {type(inner).__name__}; "
-        "for ḡ itself from (loss_fn, params, delta) call estimate_averaged_gradient")
+  _check_inner(inner)
   inner_tx = optax.with_extra_args_support(inner)
 
   def init_fn(params):
@@ -585,30 +581,47 @@ def averaged_gradient(inner: optax.GradientTransformation, method: str = "secant
                                  inner_tx.init(params))
 
   def update_fn(updates, state, params=None, *, batch=_NO_BATCH, grad_fn=None, **extra_args):
-    if batch is _NO_BATCH and grad_fn is None:
-      raise ValueError(
-          "averaged_gradient got neither batch= nor grad_fn=: it must be the outermost transform "
-          "(inside optax.chain / apply_if_finite its extra arguments are dropped, and a transform "
-          f"before it would act on ∇L(w), which it replaces); write {_RIGHT_ORDER}")
-    if params is None:
-      raise ValueError("averaged_gradient needs params: tx.update(grads, state, params, batch=batch)")
+    _check_update_args(batch, grad_fn, params)
     delta = jax.tree.map(lambda p, q: p - q, params, state.prev_params)
     if grad_fn is not None:
       g = _from_grad_fn(grad_fn, params, delta, method, num_points)
     else:
-      if loss_fn is None:
-        raise ValueError("averaged_gradient got batch= but no loss_fn: construct it with "
-                         "averaged_gradient(inner, method, loss_fn=lambda params, batch: loss)")
-      args = () if batch is None else (batch,)
-      if method == "secant":
-        _, gs = _secant_loss_lanes(loss_fn, params, delta, args, has_aux)
-        g = jax.tree.map(lambda x: 0.5 * (x[0] + x[1]), gs)
-      else:
-        grad = jax.grad(lambda p: loss_fn(p, *args), has_aux=has_aux)
-        g = _quadrature((lambda p: grad(p)[0]) if has_aux else grad, params, delta, method,
-                        num_points)
+      g = _from_loss_fn(loss_fn, has_aux, batch, params, delta, method, num_points)
     g = jax.tree.map(lambda a, p: a.astype(p.dtype), g, params)
     new_updates, inner_state = inner_tx.update(g, state.inner_state, params, **extra_args)
     return new_updates, AveragedGradientState(params, inner_state)
 
   return AveragedGradientTransformation(init_fn, update_fn)
+
+
+def _check_inner(inner: Any) -> None:
+  """TypeError (one line) unless `inner` is an optax transform (has init and update)."""
+  if not (hasattr(inner, "init") and hasattr(inner, "update")):
+    raise TypeError(
+        f"averaged_gradient(inner, ...) wraps an optax optimizer, got {type(inner).__name__}; "
+        "for ḡ itself from (loss_fn, params, delta) call estimate_averaged_gradient")
+
+
+def _check_update_args(batch: Any, grad_fn: Callable | None, params: Any) -> None:
+  """ValueError (one line) for an `averaged_gradient` update without batch= / grad_fn= or params."""
+  if batch is _NO_BATCH and grad_fn is None:
+    raise ValueError(
+        "averaged_gradient got neither batch= nor grad_fn=: it must be the outermost transform "
+        "(inside optax.chain / apply_if_finite its extra arguments are dropped, and a transform "
+        f"before it would act on ∇L(w), which it replaces); write {_RIGHT_ORDER}")
+  if params is None:
+    raise ValueError("averaged_gradient needs params: tx.update(grads, state, params, batch=batch)")
+
+
+def _from_loss_fn(loss_fn: Callable | None, has_aux: bool, batch: Any, params: Any, delta: Any,
+                  method: str, num_points: int) -> Any:
+  """ḡ from ``loss_fn(params, batch)`` (``loss_fn(params)`` for batch None) over the segment [w, w + Δw]."""
+  if loss_fn is None:
+    raise ValueError("averaged_gradient got batch= but no loss_fn: construct it with "
+                     "averaged_gradient(inner, method, loss_fn=lambda params, batch: loss)")
+  args = () if batch is None else (batch,)
+  if method == "secant":
+    _, gs = _secant_loss_lanes(loss_fn, params, delta, args, has_aux)
+    return jax.tree.map(lambda x: 0.5 * (x[0] + x[1]), gs)
+  grad = jax.grad(lambda p: loss_fn(p, *args), has_aux=has_aux)
+  return _quadrature((lambda p: grad(p)[0]) if has_aux else grad, params, delta, method, num_points)

@@ -21,32 +21,34 @@ from typing import Any
 
 import optax
 
+from stable_training.config import checked, lookup
 from stable_training.optim import avg_grad as avg_grad_lib
 from stable_training.optim.clipping import clip_output_layer
-
-_NAMES = ("sgd", "momentum", "rmsprop", "adam", "adabelief", "avg_grad_rmsprop")
-SCHEDULES = ("constant", "warmup_cosine", "step")
+from stable_training.optim.schema import AVG_GRAD_KEYS, NAMES, OPTIMIZER_KEYS, SCHEDULES  # noqa: F401
 
 
 def names() -> list[str]:
   """The optimizer names `make_optimizer` accepts, sorted."""
-  return sorted(_NAMES)
+  return sorted(NAMES)
 
 
-def _get(cfg: Any, key: str, default: Any) -> Any:
-  """cfg.key for a ConfigDict / dict, `default` when absent."""
-  getter = getattr(cfg, "get", None)
-  if getter is not None:
-    v = getter(key, default)
-    return default if v is None else v
-  return getattr(cfg, key, default)
+def _value(opt_cfg: Any, key: str) -> Any:
+  """``opt_cfg.key`` checked against `OPTIMIZER_KEYS` (its declared default when absent or None)."""
+  return checked(opt_cfg, key, OPTIMIZER_KEYS, "optimizer")
+
+
+def _learning_rate(opt_cfg: Any) -> float:
+  """η: required (no silent default), positive and finite."""
+  if lookup(opt_cfg, "learning_rate", None) is None:
+    raise ValueError("optimizer.learning_rate is required")
+  return float(_value(opt_cfg, "learning_rate"))
 
 
 def _avg_grad_settings(opt_cfg: Any) -> tuple[str, int]:
-  ag = _get(opt_cfg, "avg_grad", None)
-  if ag is None:
-    return "secant", 2
-  return str(_get(ag, "method", "secant")), int(_get(ag, "num_points", 2))
+  """(method, num_points) of ``opt_cfg.avg_grad``, each at its `AVG_GRAD_KEYS` default when unset."""
+  ag = lookup(opt_cfg, "avg_grad", {}, none_is_default=True)
+  return (str(checked(ag, "method", AVG_GRAD_KEYS, "optimizer.avg_grad")),
+          int(checked(ag, "num_points", AVG_GRAD_KEYS, "optimizer.avg_grad")))
 
 
 def make_schedule(opt_cfg: Any, num_steps: int | None = None) -> optax.Schedule:
@@ -63,26 +65,28 @@ def make_schedule(opt_cfg: Any, num_steps: int | None = None) -> optax.Schedule:
     ``step_boundaries`` (update counts) ≤ t
     (`optax.piecewise_constant_schedule`).
 
+  Every key is read and checked against `OPTIMIZER_KEYS` (its declared
+  default when absent); ``learning_rate`` is required.
+
   Raises:
-    ValueError: unknown schedule, or ``warmup_cosine`` without `num_steps` or
-      with warmup_steps ≥ num_steps.
+    ValueError (one line): a missing learning rate, a value outside its
+      declared range or choices (e.g. an unknown schedule), or
+      ``warmup_cosine`` without `num_steps` or with warmup_steps ≥ num_steps.
   """
-  lr = float(_get(opt_cfg, "learning_rate", 0.0))
-  kind = _get(opt_cfg, "schedule", "constant")
+  lr = _learning_rate(opt_cfg)
+  kind = _value(opt_cfg, "schedule")
   if kind == "constant":
     return optax.constant_schedule(lr)
   if kind == "warmup_cosine":
-    warmup = int(_get(opt_cfg, "warmup_steps", 0))
+    warmup = int(_value(opt_cfg, "warmup_steps"))
     if num_steps is None or warmup >= num_steps:
       raise ValueError(f"optimizer.warmup_steps={warmup}: must be < the number of steps ({num_steps})")
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0 if warmup else lr, peak_value=lr, warmup_steps=warmup,
-        decay_steps=int(num_steps), end_value=lr * float(_get(opt_cfg, "end_lr_factor", 0.0)))
-  if kind == "step":
-    bounds = [int(b) for b in _get(opt_cfg, "step_boundaries", ())]
-    factor = float(_get(opt_cfg, "step_factor", 0.1))
-    return optax.piecewise_constant_schedule(lr, {b: factor for b in bounds})
-  raise ValueError(f"optimizer.schedule={kind!r}: valid choices are {', '.join(SCHEDULES)}")
+        decay_steps=int(num_steps), end_value=lr * float(_value(opt_cfg, "end_lr_factor")))
+  bounds = [int(b) for b in _value(opt_cfg, "step_boundaries")]  # kind == "step" (the schema allows no other)
+  factor = float(_value(opt_cfg, "step_factor"))
+  return optax.piecewise_constant_schedule(lr, {b: factor for b in bounds})
 
 
 def make_optimizer(opt_cfg: Any, num_steps: int | None = None) -> optax.GradientTransformation:
@@ -114,19 +118,22 @@ def make_optimizer(opt_cfg: Any, num_steps: int | None = None) -> optax.Gradient
   submission, "… Many Nonlinear Activations").
 
   Raises:
-    ValueError: unknown name or schedule (the message lists the valid ones).
+    ValueError (one line): no name or learning rate, or a value outside its
+      declared range or choices in `OPTIMIZER_KEYS` (the message lists the
+      valid ones).
   """
-  name = _get(opt_cfg, "name", None)
-  lr = _get(opt_cfg, "learning_rate", None)
-  if lr is None:
-    raise ValueError("optimizer.learning_rate is required")
-  sched = make_schedule(opt_cfg, num_steps)
-  if _get(opt_cfg, "schedule", "constant") == "constant":
+  name = lookup(opt_cfg, "name", None)
+  if name is None:
+    raise ValueError(f"optimizer.name is required; valid names: {', '.join(names())}")
+  name = _value(opt_cfg, "name")
+  sched = make_schedule(opt_cfg, num_steps)  # checks the learning rate
+  lr = lookup(opt_cfg, "learning_rate")
+  if _value(opt_cfg, "schedule") == "constant":
     sched = lr  # a plain float keeps optax's state free of a step counter
-  momentum = float(_get(opt_cfg, "momentum", 0.9))
-  decay = float(_get(opt_cfg, "decay", 0.9))
-  eps = float(_get(opt_cfg, "eps", 1e-8))
-  wd = float(_get(opt_cfg, "weight_decay", 0.0))
+  momentum = float(_value(opt_cfg, "momentum"))
+  decay = float(_value(opt_cfg, "decay"))
+  eps = float(_value(opt_cfg, "eps"))
+  wd = float(_value(opt_cfg, "weight_decay"))
   if name == "sgd":
     tx = optax.sgd(sched)
   elif name == "momentum":
@@ -137,20 +144,13 @@ def make_optimizer(opt_cfg: Any, num_steps: int | None = None) -> optax.Gradient
     tx = optax.adamw(sched, eps=eps, weight_decay=wd) if wd > 0 else optax.adam(sched, eps=eps)
   elif name == "adabelief":
     tx = optax.adabelief(sched, eps=eps)
-  elif name == "avg_grad_rmsprop":  # the estimator goes first, below
+  else:  # avg_grad_rmsprop (the schema allows no other name); the estimator goes first, below
     tx = optax.chain(optax.scale_by_rms(decay=decay, eps=eps), optax.scale_by_learning_rate(sched))
-  else:
-    raise ValueError(
-        f"unknown optimizer {name!r}; valid names: {', '.join(names())}")
   parts = []
-  gclip = float(_get(opt_cfg, "clip_global_norm", 0.0))
-  if gclip < 0:
-    raise ValueError(f"optimizer.clip_global_norm must be >= 0 (0 = off), got {gclip}")
+  gclip = float(_value(opt_cfg, "clip_global_norm"))  # >= 0 by the schema; 0 = off
   if gclip > 0:
     parts.append(optax.clip_by_global_norm(gclip))
-  clip = float(_get(opt_cfg, "clip_output_norm", 0.0))
-  if clip < 0:
-    raise ValueError(f"optimizer.clip_output_norm must be >= 0 (0 = off), got {clip}")
+  clip = float(_value(opt_cfg, "clip_output_norm"))
   if clip > 0:
     parts.append(clip_output_layer(clip))
   if wd > 0 and name != "adam":
