@@ -25,7 +25,7 @@
 #     links work).
 # Time on the H200: install ≈ 20 s, import check and devices ≈ 20 s, studies ≤ 420 s (+ ≤ 20 s to stop
 # the last ones), summary and tarball ≈ 5 s: ≤ 8 min. The per-study budgets and the step-time assumptions
-# behind them are in scripts/reproduce_all.py (STUDIES, "gpu").
+# behind them are in stable_training/studies/claims.py (STUDIES, the "gpu" settings).
 #
 # --scale=tiny (or GPU_SUITE_SCALE=tiny) runs the tiny budgets instead, one study at a time, without a time
 # budget: the CPU smoke test of this script.
