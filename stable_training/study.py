@@ -17,16 +17,21 @@ every study script (absl)::
 """
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shutil
+import sys
 import tempfile
 
 from absl import flags
 
 from stable_training.config import apply_overrides  # noqa: F401  (the study configs' name for it)
 from stable_training.data.sources import FASHION_MNIST_DIR
+from stable_training.studies import sweep as _sweep
+# Flag-free helpers that live in studies/sweep.py (package code), under their former names here.
+from stable_training.studies.sweep import (CURVE_LABELS, curve_metric, finished_before,  # noqa: F401
+                                           plot_curve_panels, previous_payload, run_curve, set_budget,
+                                           train_records)
 
 
 def define_flags(study: str) -> None:
@@ -56,7 +61,15 @@ def app_run(main) -> None:
   from absl import app
   from stable_training import allocator
   allocator.reexec_with_tcmalloc("__main__")
-  app.run(main)
+  with TemporaryWorkdirs():  # the script's temporary workdirs, removed when main returns or raises
+    app.run(main)
+
+
+def quiet_logging() -> None:
+  """Library INFO logging off unless this script's command line has ``-v``/``--verbosity``
+  (`records.quiet_logging` of ``sys.argv[1:]``: the script is the program, so it may read argv)."""
+  from stable_training.train import records
+  records.quiet_logging(sys.argv[1:])
 
 
 def setup_process(seed_counts=()) -> int:
@@ -72,16 +85,19 @@ def setup_process(seed_counts=()) -> int:
 
   Returns the CPU devices requested (0: none).
   """
-  from jax._src import xla_bridge
   from stable_training.train.sharding import auto_host_devices, usable_cores, with_host_devices
   value = flags.FLAGS.host_devices
   n = auto_host_devices(seed_counts, usable_cores()) if value == "auto" else int(value)
   xla = os.environ.get("XLA_FLAGS", "")
   if n < 2 or "xla_force_host_platform_device_count" in xla:
     return 0
-  if xla_bridge.backends_are_initialized():
-    raise RuntimeError("setup_process must run before JAX starts its backend")
   os.environ["XLA_FLAGS"] = with_host_devices(xla, n)
+  # JAX has no public "backends started?" query: start the CPU backend now (the study would next) and
+  # check that it read the flag; a backend started earlier keeps its device count.
+  import jax
+  if len(jax.devices("cpu")) != n:
+    os.environ["XLA_FLAGS"] = xla
+    raise RuntimeError("setup_process must run before JAX starts its backend")
   return n
 
 
@@ -139,19 +155,43 @@ def preset_values(names, presets: dict) -> dict:
   return values
 
 
-_ROOT: dict[str, str] = {}
+class TemporaryWorkdirs:
+  """The temporary folders of a script's run workdirs when ``--workdir_root`` is not given, owned by
+  the caller's ``with TemporaryWorkdirs():`` block (`app_run` holds one around the script's main):
+  `workdir` makes one folder per study in the innermost open block on first use, with one line saying
+  where, and the block's end removes them."""
+  _open: list[TemporaryWorkdirs] = []   # the instances inside their `with` block, innermost last
+
+  def __init__(self):
+    self.roots: dict[str, str] = {}
+
+  def __enter__(self) -> TemporaryWorkdirs:
+    TemporaryWorkdirs._open.append(self)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    TemporaryWorkdirs._open.remove(self)
+    for path in self.roots.values():
+      shutil.rmtree(path, ignore_errors=True)
+    self.roots.clear()
+
+  def root(self, study: str) -> str:
+    """Study `study`'s temporary folder, made on the first call."""
+    if study not in self.roots:
+      self.roots[study] = tempfile.mkdtemp(prefix=f"{study}_runs_")
+      print(f"[{study}] temporary workdirs in {self.roots[study]} (removed at exit; --workdir_root keeps them)",
+            flush=True)
+    return self.roots[study]
 
 
 def workdir(study: str, run_name: str) -> str:
-  """The workdir of run `run_name`: ``--workdir_root/run_name`` (root: a temporary folder by default)."""
+  """The workdir of run `run_name`: ``--workdir_root/run_name``, else in the open `TemporaryWorkdirs`."""
   root = flags.FLAGS.workdir_root
   if not root:
-    if study not in _ROOT:
-      _ROOT[study] = tempfile.mkdtemp(prefix=f"{study}_runs_")
-      print(f"[{study}] temporary workdirs in {_ROOT[study]} (removed at exit; --workdir_root keeps them)",
-            flush=True)
-      atexit.register(shutil.rmtree, _ROOT[study], ignore_errors=True)
-    root = _ROOT[study]
+    if not TemporaryWorkdirs._open:
+      raise ValueError(f"run {run_name!r} of study {study!r}: --workdir_root is not set and no "
+                       "study.TemporaryWorkdirs block is open (study.app_run holds one); pass either")
+    root = TemporaryWorkdirs._open[-1].root(study)
   return os.path.join(root, run_name)
 
 
@@ -161,7 +201,6 @@ def run(config, study: str, run_name: str) -> dict:
   ``dataset.data_dir`` is set from ``--data_dir`` when given.
   """
   from stable_training.train import trainers
-  from stable_training.train.records import quiet_logging
   quiet_logging()
   with_data_dir(config)
   wd = workdir(study, run_name)
@@ -185,27 +224,9 @@ def load_data(config) -> dict:
 
 def pick_dataset(name: str = "auto") -> str:
   """``auto`` → ``fashion_mnist`` when its IDX files exist (in ``--data_dir`` if given, else the
-  Debian package's folder), else ``digits``."""
-  if name != "auto":
-    return name
-  from stable_training.data import DataError
-  from stable_training.data.sources import _find_idx_file
-  try:
-    folder = flags.FLAGS.data_dir if "data_dir" in flags.FLAGS else ""   # scripts without the study flags
-    _find_idx_file(folder or FASHION_MNIST_DIR, "train-images-idx3-ubyte")
-  except DataError:
-    return "digits"
-  return "fashion_mnist"
-
-
-def set_budget(config, num_steps: int, *, log_every: int | None = None, eval_every: int | None = None):
-  """Sets num_steps and keeps log/eval/checkpoint intervals consistent (multiples of log_every)."""
-  config.num_steps = num_steps
-  config.num_epochs = 0
-  config.log_every = log_every or min(config.log_every, num_steps)
-  config.eval_every = eval_every or num_steps
-  config.checkpoint_every = config.eval_every
-  return config
+  Debian package's folder), else ``digits`` (`sweep.pick_dataset` with the flag)."""
+  folder = flags.FLAGS.data_dir if "data_dir" in flags.FLAGS else ""   # scripts without the study flags
+  return _sweep.pick_dataset(name, folder)
 
 
 def write_results(out_dir: str, table: str, payload: dict, name: str = "table") -> None:
@@ -215,93 +236,6 @@ def write_results(out_dir: str, table: str, payload: dict, name: str = "table") 
     f.write(table.rstrip() + "\n")
   with open(os.path.join(out_dir, "results.json" if name == "table" else f"{name}.json"), "w") as f:
     json.dump(payload, f, indent=2)
-
-
-# ------------------------------------------------------------ learning curves ---
-# Learning-curve metrics: (short name, y label, log y).
-CURVE_LABELS = {"test_accuracy": ("test accuracy", "test accuracy", False),
-                "train_loss": ("training loss", "training loss (log scale)", True)}
-
-
-def finished_before(workdir: str, num_steps: int) -> bool:
-  """Whether `workdir` already holds a run trained to `num_steps` (its summary.json): the engine then
-  returns that summary without training, so a study keeps the time that run took when it trained."""
-  try:
-    with open(os.path.join(workdir, "summary.json")) as f:
-      history = json.load(f).get("history") or []
-  except (OSError, ValueError):
-    return False
-  return bool(history) and history[-1].get("step") == num_steps
-
-
-def previous_payload(path: str, key: str, value) -> dict:
-  """The results JSON at `path` that a rerun is about to overwrite, if its `key` equals `value` (the
-  settings it was written with), else {}: finished runs keep the training times recorded there."""
-  try:
-    with open(path) as f:
-      prev = json.load(f)
-  except (OSError, ValueError):
-    return {}
-  return prev if prev.get(key) == value else {}
-
-
-def train_records(workdir: str) -> list[dict]:
-  """The ``kind == "train"`` records of a run's metrics.jsonl (held-out metrics sit in those of eval steps)."""
-  from stable_training.train.records import read_records
-  return [r for r in read_records(os.path.join(workdir, "metrics.jsonl")) if r.get("kind") == "train"]
-
-
-def curve_metric(workdirs, held_out: str, fallback: str) -> str:
-  """`held_out` (e.g. ``test_accuracy``) if every run in `workdirs` evaluated it more than once, else
-  `fallback` (a training metric of every logging window, e.g. ``train_loss``)."""
-  n_evals = min((sum(held_out in r for r in train_records(wd)) for wd in workdirs), default=0)
-  return held_out if n_evals >= 2 else fallback
-
-
-def run_curve(workdir: str, metric: str, transform=None) -> dict:
-  """One run's learning curve from its metrics.jsonl: ``{"run", "step": [T], "values": [S][T]}`` (per seed;
-  `transform` maps each value, e.g. accuracy ↦ error %)."""
-  f = transform or (lambda v: v)
-  recs = [r for r in train_records(workdir) if metric in r]
-  return {"run": os.path.basename(os.path.normpath(workdir)), "step": [r["step"] for r in recs],
-          "values": [[f(a) for a in v] for v in zip(*(r[metric]["per_seed"] for r in recs))]}
-
-
-def plot_curve_panels(curves: dict, path: str) -> None:
-  """Draws a study payload's ``curves`` into the PNG `path`, one panel per entry of ``curves["panels"]``
-  (``{"title", "curves": {arm: run_curve}, "chance": optional y}``) with
-  `stable_training.diagnostics.plot.plot_learning_curves`; ``curves`` also holds ``ylabel``, ``title``,
-  optional ``log_y`` and ``ncols``. A chance line keeps ≥ 10 units below it in view, so a run stuck at
-  chance reads flat rather than as magnified noise."""
-  from stable_training.diagnostics.plot import plot_learning_curves   # sets the Agg backend
-  import matplotlib.pyplot as plt
-  from matplotlib.ticker import LogFormatter
-
-  class PlainLog(LogFormatter):   # the ticks LogFormatter labels, as plain numbers (2.2, not 2.2×10⁰)
-    def __call__(self, x, pos=None):
-      return f"{x:g}" if super().__call__(x, pos) else ""
-
-  panels, log_y = curves["panels"], curves.get("log_y", False)
-  ncols = max(1, min(len(panels), curves.get("ncols") or len(panels)))
-  nrows = -(-len(panels) // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(max(8.0, 6.2 * ncols), 1.2 + 4.0 * nrows), squeeze=False,
-                           layout="constrained")
-  for ax, p in zip(axes.flat, panels):
-    plot_learning_curves(p["curves"], curves["ylabel"], log_y=log_y, title=p["title"], ax=ax)
-    if log_y:
-      ax.yaxis.set_major_formatter(PlainLog())
-      ax.yaxis.set_minor_formatter(PlainLog(labelOnlyBase=False))
-    if p.get("chance") is not None:
-      ax.axhline(p["chance"], color="0.5", lw=0.8, ls=":", label=f"chance ({p['chance']:.1f} %)")
-      ax.legend(fontsize=8)
-      lo, hi = ax.get_ylim()
-      ax.set_ylim(min(lo, p["chance"] - 10), max(hi, p["chance"] + 1))
-  for ax in axes.flat[len(panels):]:
-    ax.set_visible(False)
-  fig.suptitle(curves["title"], fontsize=11)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
 
 
 # ------------------------------------------------ library studies (studies/) ---
@@ -322,3 +256,58 @@ def run_library_study(study: str, module, name: str, command: str, **overrides) 
   print(table)
   print(f"wrote {md}")
   return md
+
+
+def run_preset_study(study: str, module, name: str, script: str) -> str:
+  """The body of a thin script over a `stable_training.studies` module with one flag per preset key
+  (``define_preset_flags(module.PRESETS["full"])``) whose ``run`` records its command, figure and run times
+  (`sweep.run_and_write`; `lsc_ffn`, `lsc_rnn`): ``module.Settings`` of the flags' preset, runs in
+  ``--workdir_root/<run>``, then ``<out>/<stem>.{md,json,png}``. Returns the markdown path."""
+  from absl import app
+  try:
+    s = module.Settings(**preset_values(module.PRESETS["full"], module.PRESETS), preset=setting(),
+                        data_dir=flags.FLAGS.data_dir)
+  except ValueError as e:   # e.g. "arms: unknown arm 'x'; valid: …" names the flag
+    raise app.UsageError(f"--{e}") from None
+  setup_process([s.seeds])
+  quiet_logging()
+  cmd = command(script, ["quick", "tiny", "tag", "data_dir", *module.PRESETS["full"]])
+  table, md = _sweep.run_and_write(module, s, os.path.normpath(workdir(study, "")), out_dir(study), stem(name), cmd)
+  print(table)
+  print(f"wrote {md}, {md[:-3]}.png")
+  return md
+
+
+def settings_from_flags(module, lists: dict | None = None):
+  """``module.Settings`` of this run's preset (``module.tiny`` / ``module.quick`` / ``module.Settings``) with
+  every flag named in ``module.SETTING_FIELDS`` that was given on the command line over it (a given flag
+  wins). `lists`: ``{flag: element type}`` of comma-list flags, turned into tuples. A bad value → absl's
+  one-line usage error naming the flag."""
+  from absl import app
+  f = flags.FLAGS
+  given = {k: f[k].value for k in module.SETTING_FIELDS if f[k].present}
+  for k, kind in (lists or {}).items():
+    if k in given:
+      given[k] = tuple(kind(v) for v in str(given[k]).split(","))
+  make = {"tiny": module.tiny, "quick": module.quick, "full": module.Settings}[setting()]
+  try:
+    return make(**given, quick=f.quick, tiny=f.tiny, tag=f.tag, data_dir=f.data_dir)
+  except ValueError as e:
+    raise app.UsageError(f"--{e}") from None
+
+
+def render_json(module, stem: str) -> str:
+  """``stem.md`` (``module.table(payload)``) and ``stem.png`` (``module.plot``, optional) from ``stem.json``;
+  prints the table and returns it."""
+  with open(stem + ".json") as fh:
+    payload = json.load(fh)
+  table = module.table(payload)
+  with open(stem + ".md", "w") as fh:
+    fh.write(table + "\n")
+  try:
+    module.plot(payload, stem + ".png")
+  except Exception as e:  # plotting is optional (no matplotlib, an old payload without a field)
+    print("plot skipped:", e)
+  print(table)
+  return table
+

@@ -1,4 +1,5 @@
-"""Smoke test of scripts/reproduce_glorot_table1.py (subprocess, --tiny budget on generated Shapeset)."""
+"""Smoke test of scripts/reproduce_glorot_table1.py (subprocess, --tiny budget on generated Shapeset), then the
+rerun that reads the finished run back, in process through `stable_training.studies.glorot_table1`."""
 from __future__ import annotations
 
 import json
@@ -66,12 +67,16 @@ def test_reproduce_glorot_tiny(tmp_path):
   assert curve["run"] == workdir.name and curve["step"] == [r["step"] for r in recs] == list(range(4, 41, 4))
   assert curve["values"] == [[100 * (1 - r["train_accuracy"]["per_seed"][0]) for r in recs]]
   assert curve["values"][0][-1] == 100 * (1 - summary["final"]["train_accuracy"]["per_seed"][0])
-  # A rerun with the same workdirs reads the finished run (its checkpoints were deleted) instead of
-  # training it again, and keeps the table, its run times included.
+  # A rerun with the same workdirs (here the library's `run`, the settings the flags made) reads the finished
+  # run (its checkpoints were deleted) instead of training it again, and keeps the table, its run times included.
+  from stable_training.studies import glorot_table1 as glorot
   assert not (workdir / "checkpoints").exists()   # --nokeep_checkpoints
   mtime = (workdir / "metrics.jsonl").stat().st_mtime_ns
-  _run(out, runs)
+  s = glorot.tiny(datasets=("shapeset",), activations=("tanh",), inits=("normalized",), num_generated=10400,
+                  keep_checkpoints=False)
+  again = glorot.run(s, str(runs), str(out), "table1_tiny", log=lambda _: None)
   assert (workdir / "metrics.jsonl").stat().st_mtime_ns == mtime   # not retrained (nor rewritten)
-  assert (out / "table1_tiny.md").read_text() == table
-  again = json.loads((out / "table1_tiny.json").read_text())
+  command = table.split("Regenerate: `")[1].split("`")[0]
+  assert glorot.table(again, command, settings=s, out=str(out)) + "\n" == table
   assert again["runs"] == res["runs"] and again["seconds"] == res["seconds"] and again["curves"] == curves
+  assert json.loads(json.dumps(again)) == res

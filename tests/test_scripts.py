@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +32,7 @@ def test_stability_study_tiny(tmp_path):
   out = _run(["scripts/stability_study.py", "--tiny", f"--out={tmp_path}", f"--workdir_root={tmp_path / 'runs'}"])
   assert "dataset: digits" in out
   for arm in ("tanh-standard", "tanh-normalized"):
-    assert f"[stability] {arm}: workdir {tmp_path / 'runs' / arm}" in out  # what runs where, as it runs
+    assert f"[sweep] {arm}: workdir {tmp_path / 'runs' / arm}" in out  # what runs where, as it runs
     assert (tmp_path / "runs" / arm / "summary.json").exists()
   md = (tmp_path / "table_tiny.md").read_text()
   assert f"Regenerate: `python scripts/stability_study.py --tiny --out={tmp_path}`" in md
@@ -63,10 +64,38 @@ def test_stability_study_tiny(tmp_path):
   assert "--arms=tanh-standard,tanh-normalized,roaf-tanh" in md and "merged rows of earlier runs" in md
 
 
+def test_stability_settings_and_table():
+  """`studies.stability` in-process: the presets' budgets, the table's header from the last arm's config,
+  arms in `stability.ARMS` order, and the merge note when the payload holds arms not run now."""
+  from experiments.configs import stability as arms_config
+  from stable_training.studies import stability
+  assert stability.arm_names(stability.Settings()) == list(arms_config.ARMS)
+  assert stability.arm_names(stability.tiny()) == ["tanh-standard", "tanh-normalized"]
+  assert stability.dataset_name(stability.tiny()) == "digits"
+  c = stability.make_config(stability.quick(), "tanh-standard-lsc", "digits")
+  assert (c.num_steps, c.num_seeds, c.lsc.steps, c.eval_batch_size, c.progress) == (600, 2, 50, 360, "auto")
+  c = stability.make_config(stability.tiny(num_steps=7, num_seeds=1, data_dir="/d"), "roaf-tanh", "digits")
+  assert (c.num_steps, c.num_seeds, c.model.name, c.dataset.data_dir, c.progress) == (7, 1, "roaf_mlp", "/d", "none")
+  assert stability.seed_counts(stability.tiny()) == [2, 2]
+  with pytest.raises(ValueError, match=r"unknown arm 'relu-he' of stability.py"):
+    stability.arm_names(stability.tiny(arms=("tanh-standard", "relu-he")))
+  row = lambda acc, ratios, seeds: {"test_accuracy_mean": acc, "test_accuracy_std": 0.01, "train_loss_mean": 1.5,
+                                    "grad_ratio_first_last": ratios, "steps": 20, "seeds": seeds}
+  payload = {"dataset": "digits", "rows": {"roaf-tanh": row(0.5, [2.0, 4.0], 1), "tanh-standard": row(0.25, [0.01], 2)}}
+  s = stability.tiny(arms=("roaf-tanh",))
+  assert stability.order(payload) == ["tanh-standard", "roaf-tanh"] and stability.merged(payload, s)
+  md = stability.table(payload, "CMD", s)
+  assert md.startswith("Deep MLP stability study on digits: depth 20, width 16, SGD lr 0.01, batch 32 ")
+  assert "Regenerate: `CMD` (this table merged rows of earlier runs" in md
+  assert _table_rows(md) == {"tanh-standard": ["0.2500 ± 0.0100", "1.5000", "0.01", "20", "2"],
+                             "roaf-tanh": ["0.5000 ± 0.0100", "1.5000", "3", "20", "1"]}
+  assert not stability.merged(payload, stability.tiny(arms=("roaf-tanh", "tanh-standard")))
+
+
 def test_tgelu_classification_tiny(tmp_path):
   out = _run(["scripts/reproduce_tgelu_classification.py", "--tiny", "--arms=tgelu-clip,gelu",
               f"--out={tmp_path}", f"--workdir_root={tmp_path / 'runs'}"])
-  assert f"[tgelu_classification] gelu: workdir {tmp_path / 'runs' / 'gelu'}" in out
+  assert f"[sweep] gelu: workdir {tmp_path / 'runs' / 'gelu'}" in out
   res = json.load(open(tmp_path / "table_tiny.json"))
   md = (tmp_path / "table_tiny.md").read_text()
   assert md.startswith("ConvNet on digits (1024 train examples)")
@@ -102,6 +131,35 @@ def test_tgelu_classification_tiny(tmp_path):
   p = subprocess.run([sys.executable, "scripts/reproduce_tgelu_classification.py", "--tiny", "--host_devices=two"],
                      cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert p.returncode != 0 and "--host_devices=two: must be auto or an integer >= 0" in p.stderr
+
+
+def test_tgelu_classification_settings_and_table():
+  """`studies.tgelu_classification` in-process: each setting's budget (the config's steps, seeds, training prefix),
+  the arms of experiments/configs/tgelu.py, and the table's rows from a payload."""
+  import pytest
+  from experiments.configs import tgelu
+  from stable_training.studies import tgelu_classification as study
+  assert study.ARMS == tuple(tgelu.ARMS) and study.Settings().arms == study.ARMS
+  budgets = {"full": (study.Settings(), "fashion_mnist"), "quick": (study.quick(), "fashion_mnist"),
+             "tiny": (study.tiny(), "digits"), "digits": (study.Settings(), "digits"),
+             "30720": (study.Settings(epochs=2, num_train=30720), "fashion_mnist")}
+  got = {k: (c.num_steps, c.num_seeds, c.dataset.num_train, c.batch_size, c.eval_every, c.log_every)
+         for k, c in ((k, study.make_config(s, "gelu", ds)) for k, (s, ds) in budgets.items())}
+  assert got == {"full": (1170, 8, 0, 256, 234, 39), "quick": (48, 4, 12288, 256, 48, 24),
+                 "tiny": (16, 2, 1024, 64, 16, 16), "digits": (100, 8, 1437, 256, 5, 5),
+                 "30720": (240, 8, 30720, 256, 120, 30)}
+  with pytest.raises(ValueError, match="unknown arm 'relu' of tgelu.py"):
+    study.tiny(arms=("gelu", "relu"))
+  ep = lambda m, sd: [{"epoch": 1, "mean": m, "std": sd, "per_seed": [m - sd, m + sd]}]
+  row = lambda m: {"per_epoch": ep(m, 0.01), "update_var": 2.5e-11, "loss_abs_diff": 0.05, "final_train_loss": 1.25}
+  md = study.table({"dataset": "digits", "rows": {"tgelu-clip": row(0.75), "gelu": row(0.5)}}, "CMD",
+                   settings=study.tiny(), figure="table_tiny.png")
+  assert md.startswith("ConvNet on digits (1024 train examples), SGD lr 0.003, batch 64, 2 seeds per arm in one "
+                       "vmapped run, 16 steps.")
+  assert "Regenerate: `CMD`" in md and md.endswith("Learning curves: `table_tiny.png` (test accuracy per epoch, "
+                                                   "training loss per step; bands: min–max over seeds).")
+  assert _table_rows(md) == {"tgelu-clip": ["0.7500 ± 0.0100", "2.500e-11", "0.0500", "1.2500"],
+                             "gelu": ["0.5000 ± 0.0100", "2.500e-11", "0.0500", "1.2500"]}
 
 
 def _snapshot(folder):
