@@ -264,7 +264,7 @@ _STUDIES = (
           V.budget_psmnist_search, V.dataset_psmnist_search, {"full": {}}),
     Study("roaf_memory_search", "scripts/reproduce_roaf_memory_search.py", "memory_search", V.budget_memory_search,
           V.dataset_memory_search,
-          runs={"full": {"memory_search": {"tasks": "first,adding", "lags": "100,1000"},
+          runs={"full": {"memory_search": {"tasks": "first,adding", "lags": "100,1000,10000"},
                          "T1000_alpha1": {"tasks": "first,adding", "lags": 1000, "cells": "roaf",
                                           "alphas_free": "1.0", "betas": "0.1,0.5", "alphas_tied": "",
                                           "tag": "T1000_alpha1"}}}),
