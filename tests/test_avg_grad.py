@@ -5,6 +5,8 @@ Learning Models With Many Nonlinear Activations".
 """
 from __future__ import annotations
 
+import os
+
 import chex
 import flax.linen as nn
 import jax
@@ -592,3 +594,12 @@ def test_secant_on_rnn_against_dense_quadrature(cell):
     assert e_sec[1] < 0.1 * e_end[1] and e_sec[1] < 5e-3 * norm, (e_sec, e_end, norm)
     if cell in ("gru", "lstm"):
       assert gaps[0] / gaps[1] > 6.0, gaps
+
+
+def test_direct_activation_sites_name_the_callers_line():
+  """The sites an error message lists: each activation primitive once, at the user's file:line (not JAX's)."""
+  def f(p):
+    return jnp.sum(jnp.tanh(p["w"] * 2.0)) + jnp.sum(jax.nn.sigmoid(p["w"]))
+  sites = ag._direct_activation_sites(jax.grad(f), {"w": jnp.ones(3)})
+  assert [s.split(" at ")[0] for s in sites] == ["tanh", "logistic"], sites
+  assert all(os.path.basename(__file__) in s and s.endswith(".f)") for s in sites), sites

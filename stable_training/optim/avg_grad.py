@@ -277,10 +277,22 @@ def _quadrature(grad_fn: Callable, params: Any, delta: Any, method: str,
 _ACTIVATION_PRIMITIVES = ("tanh", "logistic", "erf", "erfc", "sin", "cos")
 
 
+def _user_frame(eqn) -> str:
+  """``file:line (function)`` of the innermost frame outside JAX/Flax that traced `eqn` ("?" if none)."""
+  tb = getattr(getattr(eqn, "source_info", None), "traceback", None)
+  try:
+    frames = list(tb.frames) if tb is not None else []
+  except Exception:  # pylint: disable=broad-except  (only improves an error message)
+    frames = []
+  inside = ("/jax/", "/jaxlib/", "/flax/", "/optax/")
+  user = [f for f in frames if not any(d in f.file_name for d in inside)]
+  f = (user or frames or [None])[0]
+  return f"{f.file_name}:{f.line_num} ({f.function_name})" if f is not None else "?"
+
+
 def _direct_activation_sites(fn: Callable, params: Any, limit: int = 6) -> list[str]:
   """'primitive at file:line (function)' for activation primitives in fn's jaxpr."""
   try:
-    from jax._src import source_info_util  # for eqn.source_info summaries
     import jax.extend.core as jcore
     closed = jax.make_jaxpr(fn)(params)
   except Exception:  # pylint: disable=broad-except  (only improves an error message)
@@ -290,10 +302,7 @@ def _direct_activation_sites(fn: Callable, params: Any, limit: int = 6) -> list[
   def walk(jaxpr):
     for eqn in jaxpr.eqns:
       if eqn.primitive.name in _ACTIVATION_PRIMITIVES:
-        try:
-          where = source_info_util.summarize(eqn.source_info)
-        except Exception:  # pylint: disable=broad-except
-          where = "?"
+        where = _user_frame(eqn)
         site = f"{eqn.primitive.name} at {where}"
         if site not in sites:
           sites.append(site)
