@@ -224,7 +224,9 @@ def make_manager(workdir: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, "checkpoints")),
       item_names=(_STATE, _SUMS, _CONFIG),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+      # Synchronous saves: `save` waits for every write anyway, and an async manager counts that wait
+      # as "waiting for the previous save" at the next one (a spurious orbax warning on loaded machines).
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False))
 
 
 def _key_name(k) -> str:
