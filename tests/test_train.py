@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import default
+from stable_training import config as config_lib
 from stable_training import train
 from stable_training.config import ConfigError
 from stable_training.models import register_model
@@ -27,13 +28,7 @@ def small_config(**over):
   c.num_steps, c.log_every, c.eval_every, c.checkpoint_every = 20, 10, 20, 10
   c.optimizer.name, c.optimizer.learning_rate = "sgd", 0.1
   c.progress = "none"
-  for k, v in over.items():
-    node = c
-    *path, leaf = k.split(".")
-    for p in path:
-      node = node[p]
-    node[leaf] = v
-  return c
+  return config_lib.apply_overrides(c, over)
 
 
 def per_seed(summary, key):

@@ -55,10 +55,8 @@ class Settings:
     from experiments.configs import roaf
     if self.setting not in BUDGETS:
       raise ValueError(f"setting: {self.setting!r}; valid: {', '.join(BUDGETS)}")
-    if not self.cells or any(c not in roaf.CELLS for c in self.cells):
-      raise ValueError(f"cells: {tuple(self.cells)}; valid: one or more of {', '.join(roaf.CELLS)}")
-    if not self.tasks or any(t not in roaf.TASKS for t in self.tasks):
-      raise ValueError(f"tasks: {tuple(self.tasks)}; valid: one or more of {', '.join(roaf.TASKS)}")
+    sweep_lib.check_members("cells", self.cells, roaf.CELLS)
+    sweep_lib.check_members("tasks", self.tasks, roaf.TASKS)
     if not self.lags or any(int(t) < 1 for t in self.lags):
       raise ValueError(f"lags: {tuple(self.lags)}; expected one or more lags ≥ 1")
 

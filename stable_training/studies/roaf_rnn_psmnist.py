@@ -54,8 +54,7 @@ class Settings:
     from experiments.configs import roaf
     if self.setting not in BUDGETS:
       raise ValueError(f"setting: {self.setting!r}; valid: {', '.join(BUDGETS)}")
-    if not self.cells or any(c not in roaf.CELLS for c in self.cells):
-      raise ValueError(f"cells: {tuple(self.cells)}; valid: one or more of {', '.join(roaf.CELLS)}")
+    sweep_lib.check_members("cells", self.cells, roaf.CELLS)
 
 
 def quick(**kw) -> Settings:

@@ -47,6 +47,12 @@ class Sweep:
     return summary
 
 
+def check_members(field: str, values, valid) -> None:
+  """ValueError ``FIELD: (values…); valid: one or more of …`` unless `values` is non-empty and each is in `valid`."""
+  if not values or any(v not in valid for v in values):
+    raise ValueError(f"{field}: {tuple(values)}; valid: one or more of {', '.join(valid)}")
+
+
 def final_mean(summary: dict, key: str, default: float = float("nan")) -> float:
   """``summary['final'][key]['mean']`` (the mean over seeds at the last evaluation), or `default`."""
   v = (summary.get("final") or {}).get(key)
