@@ -10,8 +10,8 @@ import pytest
 
 from stable_training.models import build_model, hidden_stack
 from stable_training.models.roaf import (ROAFLayer, ROAFMLP, critical_gain, fast_filter,
-                                         fast_filter_tables, haar_orthogonal, layer_filter, perm_filter,
-                                         validate_alpha_beta)
+                                         fast_filter_tables, haar_orthogonal, inverse_permutation, layer_filter,
+                                         perm_filter, signed_permute, validate_alpha_beta)
 
 
 def test_filters_are_orthogonal_and_distinct():
@@ -228,3 +228,22 @@ def test_filter_tables_compiled_in_as_constants_give_the_same_step_without_a_sor
   np.testing.assert_array_equal(R.inverse_permutation(perm), jnp.argsort(perm, axis=-1))
   np.testing.assert_array_equal(jnp.take_along_axis(perm, R.inverse_permutation(perm), -1),
                                 jnp.broadcast_to(jnp.arange(32), perm.shape))
+
+
+def test_signed_permute_forward_and_reverse_mode_are_the_dense_filter():
+  # (O x)ᵀ with O = diag(s) P: the value, J v (forward mode: the check-up, LSC and Jacobian diagnostics
+  # use it; a custom_vjp had none) and Jᵀ g (reverse mode: a gather at P⁻¹, no scatter in the program).
+  rng = np.random.default_rng(0)
+  perm = jnp.asarray(rng.permutation(8), jnp.int32)
+  sign = jnp.asarray(rng.choice([-1.0, 1.0], 8), jnp.float32)
+  inv = inverse_permutation(perm)
+  o = np.asarray(perm_filter(perm, sign))
+  x, v, g = (jnp.asarray(rng.normal(size=(3, 8)), jnp.float32) for _ in range(3))
+  f = lambda x: signed_permute(x, perm, sign, inv)
+  np.testing.assert_allclose(f(x), x @ o.T, rtol=1e-6)
+  y, jv = jax.jvp(f, (x,), (v,))
+  np.testing.assert_allclose(jv, v @ o.T, rtol=1e-6)
+  np.testing.assert_allclose(jax.vjp(f, x)[1](g)[0], g @ o, rtol=1e-6)
+  np.testing.assert_allclose(jax.linearize(f, x)[1](v), v @ o.T, rtol=1e-6)
+  hlo = jax.jit(jax.grad(lambda x: jnp.sum(jnp.tanh(f(x)) ** 2))).lower(x).as_text()
+  assert "scatter" not in hlo and "gather" in hlo

@@ -34,7 +34,7 @@ def _roaf_maps(alpha, depth, width=8, activation="tanh", init="critical", mode="
 def _exact_log10_sv(layer_fn, h0, xs):
   """log10 singular values of J_L ··· J_1, the per-layer Jacobians multiplied out in float64."""
   def step(h, th):
-    return layer_fn(th, h), jax.jacfwd(lambda v: layer_fn(th, v))(h)
+    return layer_fn(th, h), jax.jacrev(lambda v: layer_fn(th, v))(h)   # 'perm' has no forward mode
   _, jacs = jax.lax.scan(step, h0, xs)
   j = np.eye(h0.shape[0])
   for jl in np.asarray(jacs, np.float64):
@@ -46,11 +46,12 @@ def _exact_log10_sv(layer_fn, h0, xs):
 TOL = 1e-3   # decades
 
 
-@pytest.mark.parametrize("alpha", [0.5, 0.9, 0.99])
-def test_qr_accumulation_matches_exact_svd(alpha):
+@pytest.mark.parametrize("alpha,mode", [(0.5, "fast"), (0.9, "fast"), (0.99, "fast"), (0.9, "perm")])
+def test_qr_accumulation_matches_exact_svd(alpha, mode):
   # A shallow product (30 layers, width 8; spread ≤ ~6 decades, far from float64's ~15)
   # whose singular values the float64 SVD of the multiplied-out Jacobian gives exactly.
-  layer_fn, xs = _roaf_maps(alpha, depth=31)
+  # 'perm' filters (a custom_vjp gather) used to crash the scan, which was forward-mode.
+  layer_fn, xs = _roaf_maps(alpha, depth=31, mode=mode)
   h0 = jnp.asarray(np.random.default_rng(1).normal(size=8), jnp.float32)
   carry = jax.jit(lambda h, xs: roaf_init.qr_log_singular_values(layer_fn, h, xs))(h0, xs)
   res = roaf_init.summarize(carry.log_r, carry.u)

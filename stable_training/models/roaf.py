@@ -47,7 +47,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from stable_training.models.mlp import (ActivationLike, Dense, DenseLayer, InitLike,
                                         _activation_from_cfg, resolve_activation, resolve_init,
@@ -179,29 +178,29 @@ def fast_filter_tables(filter_seed: int, indices: jax.Array, n: int) -> tuple[ja
   return jax.vmap(lambda i: fast_filter_perm_sign(filter_seed, i, n))(indices)
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def signed_permute(x: jax.Array, perm: jax.Array, sign: jax.Array, inv: jax.Array) -> jax.Array:
   """(O x_b)ᵀ for each row of x with O = diag(s) P: ``x[..., perm] * sign``.
 
-  `inv` is the inverse permutation (``argsort(perm)``, computed once by the
-  caller): the backward pass is then a gather too, gᵀ O = (g ⊙ s)[..., inv],
-  instead of autodiff's scatter-add into zeros (slower on XLA:CPU, most of all
-  inside an RNN's time loop). No gradient reaches perm, sign or inv (fixed filters).
+  `inv` is the inverse permutation (inv[perm[j]] = j, computed once by the
+  caller). The tangent rule writes the same map as a scatter-set at `inv`,
+  (O t)_j = s_j · (scatter t at inv)_j, whose transpose is a gather: the
+  backward pass is gᵀ O = (g ⊙ s)[..., inv], instead of autodiff's scatter-add
+  of the forward gather into zeros (slower on XLA:CPU, most of all inside an
+  RNN's time loop). A custom JVP rather than a custom VJP so that forward mode
+  (``jax.jvp``/``linearize``: the check-up, LSC, Jacobian diagnostics) works
+  too. No derivative reaches perm, sign or inv (fixed filters).
   """
   return x[..., perm] * sign.astype(x.dtype)
 
 
-def _signed_permute_fwd(x, perm, sign, inv):
-  return signed_permute(x, perm, sign, inv), (perm, sign, inv)
-
-
-def _signed_permute_bwd(res, g):
-  perm, sign, inv = res
-  zero_int = np.zeros(perm.shape, jax.dtypes.float0)  # integer inputs take float0 cotangents
-  return (g * sign.astype(g.dtype))[..., inv], zero_int, jnp.zeros_like(sign), zero_int
-
-
-signed_permute.defvjp(_signed_permute_fwd, _signed_permute_bwd)
+@signed_permute.defjvp
+def _signed_permute_jvp(primals, tangents):
+  x, perm, sign, inv = primals
+  t = tangents[0]
+  # promise_in_bounds: the transposed gather then has no bounds mask (bitwise the former custom VJP)
+  scattered = jnp.zeros(t.shape, t.dtype).at[..., inv].set(t, unique_indices=True, mode="promise_in_bounds")
+  return signed_permute(x, perm, sign, inv), scattered * sign.astype(t.dtype)
 
 
 def perm_filter(perm: jax.Array, sign: jax.Array) -> jax.Array:
