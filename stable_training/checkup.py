@@ -354,7 +354,7 @@ def _apply_remedy(name, model, params, x, m, key, lsc_steps):
     new = _roaf_model(model, m)
     if isinstance(new, str):
       raise _Skip(new)
-    p = new.init(key, x[:1])["params"]
+    p = jax.jit(new.init)(key, x[:1])["params"]   # one compile (eager init: one per op)
     return new, p, (f"ROAFMLP(width={new.width}, depth={new.depth}, α={new.alpha}, critical init, "
                      f"filter_mode='{new.filter_mode}') (Ceni 2022)")
   if name.startswith("lsc_rho"):
@@ -569,7 +569,7 @@ def checkup_from_config(config, *, batch: int = 32, lsc_steps: int = 100, remedi
     x, y = d["x_test"][:batch], d["y_test"][:batch]
   model = models_lib.build_model(config.model, num_classes=d["num_classes"], input_shape=d["x_test"].shape[1:])
   k_init, _ = jax.random.split(jax.random.PRNGKey(int(config.seed)))
-  params = model.init(k_init, jnp.asarray(x[:1]))["params"]
+  params = jax.jit(model.init)(k_init, jnp.asarray(x[:1]))["params"]   # as the engine inits
   loss_fn = losses.mean_loss(config.get("loss", "cross_entropy"))
   return checkup(model, params, (jnp.asarray(x), jnp.asarray(y)), loss_fn=loss_fn,
                  key=jax.random.PRNGKey(int(config.seed)), remedies=remedies, lsc_steps=lsc_steps)

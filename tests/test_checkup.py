@@ -35,15 +35,15 @@ def _batch():
 
 
 def test_deep_standard_tanh_is_vanishing_and_the_first_remedy_fixes_it(tmp_path):
-  model, (x, y) = TanhMLP(depth=30), _batch()
+  model, (x, y) = TanhMLP(depth=15), _batch()   # 15 layers: vanishing already (×0.57 per layer), half the compile
   params = model.init(jax.random.PRNGKey(0), x)["params"]
   chosen = tuple(n for n in ck.REMEDIES if n != "lsc_rho0.5")   # (ρ = 0.5: the same code path, saves time)
   r = ck.checkup(model, params, (x, y), remedies=chosen, lsc_steps=10)
   base = r["measure"]
   assert r["verdict"] == "vanishing" and r["verdict_line"].startswith("verdict: vanishing")
-  assert base["grad_log_ratio"] < -np.log(1e4)             # ‖∂L/∂h_1‖/‖∂L/∂h_30‖ < 1e-4
+  assert base["grad_log_ratio"] < -np.log(1e3)             # ‖∂L/∂h_1‖/‖∂L/∂h_15‖ < 1e-3
   assert np.mean(base["jac_logsv_mean"]) < -0.5            # layer Jacobians contract (mean σ ≈ 0.5)
-  assert len(base["state_grad_norm"]) == 30 and len(base["jac_sv_mean"]) == 29
+  assert len(base["state_grad_norm"]) == 15 and len(base["jac_sv_mean"]) == 14
   assert base["lsc_radii"] is not None or base["lsc_radii_error"]
   names = {e["name"] for e in r["remedies"]}
   assert names == set(chosen)                               # each measured or listed with its reason

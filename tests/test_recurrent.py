@@ -56,11 +56,12 @@ def test_roaf_cell_perm_filter_matches_formula_and_classifier():
       z = x[:, t] @ c["wx"]["kernel"] + c["wx"]["bias"] + h @ c["wh"]["kernel"]
       h = alpha * h @ o.T + beta * jnp.tanh(z)
     return h @ p["output"]["kernel"] + p["output"]["bias"]
-  np.testing.assert_allclose(m.apply({"params": p}, x), hand(p, x), rtol=1e-5, atol=1e-6)
-  # The custom backward (inverse-permutation gather) equals autodiff of the dense-O recurrence.
+  np.testing.assert_allclose(jax.jit(m.apply)({"params": p}, x), jax.jit(hand)(p, x), rtol=1e-5, atol=1e-6)
+  # The custom derivative (its reverse mode an inverse-permutation gather) equals autodiff of the dense-O
+  # recurrence.
   loss = lambda f: (lambda p, x: jnp.sum(jnp.sin(f(p, x))))
-  g_model = jax.grad(loss(lambda p, x: m.apply({"params": p}, x)), argnums=(0, 1))(p, x)
-  g_hand = jax.grad(loss(hand), argnums=(0, 1))(p, x)
+  g_model = jax.jit(jax.grad(loss(lambda p, x: m.apply({"params": p}, x)), argnums=(0, 1)))(p, x)
+  g_hand = jax.jit(jax.grad(loss(hand), argnums=(0, 1)))(p, x)
   for a, b in zip(jax.tree.leaves(g_model), jax.tree.leaves(g_hand)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
   with pytest.raises(ValueError, match="filter_mode 'svd'"):
@@ -112,11 +113,12 @@ def test_hoisted_input_projection_equals_per_step_cell_loop(cell):
   s = c.initialize_carry(None, x[:, 0].shape)
   assert s.shape == (2, state_size(cell, 4))
   ys = []
+  cell_step = jax.jit(lambda cp, s, xt: c.apply({"params": cp}, s, xt))   # one compile, not 5 eager traces
   for t in range(5):
-    s, y = c.apply({"params": p["cell"]}, s, x[:, t])
+    s, y = cell_step(p["cell"], s, x[:, t])
     ys.append(y)
   want = jnp.stack(ys, 1) @ p["output"]["kernel"] + p["output"]["bias"]
-  np.testing.assert_allclose(m.apply({"params": p}, x), want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jax.jit(m.apply)({"params": p}, x), want, rtol=1e-5, atol=1e-5)
   by_flax = nn.RNN(m.cell_module(parent=None)).apply({"params": {"cell": p["cell"]}}, x)
   np.testing.assert_allclose(by_flax, jnp.stack(ys, 1), rtol=1e-5, atol=1e-5)
   # readout='last' takes the final carry without stacking the states: same logits.
@@ -143,17 +145,18 @@ def test_deep_rnn_hoisted_projection_equals_per_step_loop():
     m = DeepRNN(cell=cell, depth=3, hidden=4, num_classes=2)
     p = m.init(jax.random.PRNGKey(1), x)["params"]
     c = cell_module(m)
+    cell_step = jax.jit(lambda cp, s, xt: c.apply({"params": cp}, s, xt))   # one compile, not 18 eager traces
     first, rest = layer_params(p)
     seq = x
     for l in range(3):
       cp = first if l == 0 else jax.tree.map(lambda a: a[l - 1], rest)
       s, ys = jnp.zeros((2, state_size(cell, 4))), []
       for t in range(6):
-        s, y = c.apply({"params": cp}, s, seq[:, t])
+        s, y = cell_step(cp, s, seq[:, t])
         ys.append(y)
       seq = jnp.stack(ys, 1)
     want = seq[:, -1] @ p["output"]["kernel"] + p["output"]["bias"]
-    np.testing.assert_allclose(m.apply({"params": p}, x), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(m.apply)({"params": p}, x), want, rtol=1e-5, atol=1e-5)
 
 
 def test_validation_errors():

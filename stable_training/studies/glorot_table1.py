@@ -280,7 +280,7 @@ def jacobian_at_init(s: Settings, act: str, init: str, ds: str, data_cache: dict
   d = cache[ds]
   model = models_lib.build_model(config.model, num_classes=d["num_classes"], input_shape=d["x_test"].shape[1:])
   x, y = jnp.asarray(d["x_test"][:n]), jnp.asarray(d["y_test"][:n])
-  params = model.init(jax.random.PRNGKey(s.seed), x[:1])["params"]
+  params = jax.jit(model.init)(jax.random.PRNGKey(s.seed), x[:1])["params"]   # one compile, not one per op
   stats = diagnostics.compute_diagnostics(
       model, params, x, y, cross_entropy, activation_name=act,
       num_jacobian_examples=s.jac_examples, jacobian_method="exact")
