@@ -56,13 +56,23 @@ def app_run(main) -> None:
   The allocator belongs to the program, not the library: only here (the script run as the program)
   does the process re-execute itself with tcmalloc preloaded where it is installed
   (`stable_training.allocator`; XLA:CPU's large per-step temporaries then cost no page faults). A main
-  called in-process (tests, another study) never re-executes.
+  called in-process (tests, another study) never re-executes. A run stopped by SIGTERM/SIGINT (its
+  checkpoint saved, `stable_training.train.lock.Preempted`) ends the script with the launcher's status
+  75 and one line; rerunning the same command resumes it.
   """
   from absl import app
   from stable_training import allocator
   allocator.reexec_with_tcmalloc("__main__")
-  with TemporaryWorkdirs():  # the script's temporary workdirs, removed when main returns or raises
-    app.run(main)
+  try:
+    with TemporaryWorkdirs():  # the script's temporary workdirs, removed when main returns or raises
+      app.run(main)
+  except KeyboardInterrupt as e:
+    # imported here: stable_training.train (orbax) is heavy and only a training run raises Preempted
+    from stable_training.train.lock import EXIT_PREEMPTED, Preempted
+    if not isinstance(e, Preempted):
+      raise
+    print(f"{e}", file=sys.stderr, flush=True)   # SIGTERM/SIGINT, checkpoint saved: rerunning resumes
+    sys.exit(EXIT_PREEMPTED)
 
 
 def quiet_logging() -> None:

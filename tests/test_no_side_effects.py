@@ -166,3 +166,17 @@ def test_workdir_without_root_or_owner_is_a_one_line_error():
   assert p.stderr.strip().splitlines()[-1] == (
       "ValueError: run 'run_a' of study 'probe': --workdir_root is not set and no study.TemporaryWorkdirs "
       "block is open (study.app_run holds one); pass either")
+
+
+def test_a_study_script_stopped_by_a_signal_exits_75_in_one_line(tmp_path):
+  """A run of a study script stopped by SIGTERM (the host loop raises `Preempted` after saving): exit status 75
+  (EX_TEMPFAIL, as the launcher) and the one-line reason, not a traceback; the temporary workdirs still go."""
+  script = _STUDY_SCRIPT.replace('  assert atexit._ncallbacks() == callbacks, "an atexit callback was registered"\n',
+                                 "  from stable_training.train.lock import Preempted\n"
+                                 "  raise Preempted(15, 40)\n")
+  env = dict(os.environ, TMPDIR=str(tmp_path), STABLE_TRAINING_ALLOCATOR="system")
+  p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert p.returncode == 75, p.stderr[-3000:]
+  assert p.stderr.strip().splitlines()[-1] == ("stopped by SIGTERM at step 40, checkpoint saved; rerun the same "
+                                               "command to resume")
+  assert "Traceback" not in p.stderr and os.listdir(tmp_path) == []
