@@ -308,10 +308,18 @@ def settings_from_flags(module, lists: dict | None = None):
 
 def render_json(module, stem: str) -> str:
   """``stem.md`` (``module.table(payload)``) and ``stem.png`` (``module.plot``, optional) from ``stem.json``;
-  prints the table and returns it."""
-  with open(stem + ".json") as fh:
-    payload = json.load(fh)
-  table = module.table(payload)
+  prints the table and returns it. `stem` may end in ``.json``; a missing or unreadable file, or a payload
+  the table cannot read, is a one-line `app.UsageError` and nothing is written."""
+  from absl import app
+  stem = stem[:-len(".json")] if stem.endswith(".json") else stem
+  try:
+    with open(stem + ".json") as fh:
+      payload = json.load(fh)
+    table = module.table(payload)
+  except (OSError, ValueError) as e:
+    raise app.UsageError(f"--render_only={stem}: cannot read {stem}.json ({e})") from None
+  except KeyError as e:
+    raise app.UsageError(f"--render_only={stem}: {stem}.json has no field {e}; is it this study's output?") from None
   with open(stem + ".md", "w") as fh:
     fh.write(table + "\n")
   try:

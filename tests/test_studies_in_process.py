@@ -9,6 +9,7 @@ import pkgutil
 import re
 
 import numpy as np
+import pytest
 
 import stable_training.studies
 
@@ -107,3 +108,23 @@ def test_two_tiny_studies_in_one_process(tmp_path):
   assert not _our_new_flags(flags_before)
   ours = lambda env: {k: v for k, v in env.items() if k.startswith(("XLA_", "JAX_", "STABLE_TRAINING"))}
   assert ours(os.environ) == ours(env_before)
+
+
+def test_render_only_reads_old_payloads_and_refuses_bad_paths_in_one_line(tmp_path):
+  """`study.render_json` (the scripts' --render_only): STEM or STEM.json; the committed pre-engine depth payload
+  (no filter_mode) renders; a missing file or another study's JSON is one UsageError line, nothing written."""
+  import shutil
+  from absl import app
+  from stable_training import study
+  from stable_training.studies import roaf_depth
+  src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "roaf")
+  shutil.copy(os.path.join(src, "depth_quick_haar.json"), tmp_path / "old.json")
+  table = study.render_json(roaf_depth, str(tmp_path / "old.json"))
+  assert table.splitlines()[0].endswith("filters not recorded (an earlier revision)")
+  assert (tmp_path / "old.md").read_text() == table + "\n"
+  with pytest.raises(app.UsageError, match=r"cannot read .*nope\.json"):
+    study.render_json(roaf_depth, str(tmp_path / "nope"))
+  shutil.copy(os.path.join(src, "init_study.json"), tmp_path / "other.json")
+  with pytest.raises(app.UsageError, match="has no field 'depth_sweep'"):
+    study.render_json(roaf_depth, str(tmp_path / "other"))
+  assert not (tmp_path / "nope.md").exists() and not (tmp_path / "other.md").exists()

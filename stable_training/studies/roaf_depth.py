@@ -248,8 +248,8 @@ def table(payload: dict, command: str | None = None) -> str:
   a, rows, trains = payload["setting"], payload["depth_sweep"], payload["training"]
   command = a.get("command") if command is None else command
   k = a.get("train_log_every")     # absent in results of the pre-engine script (one loss per step)
-  lines = [f"# ROAF depth study (Ceni 2022) — {a['dataset']}, width {a['width']}, α = {a['alpha']}, "
-           f"filters '{a['filter_mode']}'", ""]
+  filters = f"filters '{a['filter_mode']}'" if "filter_mode" in a else "filters not recorded (an earlier revision)"
+  lines = [f"# ROAF depth study (Ceni 2022) — {a['dataset']}, width {a['width']}, α = {a['alpha']}, {filters}", ""]
   if command:
     lines += [f"Regenerate: `{command}`", ""]
   lines += ["roaf = ROAF MLP with W at 1.1× the critical gain √(1−α²)/β (orthogonal); roaf_glorot = "
