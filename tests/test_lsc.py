@@ -372,10 +372,12 @@ def test_every_cell_time_radii_equal_eigvals_of_autodiff_jacobians(cell):
   key, K = jax.random.PRNGKey(7), 3
   t_idx = np.asarray(jax.random.choice(jax.random.split(key, 3)[0], 6, (K,), replace=False))
 
+  # The references run jitted (one compile each, not an eager trace per step); the math is unchanged.
   def loop(c, p, xs):  # states [B, T, S] and outputs [B, T, Y]
     s, ss, ys = jnp.zeros((xs.shape[0], state_size(cell, 4))), [], []
+    cell_step = jax.jit(lambda s, xt: c.apply({"params": p}, s, xt))
     for t in range(xs.shape[1]):
-      s, y = c.apply({"params": p}, s, xs[:, t])
+      s, y = cell_step(s, xs[:, t])
       ss.append(s)
       ys.append(y)
     return jnp.stack(ss, 1), jnp.stack(ys, 1)
@@ -383,7 +385,8 @@ def test_every_cell_time_radii_equal_eigvals_of_autodiff_jacobians(cell):
   def time_ref(c, p, xs, ss):  # [B, K]
     prev = np.concatenate([np.zeros_like(ss[:, :1]), ss[:, :-1]], 1)
     step = lambda u, xt: c.apply({"params": p}, u, xt, method="step")
-    return np.array([[_max_eig(jax.jacfwd(step)(prev[b, t], xs[b, t])) for t in t_idx] for b in range(2)])
+    jac = jax.jit(jax.jacfwd(step))
+    return np.array([[_max_eig(jac(prev[b, t], xs[b, t])) for t in t_idx] for b in range(2)])
 
   rc = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.6)
   p = rc.init(jax.random.PRNGKey(1), x)["params"]
@@ -408,7 +411,8 @@ def test_every_cell_time_radii_equal_eigvals_of_autodiff_jacobians(cell):
   prev1 = np.concatenate([np.zeros_like(s1[:, :1]), s1[:, :-1]], 1)
   up = lambda u, sp, xt: c.apply({"params": p1}, sp, c.apply({"params": p0}, u, xt, method="output"),
                                  method="step")
-  ref = [[_max_eig(jax.jacfwd(up)(s0[b, t], prev1[b, t], x[b, t])) for t in t_idx] for b in range(2)]
+  jac_up = jax.jit(jax.jacfwd(up))
+  ref = [[_max_eig(jac_up(s0[b, t], prev1[b, t], x[b, t])) for t in t_idx] for b in range(2)]
   np.testing.assert_allclose(r["depth"][0], ref, rtol=1e-4, atol=1e-6)
 
 
