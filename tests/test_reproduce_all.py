@@ -413,7 +413,7 @@ def test_memory_search_rule():
 
 # ------------------------------------------- the tables and their queries ---
 def test_every_claim_has_a_rule_with_explicit_thresholds():
-  assert len({c.name for c in C.CLAIMS}) == len(C.CLAIMS) == 33
+  assert len({c.name for c in C.CLAIMS}) == len(C.CLAIMS) == 34
   assert {c.study for c in C.CLAIMS} == set(C.STUDIES)   # every study has a claim, every claim a study
   for c in C.CLAIMS:
     assert c.thresholds and set(c.thresholds) == set(c.rule.thresholds), c.name
@@ -507,7 +507,7 @@ def test_selection_and_commands():
 
 def test_scales_select_studies_runs_and_claims():
   full_only = {n for n, s in C.STUDIES.items() if s.scales == ("full",)}
-  assert full_only == {"glorot_shapeset", "roaf_copy", "lsc_ffn_grid", "roaf_psmnist_search", "roaf_memory_search"}
+  assert full_only == {"glorot_shapeset", "glorot_mnist5k", "roaf_copy", "lsc_ffn_grid", "roaf_psmnist_search", "roaf_memory_search"}
   for scale in ("tiny", "quick", "gpu"):   # as before the decisive rows: one run per study
     assert ra.selected([], scale) == [n for n in C.STUDIES if n not in full_only]
     assert [r for _, r in ra.jobs_of(ra.selected([], scale), scale)] == [""] * len(ra.selected([], scale))
@@ -623,7 +623,7 @@ def test_full_scale_decisive_commands_are_in_the_ledger_verbatim():
                           "roaf_memory", "lsc_ffn"}
 
 
-RESULTS_DIR = {"stability": "stability", "glorot": "glorot", "glorot_shapeset": "glorot",
+RESULTS_DIR = {"stability": "stability", "glorot": "glorot", "glorot_shapeset": "glorot", "glorot_mnist5k": "glorot",
                "tgelu": "tgelu_classification", "dqn": "dqn", "avg_grad": "avg_grad", "roaf_depth": "roaf",
                "roaf_init": "roaf", "roaf_copy": "roaf", "roaf_psmnist_search": "roaf", "roaf_memory_search": "roaf",
                "lsc_rnn": "lsc", "lsc_ffn_grid": "lsc", "lsc_spectrum": "lsc"}
@@ -652,6 +652,8 @@ def test_committed_verdicts_of_the_decisive_rows():
   assert judge("roaf_psmnist_mnist5k_ep10", committed("roaf/psmnist_search.json")).verdict == N
   assert judge("roaf_memory_first", committed("roaf/memory_search.json", "roaf/memory_search_T1000_alpha1.json")
                ).verdict == P
+  assert judge("roaf_memory_copy", committed("roaf/memory_search_copy.json")).verdict == P   # ROAF alone, T = 100
+  assert judge("glorot_mnist5k", committed("glorot/table1_mnist5k.json")).verdict == P       # tanh, softsign; not sigmoid
   data = committed("roaf/memory_copy.json", "roaf/memory_copy_short.json")
   ours, verdict = judge("roaf_copy", data)
   low = min((r for r in data["rows"] if r["cell"] == "roaf"), key=lambda r: r["ratio"])
