@@ -263,7 +263,7 @@ _STUDIES = (
                          "copy_short": {"tasks": "copy", "lags": "10,20,50,100", "steps": 10000, "eval_every": 500,
                                         "tag": "copy_short"}}}),
     Study("roaf_psmnist_search", "scripts/reproduce_roaf_psmnist_search.py", "psmnist_search",
-          V.budget_psmnist_search, V.dataset_psmnist_search, {"full": {"baselines": "elman,gru,lstm:1"}}),
+          V.budget_psmnist_search, V.dataset_psmnist_search, {"full": {"baselines": "elman,gru,lstm"}}),
     Study("roaf_memory_search", "scripts/reproduce_roaf_memory_search.py", "memory_search", V.budget_memory_search,
           V.dataset_memory_search,
           runs={"full": {"memory_search": {"tasks": "first,adding", "lags": "100,1000,10000"},
