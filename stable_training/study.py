@@ -311,7 +311,7 @@ def render_json(module, stem: str) -> str:
   prints the table and returns it. `stem` may end in ``.json``; a missing or unreadable file, or a payload
   the table cannot read, is a one-line `app.UsageError` and nothing is written."""
   from absl import app
-  stem = stem[:-len(".json")] if stem.endswith(".json") else stem
+  stem = stem.removesuffix(".json")
   try:
     with open(stem + ".json") as fh:
       payload = json.load(fh)

@@ -34,7 +34,7 @@ def _roaf_maps(alpha, depth, width=8, activation="tanh", init="critical", mode="
 def _exact_log10_sv(layer_fn, h0, xs):
   """log10 singular values of J_L ··· J_1, the per-layer Jacobians multiplied out in float64."""
   def step(h, th):
-    return layer_fn(th, h), jax.jacrev(lambda v: layer_fn(th, v))(h)   # 'perm' has no forward mode
+    return layer_fn(th, h), jax.jacfwd(lambda v: layer_fn(th, v))(h)
   _, jacs = jax.lax.scan(step, h0, xs)
   j = np.eye(h0.shape[0])
   for jl in np.asarray(jacs, np.float64):
@@ -50,7 +50,7 @@ TOL = 1e-3   # decades
 def test_qr_accumulation_matches_exact_svd(alpha, mode):
   # A shallow product (30 layers, width 8; spread ≤ ~6 decades, far from float64's ~15)
   # whose singular values the float64 SVD of the multiplied-out Jacobian gives exactly.
-  # 'perm' filters (a custom_vjp gather) used to crash the scan, which was forward-mode.
+  # 'perm' filters: forward mode through `signed_permute`'s custom JVP (a custom VJP crashed here).
   layer_fn, xs = _roaf_maps(alpha, depth=31, mode=mode)
   h0 = jnp.asarray(np.random.default_rng(1).normal(size=8), jnp.float32)
   carry = jax.jit(lambda h, xs: roaf_init.qr_log_singular_values(layer_fn, h, xs))(h0, xs)

@@ -17,8 +17,8 @@ by the QR (discrete Lyapunov) method: with Q_0 = I, for l = 1 … D − 1,
 
     Q_l R_l = J_l Q_{l−1}    (QR, diag R_l > 0),   so   J = Q_{D−1} · R,  R = R_{D−1} ··· R_1.
 
-J_l Q_{l−1} is the layer Jacobian at h_{l−1} (`jax.jacrev`, n vjps: the 'perm'
-filters' custom_vjp gather has no forward mode) times Q_{l−1}; nothing but the logs ℓ_i = Σ_l log (R_l)_ii (= log R_ii,
+J_l Q_{l−1} is a forward-mode product (`jax.linearize` of the layer map at h_{l−1},
+vmapped over Q's columns); nothing but the logs ℓ_i = Σ_l log (R_l)_ii (= log R_ii,
 the diagonal of a product of upper-triangular matrices being the product of
 their diagonals) grows with depth. What is exact and what is estimated:
 
@@ -93,11 +93,8 @@ def qr_step(layer_fn: Callable, carry: QRCarry, theta) -> QRCarry:
   import jax
   import jax.numpy as jnp
   h, q, ell, comp, u = carry
-  layer = lambda v: layer_fn(theta, v)
-  # J_l by reverse mode (n vjps), not linearize: 'perm' filters are a custom_vjp gather,
-  # which has no forward-mode rule.
-  h_next, jac = layer(h), jax.jacrev(layer)(h)
-  jq = jac @ q
+  h_next, jvp = jax.linearize(lambda v: layer_fn(theta, v), h)
+  jq = jax.vmap(jvp, in_axes=1, out_axes=1)(q)
   q_new, r = jnp.linalg.qr(jq)
   s = jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(r.dtype)
   q_new, r = q_new * s[None, :], r * s[:, None]          # diag R_l > 0 (same product Q R)
