@@ -84,10 +84,8 @@ class Settings:
     for kind in self.train_models:
       if kind not in KINDS:
         raise ValueError(f"train_models: unknown model {kind!r}; valid: {', '.join(KINDS)}")
-    if self.optimizer not in OPTIMIZERS:
-      raise ValueError(f"optimizer: {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-    if self.filter_mode not in FILTER_MODES:
-      raise ValueError(f"filter_mode: {self.filter_mode!r}; valid: {', '.join(FILTER_MODES)}")
+    sweep_lib.check_choice("optimizer", self.optimizer, OPTIMIZERS)
+    sweep_lib.check_choice("filter_mode", self.filter_mode, FILTER_MODES)
     if not self.depths or any(int(d) < 1 for d in self.depths):
       raise ValueError(f"depths: {self.depths!r}; expected one or more depths ≥ 1")
 

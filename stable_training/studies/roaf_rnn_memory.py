@@ -53,8 +53,7 @@ class Settings:
 
   def __post_init__(self):
     from experiments.configs import roaf
-    if self.setting not in BUDGETS:
-      raise ValueError(f"setting: {self.setting!r}; valid: {', '.join(BUDGETS)}")
+    sweep_lib.check_choice("setting", self.setting, BUDGETS)
     sweep_lib.check_members("cells", self.cells, roaf.CELLS)
     sweep_lib.check_members("tasks", self.tasks, roaf.TASKS)
     if not self.lags or any(int(t) < 1 for t in self.lags):

@@ -53,6 +53,12 @@ def check_members(field: str, values, valid) -> None:
     raise ValueError(f"{field}: {tuple(values)}; valid: one or more of {', '.join(valid)}")
 
 
+def check_choice(field: str, value, valid) -> None:
+  """ValueError ``FIELD: value; valid: …`` unless `value` is one of `valid`."""
+  if value not in valid:
+    raise ValueError(f"{field}: {value!r}; valid: {', '.join(valid)}")
+
+
 def final_mean(summary: dict, key: str, default: float = float("nan")) -> float:
   """``summary['final'][key]['mean']`` (the mean over seeds at the last evaluation), or `default`."""
   v = (summary.get("final") or {}).get(key)
