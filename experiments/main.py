@@ -211,7 +211,7 @@ def host_device_count(value, config, cores: int, xla_flags: str, distributed: bo
 def main(argv):
   del argv
   from stable_training import allocator
-  allocator.reexec_with_tcmalloc(__name__)  # before anything is written (see stable_training/allocator.py)
+  allocator.setup(__name__)  # before anything is written (see stable_training/allocator.py)
   _quiet_logging()
   config = _config_or_exit()
   if config is None and any(a.startswith("--config=") for a in sys.argv):

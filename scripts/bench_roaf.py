@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stable_training import allocator, study
+from stable_training import benchmarking, study
 from stable_training.models.recurrent import RecurrentClassifier
 from stable_training.models.roaf import ROAFMLP
 
@@ -144,37 +144,21 @@ def jax_train_runner(depth, width, batch, filter_mode, unroll=1):
   return run
 
 
-def interleaved_medians(runs: dict, reps: int) -> dict:
-  """Median seconds of each callable, timed in rounds (one call of each per round), so a change
-  of load on a shared machine hits every entry alike."""
-  ts = {k: [] for k in runs}
-  for _ in range(reps):
-    for k, run in runs.items():
-      t = time.perf_counter()
-      run()
-      ts[k].append(time.perf_counter() - t)
-  return {k: float(np.median(v)) for k, v in ts.items()}
-
-
-def jax_train_time(depth, width, batch, reps, filter_mode, unroll=1):
-  """Median seconds per step of `jax_train_runner`."""
-  return median_time(jax_train_runner(depth, width, batch, filter_mode, unroll), reps)
-
-
-def best_over_threads(fn):
-  """(seconds, threads): the faster of fn() under 1 thread and torch's default count."""
+def pick_torch_threads(run, reps=2) -> int:
+  """The faster thread count for PyTorch's `run` (1 or torch's default; median of `reps` calls each):
+  on 2 shared cores its default threads were once 6× slower than one thread (depth 1,000, 2.76 s vs
+  0.47 s per step while another job held both cores). Leaves torch at the chosen count."""
   import torch
   default = torch.get_num_threads()
   best = None
   for n in sorted({1, default}):
     torch.set_num_threads(n)
-    try:
-      t = fn()
-    finally:
-      torch.set_num_threads(default)
+    run()
+    t = median_time(run, reps)
     if best is None or t < best[0]:
       best = (t, n)
-  return best
+  torch.set_num_threads(best[1])
+  return best[1]
 
 
 def torch_filter_kind(filter_mode: str) -> str:
@@ -182,8 +166,8 @@ def torch_filter_kind(filter_mode: str) -> str:
   return {"perm": "perm", "identity": "identity"}.get(filter_mode, "dense")
 
 
-def torch_train_time(depth, width, batch, reps, alpha=0.99, kind="dense"):
-  """(seconds per step, torch threads) of the PyTorch eager ROAF MLP (see module doc).
+def torch_train_runner(depth, width, batch, alpha=0.99, kind="dense"):
+  """A warmed-up SGD step (lr 1e-3) of the PyTorch eager ROAF MLP as a no-argument callable.
 
   `kind`: 'dense' (O_l stored as buffers: the port of 'fast' and 'haar'), 'perm'
   (h[:, p_l] * s_l, the port of 'perm') or 'identity' (no filter).
@@ -223,25 +207,23 @@ def torch_train_time(depth, width, batch, reps, alpha=0.99, kind="dense"):
     opt.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(model(x), y).backward()
     opt.step()
-
-  def timed():
-    run()
-    return median_time(run, reps)
-  return best_over_threads(timed)
+  run()
+  return run
 
 
 def rnn_times(hidden, batch, steps, reps):
-  """Median fwd+bwd seconds of JAX `RecurrentClassifier` cells and torch.nn.RNN (+ torch threads)."""
+  """Per-round fwd+bwd seconds of JAX `RecurrentClassifier` cells and torch.nn.RNN, interleaved
+  (+ the torch thread count, `pick_torch_threads`)."""
   import torch
   x = jnp.ones((batch, steps, 1))
-  out = {}
+  runs = {}
   for name, cell, kw in (("elman", "elman", {}), ("roaf", "roaf", {}),
                          ("roaf_perm", "roaf", {"filter_mode": "perm"})):
     m = RecurrentClassifier(cell=cell, hidden=hidden, num_classes=10, **kw)
     p = m.init(jax.random.PRNGKey(0), x)["params"]
     g = jax.jit(jax.grad(lambda p, x, m=m: jnp.sum(m.apply({"params": p}, x))))
     jax.block_until_ready(g(p, x))
-    out["jax_" + name] = median_time(lambda: jax.block_until_ready(g(p, x)), reps)
+    runs["jax_" + name] = lambda g=g, p=p: jax.block_until_ready(g(p, x))
   rnn = torch.nn.RNN(1, hidden, nonlinearity="tanh", batch_first=True)
   head = torch.nn.Linear(hidden, 10)
   xt = torch.ones(batch, steps, 1)
@@ -250,12 +232,9 @@ def rnn_times(hidden, batch, steps, reps):
     rnn.zero_grad(set_to_none=True)
     ys, _ = rnn(xt)
     head(ys[:, -1]).sum().backward()
-
-  def timed():
-    run()
-    return median_time(run, reps)
-  out["torch_rnn"], out["torch_threads"] = best_over_threads(timed)
-  return out
+  threads = pick_torch_threads(run)
+  runs["torch_rnn"] = run
+  return benchmarking.interleaved(runs, reps), threads
 
 
 def settings() -> dict:
@@ -277,22 +256,26 @@ def compile_table(args, modes: list[str]) -> list[dict]:
 
 
 def train_step_table(args, modes: list[str]) -> list[dict]:
-  """JAX vs PyTorch train-step seconds and GFLOP/s per --step_depths depth and filter mode."""
+  """JAX vs PyTorch train-step seconds, per-round speed-up and GFLOP/s per --step_depths depth and filter
+  mode: every JAX mode and PyTorch port timed in interleaved rounds (`benchmarking.interleaved`)."""
   rows = []
   for d in [int(v) for v in args.step_depths.split(",")]:
-    torch_t = {}
-    for kind in sorted({torch_filter_kind(m) for m in modes}):
-      torch_t[kind] = torch_train_time(d, args.width, args.batch, args.reps, kind=kind)
+    kinds = sorted({torch_filter_kind(m) for m in modes})
+    torch_runs = {k: torch_train_runner(d, args.width, args.batch, kind=k) for k in kinds}
+    threads = pick_torch_threads(torch_runs[kinds[0]])
+    runs = {**{"jax/" + m: jax_train_runner(d, args.width, args.batch, m) for m in modes},
+            **{"torch/" + k: r for k, r in torch_runs.items()}}
+    ts = benchmarking.interleaved(runs, args.reps)
     fl = layer_flops(args.width, args.batch) * d  # the dense filter's flops: the same work for every mode
-    jax_t = interleaved_medians({mode: jax_train_runner(d, args.width, args.batch, mode) for mode in modes},
-                                args.reps)
     for mode in modes:
-      tj = jax_t[mode]
-      tt, tthreads = torch_t[torch_filter_kind(mode)]
-      r = {"depth": d, "filter_mode": mode, "jax_s": tj, "torch_s": tt, "torch_threads": tthreads,
-           "torch_filter": torch_filter_kind(mode), "speedup": tt / tj,
-           "vs_identity": tj / jax_t["identity"] if "identity" in jax_t else None,
-           "jax_gflops": fl / tj / 1e9, "torch_gflops": fl / tt / 1e9}
+      tj, tt = ts["jax/" + mode], ts["torch/" + torch_filter_kind(mode)]
+      sp = benchmarking.ratio(tt, tj)
+      jm, tm = float(np.median(tj)), float(np.median(tt))
+      r = {"depth": d, "filter_mode": mode, "jax_s": jm, "torch_s": tm, "torch_threads": threads,
+           "torch_filter": torch_filter_kind(mode), "speedup": sp["median"], "speedup_min": sp["min"],
+           "speedup_max": sp["max"],
+           "vs_identity": jm / float(np.median(ts["jax/identity"])) if "identity" in modes else None,
+           "jax_gflops": fl / jm / 1e9, "torch_gflops": fl / tm / 1e9}
       rows.append(r)
       print(json.dumps(r), flush=True)
   return rows
@@ -301,11 +284,11 @@ def train_step_table(args, modes: list[str]) -> list[dict]:
 def markdown(res: dict, args, cmd: str) -> list[str]:
   """The report's lines: the compile, train-step and RNN tables of `res` (as `main` fills it)."""
   roof = res["roofline_gflops"]
-  backend = (f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} host cores, "
-             f"{allocator.describe()}")
-  lines = [f"# ROAF benchmarks ({backend}; roofline {roof:.0f} GFLOP/s, "
-           f"torch: faster of 1 and {res['torch_threads']} threads; width {args.width}, batch {args.batch})", "",
+  lines = [f"# ROAF benchmarks (width {args.width}, batch {args.batch}; roofline {roof:.0f} GFLOP/s)", "",
+           res["header"], "",
            f"Regenerate: `{cmd}`", "",
+           f"Speed-ups are medians of {args.reps} interleaved rounds (one JAX and one PyTorch step each) with "
+           "their [min–max] over rounds; PyTorch at the faster of 1 thread and its default.", "",
            "| depth | filters | compile s | vs first depth | init s (run, not compile) | XLA peak MiB | params MiB |",
            "|---|---|---|---|---|---|---|"]
   for r in res["compile"]:
@@ -313,38 +296,50 @@ def markdown(res: dict, args, cmd: str) -> list[str]:
     lines.append(f"| {r['depth']} | {r['filter_mode']} | {r['compile_s']:.2f} | {r['compile_s'] / c0:.2f}× "
                  f"| {r['init_s']:.1f} | {r['peak_mib']:.0f} | {r['param_mib']:.0f} |")
   lines += ["", "| train step, depth | filters | JAX s | JAX vs no filter (identity) | PyTorch eager s (threads, "
-            "filter) | speed-up | JAX GFLOP/s (% roof) | torch GFLOP/s (% roof) |", "|---|---|---|---|---|---|---|---|"]
+            "filter) | speed-up [range] | JAX GFLOP/s (% roof) | torch GFLOP/s (% roof) |",
+            "|---|---|---|---|---|---|---|---|"]
   for r in res["train_step"]:
     vs = f"{r['vs_identity']:.2f}×" if r.get("vs_identity") else "—"
+    sp = benchmarking.fmt_ratio({"median": r["speedup"], "min": r["speedup_min"], "max": r["speedup_max"]})
     lines.append(f"| {r['depth']} | {r['filter_mode']} | {r['jax_s']:.3f} | {vs} | {r['torch_s']:.3f} "
-                 f"({r['torch_threads']}, {r['torch_filter']}) | {r['speedup']:.2f}× "
+                 f"({r['torch_threads']}, {r['torch_filter']}) | {sp} "
                  f"| {r['jax_gflops']:.1f} ({100 * r['jax_gflops'] / roof:.0f} %) "
                  f"| {r['torch_gflops']:.1f} ({100 * r['torch_gflops'] / roof:.0f} %) |")
   if res["rnn"]:
-    tr = res["rnn"]["torch_rnn"]["s"]
-    lines += ["", f"| RNN fwd+bwd, 784 steps, H=B=128 (torch.nn.RNN at {res['rnn_torch_threads']} thread(s)) "
-              "| s | speed-up vs torch.nn.RNN | GFLOP/s |",
-              "|---|---|---|---|"]
+    lines += ["", f"| RNN fwd+bwd, {res['rnn_steps']} steps, {res['rnn_shape']} (torch.nn.RNN at {res['rnn_torch_threads']} "
+              "thread(s)) | s | speed-up vs torch.nn.RNN [range] | GFLOP/s |", "|---|---|---|---|"]
     for k, v in res["rnn"].items():
-      lines.append(f"| {k} | {v['s']:.3f} | {tr / v['s']:.2f}× | {v['gflops']:.1f} |")
+      sp = benchmarking.fmt_ratio(v["speedup"]) if "speedup" in v else "—"
+      lines.append(f"| {k} | {v['s']:.3f} | {sp} | {v['gflops']:.1f} |")
   return lines
+
+
+def rnn_table(args) -> dict:
+  """`rnn_times` at the psMNIST shape (H = B = 128, 784 steps; 16 / 8 / 20 under --tiny) as rows."""
+  h, b, steps = (16, 8, 20) if args.tiny else (128, 128, 784)
+  ts, threads = rnn_times(h, b, steps, args.reps)
+  fl = 3 * 2 * b * h * h * steps
+  rows = {}
+  for k, v in ts.items():
+    m = float(np.median(v))
+    rows[k] = {"s": m, "gflops": fl / m / 1e9, "times": v}
+    if k != "torch_rnn":
+      rows[k]["speedup"] = benchmarking.ratio(ts["torch_rnn"], v)
+  return {"rnn": rows, "rnn_torch_threads": threads, "rnn_steps": steps, "rnn_shape": f"H={h}, B={b}"}
 
 
 def main(argv):
   del argv
-  study.setup_process()  # tcmalloc where installed, for JAX and PyTorch alike (same process)
+  study.setup_process()
   args = types.SimpleNamespace(**settings())
   skip = set(args.skip.split(","))
-  torch_threads = None
   if not {"step", "rnn"} <= skip:   # the PyTorch comparisons
-    import torch
-    torch_threads = torch.get_num_threads()
+    import torch  # noqa: F401  (fail here, before any timing, where PyTorch is missing)
   out = study.out_dir(STUDY)
   cmd = " ".join(["python scripts/bench_roaf.py", *(FLAGS[n].serialize() for n in
                   ("quick", "tiny", "tag", "width", "batch", "compile_depths", "step_depths", "reps",
                    "filter_modes", "skip") if FLAGS[n].present)])
-  res = {"setting": vars(args), "command": cmd, "torch_threads": torch_threads,
-         "devices": str(jax.devices())}
+  res = {"setting": vars(args), "command": cmd, "devices": str(jax.devices())}
   res["roofline_gflops"] = roofline(args.reps)
   print(f"roofline 2048² matmul: {res['roofline_gflops']:.1f} GFLOP/s", flush=True)
   modes = args.filter_modes.split(",")
@@ -352,11 +347,10 @@ def main(argv):
   res["train_step"] = [] if "step" in skip else train_step_table(args, modes)
   res["rnn"] = {}
   if "rnn" not in skip:
-    rt = rnn_times(128, 128, 784, args.reps)
-    res["rnn_torch_threads"] = rt.pop("torch_threads")
-    fl = 3 * 2 * 128 * 128 * 128 * 784
-    res["rnn"] = {k: {"s": v, "gflops": fl / v / 1e9} for k, v in rt.items()}
-    print(json.dumps(res["rnn"]), flush=True)
+    res.update(rnn_table(args))
+    print(json.dumps({k: v["s"] for k, v in res["rnn"].items()}), flush=True)
+  threads = ({r["torch_threads"] for r in res["train_step"]} | ({res["rnn_torch_threads"]} if res["rnn"] else set()))
+  res["header"] = benchmarking.header(", ".join(map(str, sorted(threads))) if threads else None)
   lines = markdown(res, args, cmd)
   stem = study.stem("bench")
   with open(os.path.join(out, stem + ".json"), "w") as f:

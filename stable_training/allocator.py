@@ -1,25 +1,34 @@
-"""The process's memory allocator: tcmalloc where it is installed.
+"""The process's memory allocator: tcmalloc where installed, else glibc tuned to keep freed memory.
 
 XLA:CPU allocates every large temporary of a compiled step afresh (the
-zeros buffer of a scanned layer stack's stacked weight gradients, the
-stacked states of an RNN's time loop) and frees it after the step. glibc
-serves allocations above 32 MiB with ``mmap`` and returns them with
-``munmap``, so every step pays page faults to touch them again: in the
-trace of the depth-1,000 ROAF step (width = batch = 128) zero-filling the
-64 MiB gradient buffer took 23 ms of a 225 ms step, 6 ms under tcmalloc
-(which keeps freed pages), and the step 225 → 178 ms (`scripts/profile_step.py`,
-same run). The allocator can only be chosen before the process starts
-(``LD_PRELOAD``), so the launcher and the study scripts re-execute themselves
-once with tcmalloc preloaded when it is installed (Debian/Ubuntu:
-``apt-get install libtcmalloc-minimal4``) and not yet loaded, and only for a
-run on the CPU backend (`uses_accelerator`): on a GPU/TPU the step's
-temporaries live in device memory, and the preload would only add a second
-allocator next to the CUDA/TPU runtime's. Numbers do not depend on the
-allocator; ``STABLE_TRAINING_ALLOCATOR=system`` opts out, a path selects
-another library (preloaded whatever the backend).
+stacked carries, pre-activations and weight gradients of a scanned layer
+stack: 3 × 64 MiB per step at depth 1,000, width = batch = 128; the stacked
+states of an RNN's time loop) on its worker threads and frees it after the
+step. glibc serves blocks that large with ``mmap`` (a thread's arena holds at
+most 64 MiB) and returns them with ``munmap``, so every step page-faults them
+back in: 48 k minor faults per depth-1,000 ROAF step, ≈ 15 % of its time.
+
+`setup`, called by the program's entry points (the launcher, the study and
+benchmark scripts; never on import), picks one of two cures for a run on the
+CPU backend (`uses_accelerator`: on a GPU/TPU the temporaries live in device
+memory):
+
+* tcmalloc, which keeps freed pages, where it is installed (Debian/Ubuntu:
+  ``apt-get install libtcmalloc-minimal4``). It can only be chosen before the
+  process starts (``LD_PRELOAD``), so the program re-executes itself once.
+* otherwise glibc's own ``mallopt`` knobs, set in-process with no re-exec,
+  root or extra package (`keep_freed_memory`): 48 k → 7 k faults per step.
+
+Measured side by side (`scripts/bench_roaf.py`, WORKSPACE.md), tuned glibc is
+within ≈ 5–8 % of tcmalloc on the deep ROAF step. A user's own program gets
+the same by calling `keep_freed_memory()` first thing. Numbers do not depend
+on the allocator. ``STABLE_TRAINING_ALLOCATOR``: ``auto`` (default, as above),
+``glibc`` (tuned glibc even where tcmalloc is installed), ``system`` (neither),
+or a path: that library preloaded, whatever the backend.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
 import importlib.util
 import os
@@ -36,9 +45,9 @@ TCMALLOC_PATHS = tuple(f"{d}/libtcmalloc{v}.so.4" for d in (
 
 def find_tcmalloc(env=None) -> str | None:
   """The tcmalloc library to preload: ``$STABLE_TRAINING_ALLOCATOR`` if it is a file, else the first
-  of `TCMALLOC_PATHS` that exists; None when there is none or the variable says ``system``."""
+  of `TCMALLOC_PATHS` that exists; None when there is none or the variable says ``system`` or ``glibc``."""
   choice = (os.environ if env is None else env).get(ENV, "auto")
-  if choice == "system":
+  if choice in ("system", "glibc"):
     return None
   if choice != "auto":
     return choice if os.path.isfile(choice) else None
@@ -120,6 +129,66 @@ def reexec_with_tcmalloc(caller: str) -> bool:
   return True  # not reached
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_GLIBC_KEEP = 2 ** 31 - 1   # the largest value mallopt's int argument takes (2 GiB)
+_glibc_tuned = False
+
+
+def keep_freed_memory() -> bool:
+  """Tunes glibc's malloc, in this process, to keep freed memory for reuse instead of returning it.
+
+  XLA:CPU allocates a compiled step's large temporaries (the stacked carries and
+  weight gradients of a scanned layer stack: 2 × 64 MiB per step at depth 1,000,
+  width = batch = 128) on its worker threads and frees them after the step.
+  glibc serves a block that large from a thread's arena with ``mmap`` (an arena
+  heap holds at most 64 MiB) and gives it back with ``munmap``, so every step
+  page-faults 128 MiB back in (32 k minor faults per step, measured). Three
+  ``mallopt`` settings make glibc behave like tcmalloc for these blocks: one
+  arena (``M_ARENA_MAX = 1``: every thread allocates from the main heap, which
+  can grow past 64 MiB), blocks up to 2 GiB from the heap rather than ``mmap``
+  (``M_MMAP_THRESHOLD``), and freed heap memory kept up to 2 GiB
+  (``M_TRIM_THRESHOLD``). Small allocations stay lock-free in glibc's per-thread
+  caches. Set at run time (no re-exec, no root, no extra package); threads that
+  already allocated keep their arena, so call it before JAX starts its backend.
+  Numbers do not depend on the allocator.
+
+  Returns True when the settings were applied (Linux with glibc, not under
+  tcmalloc, and not already done), else False.
+  """
+  global _glibc_tuned
+  if _glibc_tuned or not sys.platform.startswith("linux") or tcmalloc_loaded():
+    return False
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+    mallopt = libc.mallopt
+  except (OSError, AttributeError):   # musl and other libcs have no mallopt
+    return False
+  mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+  _glibc_tuned = all(mallopt(k, v) == 1 for k, v in (
+      (_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, _GLIBC_KEEP), (_M_TRIM_THRESHOLD, _GLIBC_KEEP)))
+  return _glibc_tuned
+
+
+def setup(caller: str) -> str:
+  """The allocator of a program run on the CPU backend: tcmalloc (re-exec), else tuned glibc.
+
+  `caller`: the ``__name__`` of the entry point's module; nothing happens
+  unless it is ``"__main__"`` (a main called in-process, e.g. by a test, leaves
+  the calling process alone). ``STABLE_TRAINING_ALLOCATOR=system`` keeps the
+  system allocator untouched, ``=glibc`` skips tcmalloc; a run on a GPU/TPU
+  (`uses_accelerator`) gets neither cure. Call it first thing in a main function, before any output or
+  file is written and before JAX starts its backend. Returns `describe()`.
+  """
+  if caller == "__main__" and os.environ.get(ENV, "auto") != "system":
+    reexec_with_tcmalloc(caller)   # does not return where it re-executes
+    if not uses_accelerator(os.environ):
+      keep_freed_memory()
+  return describe()
+
+
 def describe() -> str:
-  """``tcmalloc`` or ``system malloc``: for benchmark headers."""
-  return "tcmalloc" if tcmalloc_loaded() else "system malloc"
+  """``tcmalloc``, ``glibc malloc (tuned: …)`` or ``system malloc``: for benchmark headers."""
+  if tcmalloc_loaded():
+    return "tcmalloc"
+  return "glibc malloc (tuned: 1 arena, keeps freed memory)" if _glibc_tuned else "system malloc"

@@ -54,15 +54,16 @@ def app_run(main) -> None:
   choice, then absl's ``app.run(main)``.
 
   The allocator belongs to the program, not the library: only here (the script run as the program)
-  does the process re-execute itself with tcmalloc preloaded where it is installed
-  (`stable_training.allocator`; XLA:CPU's large per-step temporaries then cost no page faults). A main
+  does the process re-execute itself with tcmalloc preloaded where it is installed, else tune glibc
+  in-process (`stable_training.allocator.setup`; XLA:CPU's large per-step temporaries then cost no
+  page faults). A main
   called in-process (tests, another study) never re-executes. A run stopped by SIGTERM/SIGINT (its
   checkpoint saved, `stable_training.train.lock.Preempted`) ends the script with the launcher's status
   75 and one line; rerunning the same command resumes it.
   """
   from absl import app
   from stable_training import allocator
-  allocator.reexec_with_tcmalloc("__main__")
+  allocator.setup("__main__")
   try:
     with TemporaryWorkdirs():  # the script's temporary workdirs, removed when main returns or raises
       app.run(main)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from stable_training.models import build_model, hidden_stack
@@ -247,3 +248,32 @@ def test_signed_permute_forward_and_reverse_mode_are_the_dense_filter():
   np.testing.assert_allclose(jax.linearize(f, x)[1](v), v @ o.T, rtol=1e-6)
   hlo = jax.jit(jax.grad(lambda x: jnp.sum(jnp.tanh(f(x)) ** 2))).lower(x).as_text()
   assert "scatter" not in hlo and "gather" in hlo
+
+
+@pytest.mark.parametrize("mode", ["fast", "perm"])
+def test_remat_keeps_the_preactivation_and_recomputes_no_matmul(mode):
+  """remat=True (`models.mlp.REMAT_POLICY`): SGD steps give bitwise the params of remat=False, and
+  the compiled backward loop holds exactly the backward's matmuls (∂x through W, ∂W, and for 'fast'
+  ∂x through O_l): none re-derives W h, which a plain remat recomputes."""
+  x = jax.random.normal(jax.random.PRNGKey(1), (8, 16))
+  y = jnp.arange(8) % 10
+
+  def train(remat, steps=3):
+    model = ROAFMLP(width=16, depth=12, num_classes=10, remat=remat, filter_mode=mode)
+    p = model.init(jax.random.PRNGKey(0), x)["params"]
+
+    def step(p):
+      g = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
+          model.apply({"params": p}, x), y).mean())(p)
+      return jax.tree.map(lambda a, b: a - 0.1 * b, p, g)
+    step = jax.jit(step)
+    hlo = step.lower(p).compile().as_text()
+    for _ in range(steps):
+      p = step(p)
+    return p, hlo
+  p_remat, hlo = train(True)
+  p_plain, _ = train(False)
+  for a, b in zip(jax.tree.leaves(p_remat), jax.tree.leaves(p_plain)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  backward_loop_dots = [l for l in hlo.splitlines() if " dot(" in l and "transpose(jvp(ROAFMLP))/while/" in l]
+  assert len(backward_loop_dots) == (3 if mode == "fast" else 2), backward_loop_dots

@@ -46,9 +46,10 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 
-from stable_training.models.mlp import (ActivationLike, Dense, DenseLayer, InitLike,
+from stable_training.models.mlp import (PREACT, ActivationLike, Dense, DenseLayer, InitLike,
                                         _activation_from_cfg, resolve_activation, resolve_init,
                                         scan_layers)
 from stable_training.models.registry import common_keys, register_model
@@ -276,7 +277,7 @@ class ROAFLayer(nn.Module):
                  name="dense")(x)
     if not self.is_initializing():  # taps exist only when diagnostics ask (mutable=['perturbations'])
       z = self.perturb("preact", z)
-    a = resolve_activation(self.activation)(z)
+    a = resolve_activation(self.activation)(checkpoint_name(z, PREACT))
     self.sow("intermediates", "act", a)
     return alpha * self.apply_filter(x, filt) + beta * a
 
