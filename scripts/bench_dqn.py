@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 
@@ -33,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stable_training import allocator, benchmarking
 from stable_training.rl import dqn
 
 
@@ -45,20 +47,21 @@ def _split(keys, split: bool):
 
 
 def bench_ours(seeds: int, steps: int, warmup: int,
-               activation: str = "tgelu", split: bool = False) -> dict:
+               activation: str = "tgelu", split: bool = False) -> tuple[float, callable]:
   config = dict(activation=activation, target="none", total_steps=steps,
                 learning_starts=warmup, eval_every=steps, eval_episodes=1,
                 eval_max_steps=100, buffer_size=max(steps, 256))
-  train = jax.jit(jax.vmap(dqn.make_train(config)))
+  return _compiled_runner(jax.jit(jax.vmap(dqn.make_train(config))), seeds, split)
+
+
+def _compiled_runner(train, seeds: int, split: bool) -> tuple[float, callable]:
+  """(compile seconds, run): `run()` is one whole training run of the compiled `train` on `seeds` keys."""
   keys = _split(jax.random.split(jax.random.key(0), seeds), split)
   t0 = time.perf_counter()
   compiled = train.lower(keys).compile()
   compile_s = time.perf_counter() - t0
-  t0, c0 = time.perf_counter(), time.process_time()
-  jax.block_until_ready(compiled(keys))
-  run_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-  return dict(compile_s=compile_s, run_s=run_s, cpu_s=cpu_s,
-              steps_per_s=seeds * steps / run_s)
+  jax.block_until_ready(compiled(keys))   # warm-up run: first-call allocations out of the timing
+  return compile_s, lambda: jax.block_until_ready(compiled(keys))
 
 
 class _FiveTupleEnv:
@@ -79,7 +82,7 @@ class _FiveTupleEnv:
     return obs, state, r, jnp.logical_or(term, trunc), info
 
 
-def bench_rejax(seeds: int, steps: int, warmup: int, split: bool = False) -> dict:
+def bench_rejax(seeds: int, steps: int, warmup: int, split: bool = False) -> tuple[float, callable]:
   import flax.linen as nn
   import rejax
   from rejax.networks import DiscreteQNetwork, EpsilonGreedyPolicy
@@ -93,23 +96,20 @@ def bench_rejax(seeds: int, steps: int, warmup: int, split: bool = False) -> dic
       hidden_layer_sizes=(128, 128), action_dim=2, activation=nn.gelu)
   algo = algo.replace(agent=agent, env=_FiveTupleEnv(algo.env),
                       eval_callback=lambda algo, ts, rng: jnp.zeros(()))
-  train = jax.jit(jax.vmap(algo.train))
-  keys = _split(jax.random.split(jax.random.key(0), seeds), split)
-  t0 = time.perf_counter()
-  compiled = train.lower(keys).compile()
-  compile_s = time.perf_counter() - t0
-  t0, c0 = time.perf_counter(), time.process_time()
-  jax.block_until_ready(compiled(keys))
-  run_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-  return dict(compile_s=compile_s, run_s=run_s, cpu_s=cpu_s,
-              steps_per_s=seeds * steps / run_s)
+  return _compiled_runner(jax.jit(jax.vmap(algo.train)), seeds, split)
 
 
-def bench_torch(steps: int, warmup: int, threads: int) -> dict:
-  import gymnasium as gym
+def bench_torch(steps: int, warmup: int, threads: int) -> tuple[float, callable]:
+  """(0, run): `run()` is one whole training run of the PyTorch + gymnasium loop (see module doc)."""
   import torch
   if threads:
     torch.set_num_threads(threads)
+  return 0.0, lambda: _torch_run(steps, warmup)
+
+
+def _torch_run(steps: int, warmup: int) -> None:
+  import gymnasium as gym
+  import torch
 
   def phi(t):  # standard normal CDF of a Python float
     return 0.5 * (1.0 + math.erf(t / math.sqrt(2.0)))
@@ -142,7 +142,6 @@ def bench_torch(steps: int, warmup: int, threads: int) -> dict:
   buf_d = np.zeros(cap, np.float32)
   env = gym.make("CartPole-v1")
   obs, _ = env.reset(seed=0)
-  t0, c0 = time.perf_counter(), time.process_time()
   for t in range(steps):
     eps = max(0.1, 1.0 - 0.9 * t / 100_000)
     if t < warmup or rng.random() < eps:
@@ -168,10 +167,48 @@ def bench_torch(steps: int, warmup: int, threads: int) -> dict:
       loss.backward()
       torch.nn.utils.clip_grad_norm_(net.output.parameters(), 1.0)
       opt.step()
-  run_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-  return dict(compile_s=0.0, run_s=run_s, cpu_s=cpu_s,
-              steps_per_s=steps / run_s,
-              threads=torch.get_num_threads())
+
+
+def _interleaved_rows(n: int, args, split: bool, skip: set) -> list[dict]:
+  """One row per implementation at `n` seeds: whole training runs timed in `args.reps` interleaved rounds
+  (`benchmarking.interleaved`); run and CPU seconds are medians, `vs_rejax` the per-round ratio of
+  run times (rejax as shipped / this implementation)."""
+  makers, rows = {}, []
+  if "ours" not in skip:
+    for act in args.activations.split(","):
+      makers[f"stable_training {act} (jit+vmap{', seeds split' if split else ''})"] = (
+          lambda act=act: bench_ours(n, args.steps, args.warmup, act, split))
+  if "rejax" not in skip:
+    makers["rejax DQN (jit+vmap, as shipped)"] = lambda: bench_rejax(n, args.steps, args.warmup)
+    if split:
+      makers["rejax DQN (jit+vmap, seeds split like ours)"] = lambda: bench_rejax(n, args.steps, args.warmup, True)
+  if "torch" not in skip and n == 1:   # one seed: N seeds would be N sequential runs
+    makers["torch + gymnasium loop"] = lambda: bench_torch(args.steps, args.warmup, args.torch_threads)
+  runs, compile_s, cpu = {}, {}, {}
+  for impl, make in makers.items():
+    try:
+      compile_s[impl], run = make()
+    except Exception as e:  # report, keep benchmarking the others
+      rows.append(dict(impl=impl, seeds=n, error=f"{type(e).__name__}: {e}"))
+      print(rows[-1], flush=True)
+      continue
+    cpu[impl] = []
+
+    def timed(run=run, impl=impl):
+      c0 = time.process_time()
+      run()
+      cpu[impl].append(time.process_time() - c0)
+    runs[impl] = timed
+  ts = benchmarking.interleaved(runs, args.reps)
+  ref = "rejax DQN (jit+vmap, as shipped)"
+  for impl, t in ts.items():
+    seeds = 1 if impl.startswith("torch") else n
+    run_s = statistics.median(t)
+    rows.append(dict(impl=impl, seeds=seeds, compile_s=compile_s[impl], run_s=run_s,
+                     cpu_s=statistics.median(cpu[impl]), steps_per_s=seeds * args.steps / run_s, times=t,
+                     vs_rejax=benchmarking.ratio(ts[ref], t) if ref in ts and impl != ref else None))
+    print(rows[-1], flush=True)
+  return rows
 
 
 def main(argv=None):
@@ -186,11 +223,13 @@ def main(argv=None):
                  help="torch intra-op threads (0 = torch's default); 1 avoids "
                  "OpenMP spinning on a shared CPU")
   p.add_argument("--skip", default="", help="comma list of torch,rejax,ours")
+  p.add_argument("--reps", type=int, default=3, help="interleaved rounds (whole training runs of each)")
   p.add_argument("--out", default="results/dqn")
   p.add_argument("--host_devices", type=int, default=0,
                  help="expose N CPU devices; ours (and a second rejax row) then split the "
                  "seeds over them, as `experiments.main --host_devices=auto` does")
   args = p.parse_args(argv)
+  allocator.setup(__name__)   # as the launcher runs: tcmalloc where installed, else tuned glibc
   if args.host_devices:  # read when the CPU backend starts, i.e. after this
     from stable_training.train.sharding import with_host_devices
     os.environ["XLA_FLAGS"] = with_host_devices(os.environ.get("XLA_FLAGS", ""), args.host_devices)
@@ -198,48 +237,29 @@ def main(argv=None):
   skip = set(filter(None, args.skip.split(",")))
   seeds = [int(s) for s in args.seeds.split(",")]
   rows = []
-
-  def add(impl, n, fn):
-    try:
-      r = fn()
-      rows.append(dict(impl=impl, seeds=n, **r))
-    except Exception as e:  # report, keep benchmarking the others
-      rows.append(dict(impl=impl, seeds=n, error=f"{type(e).__name__}: {e}"))
-    print(rows[-1], flush=True)
-
-  if "ours" not in skip:
-    for act in args.activations.split(","):
-      for n in seeds:
-        add(f"stable_training {act} (jit+vmap{', seeds split' if split else ''})", n,
-            lambda n=n, act=act: bench_ours(n, args.steps, args.warmup, act, split))
-  if "rejax" not in skip:
-    for n in seeds:
-      add("rejax DQN (jit+vmap, as shipped)", n,
-          lambda n=n: bench_rejax(n, args.steps, args.warmup))
-      if split:
-        add("rejax DQN (jit+vmap, seeds split like ours)", n,
-            lambda n=n: bench_rejax(n, args.steps, args.warmup, True))
-  if "torch" not in skip:
-    add("torch + gymnasium loop", 1,
-        lambda: bench_torch(args.steps, args.warmup, args.torch_threads))
+  for n in seeds:
+    rows += _interleaved_rows(n, args, split, skip)
   cmd = " ".join(["python scripts/bench_dqn.py", *(argv if argv is not None else sys.argv[1:])])
   lines = [f"Regenerate: `{cmd}`", "",
            f"DQN throughput, CartPole-v1, {args.steps} env steps/seed "
            f"({args.warmup} warm-up), batch 256, 128-128 MLP, "
-           f"backend {jax.default_backend()}, {len(jax.devices())} device(s)", "",
-           "| implementation | seeds | env steps/s (all seeds) | "
-           "per seed | env steps per CPU-s | compile s | run s | CPU s |",
-           "|---|---|---|---|---|---|---|---|"]
+           f"{len(jax.devices())} device(s); {args.reps} interleaved rounds per seed count (one whole "
+           "training run of each implementation per round): medians, and the per-round ratio to rejax "
+           "as shipped [min–max]", "", benchmarking.header(
+               (args.torch_threads or "default") if "torch" not in skip else None), "",
+           "| implementation | seeds | env steps/s (all seeds) | per seed | vs rejax [range] | "
+           "env steps per CPU-s | compile s | run s | CPU s |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     if "error" in r:
-      lines.append(f"| {r['impl']} | {r['seeds']} | error: {r['error'][:80]} "
-                   "| | | | | |")
+      lines.append(f"| {r['impl']} | {r['seeds']} | error: {r['error'][:80]} | | | | | | |")
     else:
+      vs = benchmarking.fmt_ratio(r["vs_rejax"]) if r.get("vs_rejax") else "—"
       lines.append(f"| {r['impl']} | {r['seeds']} | {r['steps_per_s']:.0f} | "
-                   f"{r['steps_per_s'] / r['seeds']:.0f} | "
+                   f"{r['steps_per_s'] / r['seeds']:.0f} | {vs} | "
                    f"{r['seeds'] * args.steps / r['cpu_s']:.0f} | "
-                   f"{r['compile_s']:.1f} | {r['run_s']:.1f} | "
-                   f"{r['cpu_s']:.1f} |")
+                   f"{r['compile_s']:.1f} | {r['run_s']:.2f} | "
+                   f"{r['cpu_s']:.2f} |")
   table = "\n".join(lines)
   print(table)
   os.makedirs(args.out, exist_ok=True)

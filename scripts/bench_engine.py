@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from experiments.configs import roaf
+from stable_training import allocator, benchmarking
 from stable_training.models.recurrent import RecurrentClassifier
 from stable_training.models.roaf import CRITICAL_INIT, ROAFMLP
 from stable_training.train import loop
@@ -133,7 +134,9 @@ def compare(name, config, d, hand_model, hand_tx, steps, reps) -> dict:
       t_engine.append(te / steps)
       t_hand.append(th / steps)
   e, h = statistics.median(t_engine), statistics.median(t_hand)
-  return {"name": name, "engine_s_per_step": e, "hand_s_per_step": h, "ratio": e / h,
+  r = benchmarking.ratio(t_engine, t_hand)   # per round: engine / hand
+  return {"name": name, "engine_s_per_step": e, "hand_s_per_step": h, "ratio": r["median"],
+          "ratio_min": r["min"], "ratio_max": r["max"],
           "compile_engine_s": compile_engine, "compile_hand_s": compile_hand, "max_abs_loss_diff": gap,
           "final_loss": float(losses[-1])}
 
@@ -170,13 +173,14 @@ def bench_mlp(steps, reps):
 
 def main(argv):
   del argv
+  allocator.setup(__name__)   # as the launcher runs: tcmalloc where installed, else tuned glibc
   if FLAGS.tiny:
     FLAGS.hidden, FLAGS.batch, FLAGS.seq_len = 8, 8, 16
     FLAGS.depth, FLAGS.width, FLAGS.mlp_batch = 4, 8, 8
     FLAGS.steps, FLAGS.reps = 3, 2
-  devs = jax.devices()
-  print(f"backend: {jax.default_backend()} ({len(devs)} device(s): {devs[0].device_kind}), jax {jax.__version__}")
-  print(f"timing: median of {FLAGS.reps} calls of {FLAGS.steps} steps each, after one warm-up call")
+  print(benchmarking.header())
+  print(f"timing: {FLAGS.reps} interleaved rounds (one engine call, one hand call) of {FLAGS.steps} steps each, "
+        "after one warm-up round; ratio = median of the per-round engine / hand ratios [min–max]")
   runs = {"rnn": bench_rnn, "mlp": bench_mlp}
   for name in FLAGS.models:
     if name not in runs:
@@ -184,7 +188,7 @@ def main(argv):
   for name in FLAGS.models:
     r = runs[name](FLAGS.steps, FLAGS.reps)
     print(f"{r['name']}: engine {r['engine_s_per_step']:.4f} s/step, hand {r['hand_s_per_step']:.4f} s/step, "
-          f"ratio (engine / hand) {r['ratio']:.3f}; compile engine {r['compile_engine_s']:.1f} s, "
+          f"ratio (engine / hand) {r['ratio']:.3f} [{r['ratio_min']:.3f}–{r['ratio_max']:.3f}]; compile engine {r['compile_engine_s']:.1f} s, "
           f"hand {r['compile_hand_s']:.1f} s; max |Δloss| {r['max_abs_loss_diff']:.2e}", flush=True)
 
 

@@ -40,6 +40,7 @@ results/roaf for the full setting, a temporary folder for --quick / --tiny).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -64,7 +65,7 @@ flags.DEFINE_string("step_depths", "1000,10000", "Depths of the JAX vs PyTorch t
 flags.DEFINE_integer("reps", 5, "Timed repetitions (medians are reported).")
 flags.DEFINE_string("filter_modes", "identity,perm,fast,haar",
                     "ROAF filter modes (comma list of identity, perm, fast, haar; identity = the no-filter reference).")
-flags.DEFINE_string("skip", "", "Comma list of parts to skip: compile,step,rnn.")
+flags.DEFINE_string("skip", "", "Comma list of parts to skip: compile,step,user,rnn.")
 FLAGS = flags.FLAGS
 
 # Budgets of --quick / --tiny; a flag given on the command line wins.
@@ -166,18 +167,23 @@ def torch_filter_kind(filter_mode: str) -> str:
   return {"perm": "perm", "identity": "identity"}.get(filter_mode, "dense")
 
 
-def torch_train_runner(depth, width, batch, alpha=0.99, kind="dense"):
+def torch_train_runner(depth, width, batch, alpha=0.99, kind="dense", in_features=None):
   """A warmed-up SGD step (lr 1e-3) of the PyTorch eager ROAF MLP as a no-argument callable.
 
   `kind`: 'dense' (O_l stored as buffers: the port of 'fast' and 'haar'), 'perm'
-  (h[:, p_l] * s_l, the port of 'perm') or 'identity' (no filter).
+  (h[:, p_l] * s_l, the port of 'perm') or 'identity' (no filter). With
+  `in_features`, `ROAFMLP`'s own shape: tanh(Linear(in_features → width)), then
+  depth − 1 ROAF layers; without, depth ROAF layers on width-wide inputs.
   """
   import torch
   torch.manual_seed(0)
+  n_roaf = depth - 1 if in_features else depth
 
   class ROAFTorch(torch.nn.Module):
     def __init__(self):
       super().__init__()
+      self.inp = torch.nn.Linear(in_features, width) if in_features else None
+      depth = n_roaf
       self.layers = torch.nn.ModuleList([torch.nn.Linear(width, width) for _ in range(depth)])
       if kind == "dense":
         self.register_buffer("o", torch.linalg.qr(torch.randn(depth, width, width))[0])
@@ -194,13 +200,15 @@ def torch_train_runner(depth, width, batch, alpha=0.99, kind="dense"):
       return h
 
     def forward(self, h):
+      if self.inp is not None:
+        h = torch.tanh(self.inp(h))
       for l, lin in enumerate(self.layers):
         h = alpha * self.filt(h, l) + (1 - alpha) * torch.tanh(lin(h))
       return self.out(h)
 
   model = ROAFTorch()
   opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-  x = torch.ones(batch, width)
+  x = torch.ones(batch, in_features or width)
   y = torch.zeros(batch, dtype=torch.long)
 
   def run():
@@ -209,6 +217,56 @@ def torch_train_runner(depth, width, batch, alpha=0.99, kind="dense"):
     opt.step()
   run()
   return run
+
+
+def user_loop_runner(depth, width, batch, filter_mode, in_features=784):
+  """A warmed-up step of the loop a user writes around the library's `ROAFMLP` (defaults: remat, α = 0.99):
+  ``jax.jit`` of ``value_and_grad`` of the mean cross-entropy + ``optax.sgd(1e-3)``, params and optimizer
+  state donated, `in_features`-wide inputs; as a no-argument callable."""
+  model = ROAFMLP(width=width, depth=depth, num_classes=10, filter_mode=filter_mode)
+  tx = optax.sgd(1e-3)
+  x = jnp.ones((batch, in_features))
+  y = jnp.zeros((batch,), jnp.int32)
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"]
+  opt_state = tx.init(params)
+
+  def loss_fn(p, x, y):
+    return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y).mean()
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def step(p, s, x, y):
+    loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s, loss
+  box = list(step(params, opt_state, x, y)[:2])
+  jax.block_until_ready(box)
+
+  def run():
+    box[0], box[1], loss = step(box[0], box[1], x, y)
+    jax.block_until_ready(loss)
+  return run
+
+
+def user_loop_table(args, modes: list[str]) -> list[dict]:
+  """The user's own loop (`user_loop_runner`) vs the same loop in PyTorch eager, per depth and mode
+  (784-wide inputs), interleaved rounds."""
+  rows = []
+  for d in [int(v) for v in args.step_depths.split(",")]:
+    kinds = sorted({torch_filter_kind(m) for m in modes})
+    torch_runs = {k: torch_train_runner(d, args.width, args.batch, kind=k, in_features=784) for k in kinds}
+    threads = pick_torch_threads(torch_runs[kinds[0]])
+    runs = {**{"jax/" + m: user_loop_runner(d, args.width, args.batch, m) for m in modes},
+            **{"torch/" + k: r for k, r in torch_runs.items()}}
+    ts = benchmarking.interleaved(runs, args.reps)
+    for mode in modes:
+      tj, tt = ts["jax/" + mode], ts["torch/" + torch_filter_kind(mode)]
+      sp = benchmarking.ratio(tt, tj)
+      r = {"depth": d, "filter_mode": mode, "jax_s": float(np.median(tj)), "torch_s": float(np.median(tt)),
+           "torch_threads": threads, "torch_filter": torch_filter_kind(mode), "speedup": sp["median"],
+           "speedup_min": sp["min"], "speedup_max": sp["max"]}
+      rows.append(r)
+      print(json.dumps(r), flush=True)
+  return rows
 
 
 def rnn_times(hidden, batch, steps, reps):
@@ -305,6 +363,13 @@ def markdown(res: dict, args, cmd: str) -> list[str]:
                  f"({r['torch_threads']}, {r['torch_filter']}) | {sp} "
                  f"| {r['jax_gflops']:.1f} ({100 * r['jax_gflops'] / roof:.0f} %) "
                  f"| {r['torch_gflops']:.1f} ({100 * r['torch_gflops'] / roof:.0f} %) |")
+  if res.get("user_loop"):
+    lines += ["", "| a user's loop: `ROAFMLP` (784-wide inputs) in `jit(value_and_grad)` + `optax.sgd`, donated; depth "
+              "| filters | JAX s | PyTorch eager s (threads, filter) | speed-up [range] |", "|---|---|---|---|---|"]
+    for r in res["user_loop"]:
+      sp = benchmarking.fmt_ratio({"median": r["speedup"], "min": r["speedup_min"], "max": r["speedup_max"]})
+      lines.append(f"| {r['depth']} | {r['filter_mode']} | {r['jax_s']:.3f} | {r['torch_s']:.3f} "
+                   f"({r['torch_threads']}, {r['torch_filter']}) | {sp} |")
   if res["rnn"]:
     lines += ["", f"| RNN fwd+bwd, {res['rnn_steps']} steps, {res['rnn_shape']} (torch.nn.RNN at {res['rnn_torch_threads']} "
               "thread(s)) | s | speed-up vs torch.nn.RNN [range] | GFLOP/s |", "|---|---|---|---|"]
@@ -333,7 +398,7 @@ def main(argv):
   study.setup_process()
   args = types.SimpleNamespace(**settings())
   skip = set(args.skip.split(","))
-  if not {"step", "rnn"} <= skip:   # the PyTorch comparisons
+  if not {"step", "user", "rnn"} <= skip:   # the PyTorch comparisons
     import torch  # noqa: F401  (fail here, before any timing, where PyTorch is missing)
   out = study.out_dir(STUDY)
   cmd = " ".join(["python scripts/bench_roaf.py", *(FLAGS[n].serialize() for n in
@@ -345,11 +410,13 @@ def main(argv):
   modes = args.filter_modes.split(",")
   res["compile"] = [] if "compile" in skip else compile_table(args, modes)
   res["train_step"] = [] if "step" in skip else train_step_table(args, modes)
+  user_modes = [m for m in modes if m in ("fast", "perm")]
+  res["user_loop"] = [] if "user" in skip or not user_modes else user_loop_table(args, user_modes)
   res["rnn"] = {}
   if "rnn" not in skip:
     res.update(rnn_table(args))
     print(json.dumps({k: v["s"] for k, v in res["rnn"].items()}), flush=True)
-  threads = ({r["torch_threads"] for r in res["train_step"]} | ({res["rnn_torch_threads"]} if res["rnn"] else set()))
+  threads = ({r["torch_threads"] for r in res["train_step"] + res["user_loop"]} | ({res["rnn_torch_threads"]} if res["rnn"] else set()))
   res["header"] = benchmarking.header(", ".join(map(str, sorted(threads))) if threads else None)
   lines = markdown(res, args, cmd)
   stem = study.stem("bench")

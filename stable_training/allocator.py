@@ -1,30 +1,36 @@
-"""The process's memory allocator: tcmalloc where installed, else glibc tuned to keep freed memory.
+"""The process's memory allocator: tcmalloc where installed; glibc tuned to keep freed memory on request.
 
-XLA:CPU allocates every large temporary of a compiled step afresh (the
-stacked carries, pre-activations and weight gradients of a scanned layer
-stack: 3 × 64 MiB per step at depth 1,000, width = batch = 128; the stacked
-states of an RNN's time loop) on its worker threads and frees it after the
-step. glibc serves blocks that large with ``mmap`` (a thread's arena holds at
-most 64 MiB) and returns them with ``munmap``, so every step page-faults them
-back in: 48 k minor faults per depth-1,000 ROAF step, ≈ 15 % of its time.
+XLA:CPU allocates a compiled program's large temporaries (the stacked
+carries, pre-activations and weight gradients of a scanned layer stack:
+3 × 64 MiB at depth 1,000, width = batch = 128; the stacked states of an RNN's
+time loop) on its worker threads at each call and frees them after it. glibc
+serves blocks that large with ``mmap`` (a thread's arena holds at most
+64 MiB) and returns them with ``munmap``, so a program called once per
+train step page-faults them back in every step: 48 k minor faults per
+depth-1,000 ROAF step. The engine runs K steps per call (a scanned chunk), so
+its temporaries are allocated once per K steps and the allocator does not
+show in its step time (measured: depth-1,000 MLP chunk 65.6–69.7 ms/step under
+glibc vs 68.6 under tcmalloc).
 
-`setup`, called by the program's entry points (the launcher, the study and
-benchmark scripts; never on import), picks one of two cures for a run on the
-CPU backend (`uses_accelerator`: on a GPU/TPU the temporaries live in device
-memory):
+`setup`, called by the program's entry points (launcher, study and benchmark
+scripts; never on import), re-executes the program once with tcmalloc
+preloaded where it is installed (Debian/Ubuntu: ``apt-get install
+libtcmalloc-minimal4``; ``LD_PRELOAD`` can only act at process start) and the
+run is on the CPU backend (`uses_accelerator`: on a GPU/TPU the temporaries
+live in device memory).
 
-* tcmalloc, which keeps freed pages, where it is installed (Debian/Ubuntu:
-  ``apt-get install libtcmalloc-minimal4``). It can only be chosen before the
-  process starts (``LD_PRELOAD``), so the program re-executes itself once.
-* otherwise glibc's own ``mallopt`` knobs, set in-process with no re-exec,
-  root or extra package (`keep_freed_memory`): 48 k → 7 k faults per step.
+`keep_freed_memory` is the no-root, no-package alternative for a program
+that calls a deep step once per step (a user's own jitted loop, the
+benchmark's step): glibc's ``mallopt`` knobs set in-process (48 k → 7 k faults
+per step, the depth-1,000 ``perm`` step ≈ 15 % faster). It is opt-in, not a
+default, because its single arena makes glibc serialize the small
+allocations of XLA's worker threads: the 1-seed DQN loop ran 15–20 % slower
+and the engine's deep-MLP chunk ≈ 20 % slower under it (measured, WORKSPACE.md).
 
-Measured side by side (`scripts/bench_roaf.py`, WORKSPACE.md), tuned glibc is
-within ≈ 5–8 % of tcmalloc on the deep ROAF step. A user's own program gets
-the same by calling `keep_freed_memory()` first thing. Numbers do not depend
-on the allocator. ``STABLE_TRAINING_ALLOCATOR``: ``auto`` (default, as above),
-``glibc`` (tuned glibc even where tcmalloc is installed), ``system`` (neither),
-or a path: that library preloaded, whatever the backend.
+Numbers do not depend on the allocator. ``STABLE_TRAINING_ALLOCATOR``:
+``auto`` (default: tcmalloc where installed), ``glibc`` (tuned glibc,
+`keep_freed_memory`, even where tcmalloc is installed), ``system``
+(neither), or a path: that library preloaded, whatever the backend.
 """
 from __future__ import annotations
 
@@ -138,12 +144,11 @@ _glibc_tuned = False
 def keep_freed_memory() -> bool:
   """Tunes glibc's malloc, in this process, to keep freed memory for reuse instead of returning it.
 
-  XLA:CPU allocates a compiled step's large temporaries (the stacked carries and
-  weight gradients of a scanned layer stack: 2 × 64 MiB per step at depth 1,000,
-  width = batch = 128) on its worker threads and frees them after the step.
-  glibc serves a block that large from a thread's arena with ``mmap`` (an arena
-  heap holds at most 64 MiB) and gives it back with ``munmap``, so every step
-  page-faults 128 MiB back in (32 k minor faults per step, measured). Three
+  For a program that calls a deep step once per step (a user's own jitted
+  loop): XLA:CPU allocates the step's large temporaries on its worker threads
+  and frees them after the call; glibc serves a block that large from a
+  thread's arena with ``mmap`` (an arena heap holds at most 64 MiB) and gives
+  it back with ``munmap``, so every step page-faults it back in. Three
   ``mallopt`` settings make glibc behave like tcmalloc for these blocks: one
   arena (``M_ARENA_MAX = 1``: every thread allocates from the main heap, which
   can grow past 64 MiB), blocks up to 2 GiB from the heap rather than ``mmap``
@@ -151,6 +156,8 @@ def keep_freed_memory() -> bool:
   (``M_TRIM_THRESHOLD``). Small allocations stay lock-free in glibc's per-thread
   caches. Set at run time (no re-exec, no root, no extra package); threads that
   already allocated keep their arena, so call it before JAX starts its backend.
+  Not for programs of many small ops on several threads (the one arena
+  serializes their allocations: the 1-seed DQN loop ran 15–20 % slower).
   Numbers do not depend on the allocator.
 
   Returns True when the settings were applied (Linux with glibc, not under
@@ -171,19 +178,23 @@ def keep_freed_memory() -> bool:
 
 
 def setup(caller: str) -> str:
-  """The allocator of a program run on the CPU backend: tcmalloc (re-exec), else tuned glibc.
+  """The program's allocator, chosen by ``STABLE_TRAINING_ALLOCATOR`` (see the module doc).
 
-  `caller`: the ``__name__`` of the entry point's module; nothing happens
-  unless it is ``"__main__"`` (a main called in-process, e.g. by a test, leaves
-  the calling process alone). ``STABLE_TRAINING_ALLOCATOR=system`` keeps the
-  system allocator untouched, ``=glibc`` skips tcmalloc; a run on a GPU/TPU
-  (`uses_accelerator`) gets neither cure. Call it first thing in a main function, before any output or
-  file is written and before JAX starts its backend. Returns `describe()`.
+  ``auto``: tcmalloc where installed and the run is on the CPU backend
+  (`reexec_with_tcmalloc`); ``glibc``: `keep_freed_memory` (CPU backend
+  only); ``system``: nothing; a path: that library preloaded. `caller`: the
+  ``__name__`` of the entry point's module; nothing happens unless it is
+  ``"__main__"`` (a main called in-process, e.g. by a test, leaves the calling
+  process alone). Call it first thing in a main function, before any output
+  or file is written and before JAX starts its backend. Returns `describe()`.
   """
-  if caller == "__main__" and os.environ.get(ENV, "auto") != "system":
-    reexec_with_tcmalloc(caller)   # does not return where it re-executes
-    if not uses_accelerator(os.environ):
-      keep_freed_memory()
+  if caller == "__main__":
+    choice = os.environ.get(ENV, "auto")
+    if choice == "glibc":
+      if not uses_accelerator(os.environ):
+        keep_freed_memory()
+    elif choice != "system":
+      reexec_with_tcmalloc(caller)   # does not return where it re-executes
   return describe()
 
 

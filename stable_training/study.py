@@ -54,9 +54,8 @@ def app_run(main) -> None:
   choice, then absl's ``app.run(main)``.
 
   The allocator belongs to the program, not the library: only here (the script run as the program)
-  does the process re-execute itself with tcmalloc preloaded where it is installed, else tune glibc
-  in-process (`stable_training.allocator.setup`; XLA:CPU's large per-step temporaries then cost no
-  page faults). A main
+  does the process re-execute itself with tcmalloc preloaded where it is installed
+  (`stable_training.allocator.setup`; ``STABLE_TRAINING_ALLOCATOR`` chooses otherwise). A main
   called in-process (tests, another study) never re-executes. A run stopped by SIGTERM/SIGINT (its
   checkpoint saved, `stable_training.train.lock.Preempted`) ends the script with the launcher's status
   75 and one line; rerunning the same command resumes it.

@@ -200,7 +200,7 @@ def _signed_permute_jvp(primals, tangents):
   x, perm, sign, inv = primals
   t = tangents[0]
   # promise_in_bounds: the transposed gather then has no bounds mask (bitwise the former custom VJP)
-  scattered = jnp.zeros(t.shape, t.dtype).at[..., inv].set(t, unique_indices=True, mode="promise_in_bounds")
+  scattered = jnp.zeros_like(t).at[..., inv].set(t, unique_indices=True, mode="promise_in_bounds")
   return signed_permute(x, perm, sign, inv), scattered * sign.astype(t.dtype)
 
 
