@@ -337,3 +337,40 @@ def test_lsc_pretraining_is_memoized_across_a_learning_rate_sweep(tmp_path, monk
   tiny = loop.BoundedMemo(max_bytes=100)
   tiny["a"], tiny["b"] = np.zeros(20), np.zeros(20)  # 160 B each
   assert list(tiny) == ["b"]
+
+
+def test_one_seed_chunk_is_the_plain_loop_and_several_seeds_agree():
+  """make_chunk_fn: one seed runs unbatched, the plain `lax.scan` of `train_step` (the loop a user writes; equal
+  to float32 rounding: XLA fuses the chunk's guard into the step); with two seeds (vmapped) each seed's
+  trajectory matches its own one-seed run."""
+  import optax
+  from stable_training.models import DeepMLP
+  from stable_training.train import steps as st
+  from stable_training.train.loop import init_state
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((16, 6)), jnp.float32)
+  y = jnp.arange(16) % 3
+  model, tx = DeepMLP(width=8, depth=3, num_classes=3), optax.adam(1e-2)
+  step = st.make_train_step(model, st.cross_entropy, tx)
+  chunk = jax.jit(st.make_chunk_fn(step, stop_on_nonfinite=True, make_batch=lambda data, xs: data))
+  k = 5
+
+  def run(seeds):
+    state = init_state(model, tx, np.asarray(seeds), x[:1])
+    return chunk(state, (x, y), jnp.zeros((k, len(seeds)), jnp.int32))
+  one, stopped, m1 = run([0])
+  plain = jax.tree.map(lambda a: a[0], init_state(model, tx, np.asarray([0]), x[:1]))
+  plain, m_plain = jax.jit(lambda s: jax.lax.scan(lambda s, _: step(s, (x, y)), s, None, length=k))(plain)
+  assert not bool(stopped)
+  for a, b in zip(jax.tree.leaves((one.params, m1)), jax.tree.leaves((plain.params, m_plain))):
+    np.testing.assert_allclose(np.asarray(a).reshape(np.shape(b)), np.asarray(b), rtol=1e-6, atol=1e-7)
+  def batched_dots(n):   # dot_generals with a (seed) batch dimension in the lowered chunk
+    state = init_state(model, tx, np.arange(n), x[:1])
+    text = chunk.lower(state, (x, y), jnp.zeros((k, n), jnp.int32)).as_text()
+    return sum("stablehlo.dot_general" in l and "batching_dims" in l for l in text.splitlines())
+  assert batched_dots(1) == 0 and batched_dots(2) > 0
+  two, _, m2 = run([0, 1])
+  one_b, _, m1_b = run([1])
+  for s, (ref, mref) in enumerate(((one, m1), (one_b, m1_b))):
+    for a, b in zip(jax.tree.leaves(two.params), jax.tree.leaves(ref.params)):
+      np.testing.assert_allclose(np.asarray(a)[s], np.asarray(b)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(m2["loss"])[:, s], np.asarray(mref["loss"])[:, 0], rtol=1e-5)

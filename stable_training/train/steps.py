@@ -186,14 +186,27 @@ def make_chunk_fn(train_step: Callable, *, stop_on_nonfinite: bool, unroll: int 
   finite for any seed freezes the state at the last good values (the host then
   reports that step and stops).
 
+  Seeds are vmapped; a single seed runs unbatched, as a plain loop of
+  `train_step` would (a batch-1 vmap was 25 % slower on XLA:CPU).
+
   `unroll` is `jax.lax.scan`'s: steps per loop iteration (compile time and
   memory grow with it). ``unroll=0`` builds a loop-free one-step program
   (xs of leading size 1) for a host loop: XLA:CPU runs convolutions inside
   any while loop, even one of trip count 1, ≈ 5× slower.
   """
-  def seed_step(state, data, xs_s):
+  def one_seed(state, data, xs_s):
     return train_step(state, make_batch(data, xs_s))
-  seed_step = jax.vmap(seed_step, in_axes=(0, None, 0))
+  all_seeds = jax.vmap(one_seed, in_axes=(0, None, 0))
+
+  def seed_step(state, data, xs_k):
+    # One seed runs unbatched: the plain loop's own program. Under vmap a batch-1 dot_general
+    # is not handed to YNNPACK by XLA:CPU (the ROAF RNN's ∂W dot ran on Eigen: the 1-seed step
+    # 25 % slower than the same step unbatched, scripts/bench_engine.py).
+    if jax.tree.leaves(xs_k)[0].shape[0] == 1:
+      first = lambda t: jax.tree.map(lambda a: a[0], t)
+      new_state, m = one_seed(first(state), data, first(xs_k))
+      return jax.tree.map(lambda a: a[None], (new_state, m))
+    return all_seeds(state, data, xs_k)
 
   def chunk(state, data, xs):
     def body(carry, xs_k):
