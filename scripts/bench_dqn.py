@@ -225,6 +225,7 @@ def main(argv=None):
   p.add_argument("--skip", default="", help="comma list of torch,rejax,ours")
   p.add_argument("--reps", type=int, default=3, help="interleaved rounds (whole training runs of each)")
   p.add_argument("--out", default="results/dqn")
+  p.add_argument("--tag", default="", help="output stem bench_TAG.{md,json} (default bench.{md,json})")
   p.add_argument("--host_devices", type=int, default=0,
                  help="expose N CPU devices; ours (and a second rejax row) then split the "
                  "seeds over them, as `experiments.main --host_devices=auto` does")
@@ -239,7 +240,9 @@ def main(argv=None):
   rows = []
   for n in seeds:
     rows += _interleaved_rows(n, args, split, skip)
-  cmd = " ".join(["python scripts/bench_dqn.py", *(argv if argv is not None else sys.argv[1:])])
+  env = os.environ.get(allocator.ENV)   # the allocator decides the ratio: part of the command
+  cmd = " ".join([*([f"{allocator.ENV}={env}"] if env else []), "python scripts/bench_dqn.py",
+                  *(argv if argv is not None else sys.argv[1:])])
   lines = [f"Regenerate: `{cmd}`", "",
            f"DQN throughput, CartPole-v1, {args.steps} env steps/seed "
            f"({args.warmup} warm-up), batch 256, 128-128 MLP, "
@@ -263,9 +266,10 @@ def main(argv=None):
   table = "\n".join(lines)
   print(table)
   os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "bench.md"), "w") as f:
+  stem = os.path.join(args.out, f"bench_{args.tag}" if args.tag else "bench")
+  with open(stem + ".md", "w") as f:
     f.write(table + "\n")
-  with open(os.path.join(args.out, "bench.json"), "w") as f:
+  with open(stem + ".json", "w") as f:
     json.dump(dict(args=vars(args), rows=rows), f, indent=1)
 
 

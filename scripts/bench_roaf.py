@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stable_training import benchmarking, study
+from stable_training import allocator, benchmarking, study
 from stable_training.models.recurrent import RecurrentClassifier
 from stable_training.models.roaf import ROAFMLP
 
@@ -418,7 +418,9 @@ def main(argv):
   if not {"step", "user", "rnn"} <= skip:   # the PyTorch comparisons
     import torch  # noqa: F401  (fail here, before any timing, where PyTorch is missing)
   out = study.out_dir(STUDY)
-  cmd = " ".join(["python scripts/bench_roaf.py", *(FLAGS[n].serialize() for n in
+  env = os.environ.get(allocator.ENV)   # the allocator decides the ratio: part of the command
+  cmd = " ".join([*([f"{allocator.ENV}={env}"] if env else []), "python scripts/bench_roaf.py",
+                  *(FLAGS[n].serialize() for n in
                   ("quick", "tiny", "tag", "width", "batch", "compile_depths", "step_depths", "reps",
                    "filter_modes", "skip") if FLAGS[n].present)])
   res = {"setting": vars(args), "command": cmd, "devices": str(jax.devices())}

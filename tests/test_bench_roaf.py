@@ -20,7 +20,7 @@ def _run(tmp_path, *args):
 
 
 def test_compile_table_and_header(tmp_path):
-  res, md = _run(tmp_path, "--skip=step,rnn", "--filter_modes=perm")
+  res, md = _run(tmp_path, "--skip=step,user,rnn", "--filter_modes=perm")
   assert [r["filter_mode"] for r in res["compile"]] == ["perm"] and res["compile"][0]["depth"] == 10
   assert res["compile"][0]["peak_mib"] >= res["compile"][0]["param_mib"] > 0
   for part in ("CPU ", "usable cores", "JAX ", "allocator: ", "thread env: "):
@@ -32,7 +32,8 @@ def test_compile_table_and_header(tmp_path):
 def test_interleaved_speedups_with_their_range(tmp_path):
   res, md = _run(tmp_path, "--skip=compile", "--filter_modes=perm,identity", "--reps=3")
   assert "PyTorch" in res["header"]
-  for r in res["train_step"]:
+  assert [r["filter_mode"] for r in res["user_loop"]] == ["perm"]
+  for r in res["train_step"] + res["user_loop"]:
     assert r["speedup_min"] <= r["speedup"] <= r["speedup_max"]
     assert f"{r['speedup']:.2f}× [{r['speedup_min']:.2f}–{r['speedup_max']:.2f}]" in md
   for k, v in res["rnn"].items():
