@@ -29,7 +29,7 @@ def common_keys(*, kernel_init: str = "glorot_normalized", remat: bool = False) 
       "activation": Key(str, "tanh", choices=tuple(activations.names())),
       "activation_kwargs": Key(dict, {}, doc="e.g. t_left / t_right for tgelu"),
       "kernel_init": Key(str, kernel_init, choices=tuple(initializers.names())),
-      "remat": Key(bool, remat, doc="jax.checkpoint each layer (memory O(1) in depth)"),
+      "remat": Key(bool, remat, doc="jax.checkpoint each layer: keep only its input and pre-activation (no matmul recomputed)"),
   }
 
 
