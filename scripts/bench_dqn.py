@@ -230,7 +230,7 @@ def main(argv=None):
                  help="expose N CPU devices; ours (and a second rejax row) then split the "
                  "seeds over them, as `experiments.main --host_devices=auto` does")
   args = p.parse_args(argv)
-  allocator.setup(__name__)   # as the launcher runs: tcmalloc where installed, else tuned glibc
+  allocator.setup(__name__)   # as the launcher runs (STABLE_TRAINING_ALLOCATOR; default tcmalloc where installed)
   if args.host_devices:  # read when the CPU backend starts, i.e. after this
     from stable_training.train.sharding import with_host_devices
     os.environ["XLA_FLAGS"] = with_host_devices(os.environ.get("XLA_FLAGS", ""), args.host_devices)

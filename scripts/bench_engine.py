@@ -173,7 +173,7 @@ def bench_mlp(steps, reps):
 
 def main(argv):
   del argv
-  allocator.setup(__name__)   # as the launcher runs: tcmalloc where installed, else tuned glibc
+  allocator.setup(__name__)   # as the launcher runs (STABLE_TRAINING_ALLOCATOR; default tcmalloc where installed)
   if FLAGS.tiny:
     FLAGS.hidden, FLAGS.batch, FLAGS.seq_len = 8, 8, 16
     FLAGS.depth, FLAGS.width, FLAGS.mlp_batch = 4, 8, 8

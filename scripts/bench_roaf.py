@@ -162,12 +162,31 @@ def at_threads(run, n: int):
   return timed
 
 
-def torch_best(ts: dict, name: str, counts: list[int]) -> tuple[list[float], list[int]]:
-  """Per round, the faster PyTorch thread count's time (and that count): the comparison PyTorch wins
-  whenever either count would."""
+def torch_best(ts: dict, name: str, counts: list[int]) -> tuple[list[float], int]:
+  """Per round, the faster PyTorch thread count's time (the comparison PyTorch wins whenever either
+  count would), and the count that won most rounds."""
   series = [ts[f"{name}@{n}"] for n in counts]
   best = [min(zip(col, counts)) for col in zip(*series)]
-  return [t for t, _ in best], [n for _, n in best]
+  used = [n for _, n in best]
+  return [t for t, _ in best], max(set(used), key=used.count)
+
+
+def versus_torch(jax_runs: dict, torch_runs: dict, reps: int) -> dict:
+  """Each JAX mode against its PyTorch port (`torch_filter_kind`), all timed in the same interleaved rounds,
+  PyTorch at each of `torch_thread_counts`: {mode: (JAX seconds per round, row fields)}."""
+  counts = torch_thread_counts()
+  ts = benchmarking.interleaved({**{"jax/" + m: r for m, r in jax_runs.items()},
+                                 **{f"torch/{k}@{n}": at_threads(r, n) for k, r in torch_runs.items()
+                                    for n in counts}}, reps)
+  out = {}
+  for mode in jax_runs:
+    tj = ts["jax/" + mode]
+    tt, threads = torch_best(ts, "torch/" + torch_filter_kind(mode), counts)
+    sp = benchmarking.ratio(tt, tj)
+    out[mode] = tj, {"jax_s": float(np.median(tj)), "torch_s": float(np.median(tt)), "torch_threads": threads,
+                     "torch_filter": torch_filter_kind(mode), "speedup": sp["median"],
+                     "speedup_min": sp["min"], "speedup_max": sp["max"]}
+  return out
 
 
 def torch_filter_kind(filter_mode: str) -> str:
@@ -185,19 +204,18 @@ def torch_train_runner(depth, width, batch, alpha=0.99, kind="dense", in_feature
   """
   import torch
   torch.manual_seed(0)
-  n_roaf = depth - 1 if in_features else depth
+  n = depth - 1 if in_features else depth   # ROAF layers
 
   class ROAFTorch(torch.nn.Module):
     def __init__(self):
       super().__init__()
       self.inp = torch.nn.Linear(in_features, width) if in_features else None
-      depth = n_roaf
-      self.layers = torch.nn.ModuleList([torch.nn.Linear(width, width) for _ in range(depth)])
+      self.layers = torch.nn.ModuleList([torch.nn.Linear(width, width) for _ in range(n)])
       if kind == "dense":
-        self.register_buffer("o", torch.linalg.qr(torch.randn(depth, width, width))[0])
+        self.register_buffer("o", torch.linalg.qr(torch.randn(n, width, width))[0])
       elif kind == "perm":
-        self.register_buffer("p", torch.argsort(torch.rand(depth, width), dim=1))
-        self.register_buffer("s", torch.randint(0, 2, (depth, width)).float() * 2 - 1)
+        self.register_buffer("p", torch.argsort(torch.rand(n, width), dim=1))
+        self.register_buffer("s", torch.randint(0, 2, (n, width)).float() * 2 - 1)
       self.out = torch.nn.Linear(width, 10)
 
     def filt(self, h, l):
@@ -257,25 +275,16 @@ def user_loop_runner(depth, width, batch, filter_mode, in_features=784):
 
 def user_loop_table(args, modes: list[str]) -> list[dict]:
   """The user's own loop (`user_loop_runner`) vs the same loop in PyTorch eager, per depth and mode
-  (784-wide inputs), interleaved rounds."""
+  (784-wide inputs), interleaved rounds (`versus_torch`)."""
   rows = []
   for d in [int(v) for v in args.step_depths.split(",")]:
     kinds = sorted({torch_filter_kind(m) for m in modes})
-    counts = torch_thread_counts()
-    torch_runs = {k: torch_train_runner(d, args.width, args.batch, kind=k, in_features=784) for k in kinds}
-    runs = {**{"jax/" + m: user_loop_runner(d, args.width, args.batch, m) for m in modes},
-            **{f"torch/{k}@{n}": at_threads(r, n) for k, r in torch_runs.items() for n in counts}}
-    ts = benchmarking.interleaved(runs, args.reps)
+    res = versus_torch({m: user_loop_runner(d, args.width, args.batch, m) for m in modes},
+                       {k: torch_train_runner(d, args.width, args.batch, kind=k, in_features=784) for k in kinds},
+                       args.reps)
     for mode in modes:
-      tj = ts["jax/" + mode]
-      tt, used = torch_best(ts, "torch/" + torch_filter_kind(mode), counts)
-      threads = max(set(used), key=used.count)
-      sp = benchmarking.ratio(tt, tj)
-      r = {"depth": d, "filter_mode": mode, "jax_s": float(np.median(tj)), "torch_s": float(np.median(tt)),
-           "torch_threads": threads, "torch_filter": torch_filter_kind(mode), "speedup": sp["median"],
-           "speedup_min": sp["min"], "speedup_max": sp["max"]}
-      rows.append(r)
-      print(json.dumps(r), flush=True)
+      rows.append({"depth": d, "filter_mode": mode, **res[mode][1]})
+      print(json.dumps(rows[-1]), flush=True)
   return rows
 
 
@@ -303,10 +312,10 @@ def rnn_times(hidden, batch, steps, reps):
   counts = torch_thread_counts()
   runs.update({f"torch_rnn@{n}": at_threads(run, n) for n in counts})
   ts = benchmarking.interleaved(runs, reps)
-  ts["torch_rnn"], used = torch_best(ts, "torch_rnn", counts)
+  ts["torch_rnn"], threads = torch_best(ts, "torch_rnn", counts)
   for n in counts:
     del ts[f"torch_rnn@{n}"]
-  return ts, max(set(used), key=used.count)
+  return ts, threads
 
 
 def settings() -> dict:
@@ -329,27 +338,17 @@ def compile_table(args, modes: list[str]) -> list[dict]:
 
 def train_step_table(args, modes: list[str]) -> list[dict]:
   """JAX vs PyTorch train-step seconds, per-round speed-up and GFLOP/s per --step_depths depth and filter
-  mode: every JAX mode and PyTorch port timed in interleaved rounds (`benchmarking.interleaved`)."""
+  mode: every JAX mode and PyTorch port timed in interleaved rounds (`versus_torch`)."""
   rows = []
   for d in [int(v) for v in args.step_depths.split(",")]:
     kinds = sorted({torch_filter_kind(m) for m in modes})
-    counts = torch_thread_counts()
-    torch_runs = {k: torch_train_runner(d, args.width, args.batch, kind=k) for k in kinds}
-    runs = {**{"jax/" + m: jax_train_runner(d, args.width, args.batch, m) for m in modes},
-            **{f"torch/{k}@{n}": at_threads(r, n) for k, r in torch_runs.items() for n in counts}}
-    ts = benchmarking.interleaved(runs, args.reps)
+    res = versus_torch({m: jax_train_runner(d, args.width, args.batch, m) for m in modes},
+                       {k: torch_train_runner(d, args.width, args.batch, kind=k) for k in kinds}, args.reps)
     fl = layer_flops(args.width, args.batch) * d  # the dense filter's flops: the same work for every mode
     for mode in modes:
-      tj = ts["jax/" + mode]
-      tt, used = torch_best(ts, "torch/" + torch_filter_kind(mode), counts)
-      threads = max(set(used), key=used.count)
-      sp = benchmarking.ratio(tt, tj)
-      jm, tm = float(np.median(tj)), float(np.median(tt))
-      r = {"depth": d, "filter_mode": mode, "jax_s": jm, "torch_s": tm, "torch_threads": threads,
-           "torch_filter": torch_filter_kind(mode), "speedup": sp["median"], "speedup_min": sp["min"],
-           "speedup_max": sp["max"],
-           "vs_identity": jm / float(np.median(ts["jax/identity"])) if "identity" in modes else None,
-           "jax_gflops": fl / jm / 1e9, "torch_gflops": fl / tm / 1e9}
+      r = {"depth": d, "filter_mode": mode, **res[mode][1]}
+      r["vs_identity"] = r["jax_s"] / res["identity"][1]["jax_s"] if "identity" in modes else None
+      r["jax_gflops"], r["torch_gflops"] = fl / r["jax_s"] / 1e9, fl / r["torch_s"] / 1e9
       rows.append(r)
       print(json.dumps(r), flush=True)
   return rows
