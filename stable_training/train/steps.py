@@ -114,6 +114,20 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def _finite_given_norms(grads, updates, grad_norm, update_norm) -> jax.Array:
+  """`all_finite` of grads and updates, read off their norms when those are finite.
+
+  A finite ‖g‖₂ = √Σ g² implies every g is finite (an inf or NaN entry makes
+  the sum inf or NaN), so the entry-wise check runs only when a norm is not
+  finite: a finite vector whose squares overflow still counts as finite. Same
+  answer as ``all_finite(grads) & all_finite(updates)``, without two more
+  passes over the parameters in the common case.
+  """
+  return jax.lax.cond(jnp.isfinite(grad_norm) & jnp.isfinite(update_norm),
+                      lambda: jnp.array(True),
+                      lambda: all_finite(grads) & all_finite(updates))
+
+
 def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, *,
                     metrics_fn: Callable | None = None) -> Callable:
   """One SGD-style step for one seed: ``(state, (x, y)) -> (state, metrics)``.
@@ -152,15 +166,16 @@ def make_train_step(model, loss_fn: Callable, tx: optax.GradientTransformation, 
     grad_fn.loss_fn = lambda p: objective(p, batch, step_rng)[0]   # secant on any model (optim.secant)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn)
     params = optax.apply_updates(state.params, updates)
+    grad_norm, update_norm = optax.tree.norm(grads), optax.tree.norm(updates)
     metrics = {
         "loss": loss,
         **aux,
-        "grad_norm": optax.tree.norm(grads),
-        "update_norm": optax.tree.norm(updates),
+        "grad_norm": grad_norm,
+        "update_norm": update_norm,
         "update_var": _tree_variance(updates),
         "layer_grad_norms": layer_grad_norms(grads),
         # Updates too: a finite gradient times a huge step can overflow.
-        "finite": jnp.isfinite(loss) & all_finite(grads) & all_finite(updates),
+        "finite": jnp.isfinite(loss) & _finite_given_norms(grads, updates, grad_norm, update_norm),
     }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                          rng=rng), metrics
@@ -198,28 +213,31 @@ def make_chunk_fn(train_step: Callable, *, stop_on_nonfinite: bool, unroll: int 
     return train_step(state, make_batch(data, xs_s))
   all_seeds = jax.vmap(one_seed, in_axes=(0, None, 0))
 
-  def seed_step(state, data, xs_k):
-    # One seed runs unbatched: the plain loop's own program. Under vmap a batch-1 dot_general
-    # is not handed to YNNPACK by XLA:CPU (the ROAF RNN's ∂W dot ran on Eigen: the 1-seed step
-    # 25 % slower than the same step unbatched, scripts/bench_engine.py).
-    if jax.tree.leaves(xs_k)[0].shape[0] == 1:
-      first = lambda t: jax.tree.map(lambda a: a[0], t)
-      new_state, m = one_seed(first(state), data, first(xs_k))
-      return jax.tree.map(lambda a: a[None], (new_state, m))
-    return all_seeds(state, data, xs_k)
-
   def chunk(state, data, xs):
+    # One seed runs unbatched: the plain loop's own program, its seed axis dropped once around
+    # the loop, not in every step. Under vmap a batch-1 dot_general is not handed to YNNPACK by
+    # XLA:CPU (the ROAF RNN's ∂W dot ran on Eigen: the 1-seed step 25 % slower than the same
+    # step unbatched, scripts/bench_engine.py).
+    single = jax.tree.leaves(xs)[0].shape[1] == 1
+    step = (lambda s, xs_k: one_seed(s, data, xs_k)) if single else (lambda s, xs_k: all_seeds(s, data, xs_k))
+    if single:
+      state, xs = jax.tree.map(lambda a: a[0], state), jax.tree.map(lambda a: a[:, 0], xs)
+
     def body(carry, xs_k):
       state, stopped = carry
-      new_state, m = seed_step(state, data, xs_k)
+      new_state, m = step(state, xs_k)
       if stop_on_nonfinite:
         stopped = stopped | ~jnp.all(m["finite"])
-        new_state = jax.tree.map(lambda n, o: jnp.where(stopped, o, n), new_state, state)
+        # A branch, not an entry-wise select: no pass over the state in the common case.
+        new_state = jax.lax.cond(stopped, lambda: state, lambda: new_state)
       return (new_state, stopped), m
     if unroll == 0:  # one step, no loop
-      (state, stopped), m = body((state, jnp.array(False)), xs[0])
-      return state, stopped, jax.tree.map(lambda a: a[None], m)
-    (state, stopped), metrics = jax.lax.scan(body, (state, jnp.array(False)), xs, unroll=unroll)
+      (state, stopped), m = body((state, jnp.array(False)), jax.tree.map(lambda a: a[0], xs))
+      metrics = jax.tree.map(lambda a: a[None], m)
+    else:
+      (state, stopped), metrics = jax.lax.scan(body, (state, jnp.array(False)), xs, unroll=unroll)
+    if single:
+      state, metrics = jax.tree.map(lambda a: a[None], state), jax.tree.map(lambda a: a[:, None], metrics)
     return state, stopped, metrics
   return chunk
 
