@@ -319,9 +319,12 @@ def test_finite_flag_read_off_the_norms_equals_the_entrywise_check(entry, finite
   assert flags.tolist() == [True, finite]
 
 
-def test_host_loop_chunk_equals_scanned_chunk(tmp_path):
-  looped = train.train_and_evaluate(small_config(num_steps=20), str(tmp_path / "loop"))
-  unrolled = train.train_and_evaluate(small_config(num_steps=20, step_loop="host"), str(tmp_path / "unroll"))
+@pytest.mark.parametrize("seeds", [1, 2])   # 1: the unbatched program, its seed axis dropped around the loop
+def test_host_loop_chunk_equals_scanned_chunk(tmp_path, seeds):
+  looped = train.train_and_evaluate(small_config(num_steps=20, num_seeds=seeds), str(tmp_path / "loop"))
+  unrolled = train.train_and_evaluate(small_config(num_steps=20, num_seeds=seeds, step_loop="host"),
+                                      str(tmp_path / "unroll"))
+  assert len(looped["final"]["train_loss"]["per_seed"]) == seeds
   np.testing.assert_allclose(unrolled["final"]["train_loss"]["per_seed"],
                              looped["final"]["train_loss"]["per_seed"], rtol=1e-5)
   np.testing.assert_allclose(unrolled["final"]["test_accuracy"]["per_seed"],
