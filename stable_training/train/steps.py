@@ -219,13 +219,13 @@ def make_chunk_fn(train_step: Callable, *, stop_on_nonfinite: bool, unroll: int 
     # XLA:CPU (the ROAF RNN's ∂W dot ran on Eigen: the 1-seed step 25 % slower than the same
     # step unbatched, scripts/bench_engine.py).
     single = jax.tree.leaves(xs)[0].shape[1] == 1
-    step = (lambda s, xs_k: one_seed(s, data, xs_k)) if single else (lambda s, xs_k: all_seeds(s, data, xs_k))
+    step = one_seed if single else all_seeds
     if single:
       state, xs = jax.tree.map(lambda a: a[0], state), jax.tree.map(lambda a: a[:, 0], xs)
 
     def body(carry, xs_k):
       state, stopped = carry
-      new_state, m = step(state, xs_k)
+      new_state, m = step(state, data, xs_k)
       if stop_on_nonfinite:
         stopped = stopped | ~jnp.all(m["finite"])
         # A branch, not an entry-wise select: no pass over the state in the common case.
