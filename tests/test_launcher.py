@@ -157,6 +157,32 @@ def test_console_is_quiet_and_tensorboard_events_are_written(tmp_path):
   assert loss[-1][1] == pytest.approx(summary["final"]["train_loss"]["mean"], rel=1e-6)
 
 
+_TB_PROBE = r"""
+import importlib.util, sys
+from stable_training.train import records
+tb = records.TensorBoard(sys.argv[1])
+tb.write({"step": 3, "train_loss": {"mean": 0.25}})
+tb.close()
+print("torch imported:", "torch" in sys.modules)
+if importlib.util.find_spec("torch") is not None:   # hidden for tensorboardX's import only
+  import torch
+  print("torch after:", float(torch.ones(2).sum()))
+"""
+
+
+def test_tensorboard_writer_leaves_torch_unimported(tmp_path):
+  """tensorboardX imports torch where it is installed (1.5 s per launch); our writer does not."""
+  r = subprocess.run([sys.executable, "-c", _TB_PROBE, str(tmp_path)], cwd=ROOT, capture_output=True,
+                     text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "torch imported: False" in r.stdout
+  import importlib.util
+  if importlib.util.find_spec("torch") is not None:
+    assert "torch after: 2.0" in r.stdout
+  events, = glob.glob(str(tmp_path / "events.out.tfevents.*"))
+  assert _read_scalars(events) == [(3, "train/loss", 0.25)]
+
+
 def _read_scalars(path):
   """(step, tag, value) of an event file: TFRecord framing (u64 length, u32 crc, data, u32 crc)."""
   import struct
