@@ -117,14 +117,17 @@ def test_tgelu_classification_tiny(tmp_path):
     assert table[arm] == [f"{ep[0]['mean']:.4f} ± {ep[0]['std']:.4f}", f"{r['update_var']:.3e}",
                           f"{r['loss_abs_diff']:.4f}", f"{r['final_train_loss']:.4f}"]
   # --host_devices=auto (default): the 2 seeds of every arm split over the cores as devices, one
-  # seed per device when there are 2 cores; --host_devices=0 keeps one device, same numbers.
+  # seed per device when there are 2 cores; one device gives the same numbers.
   from stable_training.train.sharding import auto_host_devices, usable_cores
   want = auto_host_devices([2], usable_cores()) or 1
   assert json.load(open(tmp_path / "runs" / "gelu" / "summary.json"))["info"]["devices"] == want
-  _run(["scripts/reproduce_tgelu_classification.py", "--tiny", "--arms=gelu", "--host_devices=0",
-        f"--out={tmp_path / 'one'}", f"--workdir_root={tmp_path / 'runs1'}"])
+  # The one-device reference: the library's study in this process (one device, asserted).
+  import jax
+  from stable_training.studies import tgelu_classification
+  assert jax.device_count() == 1
+  one = tgelu_classification.run(tgelu_classification.tiny(arms=("gelu",)), str(tmp_path / "runs1"),
+                                 log=lambda _: None)["rows"]["gelu"]
   assert json.load(open(tmp_path / "runs1" / "gelu" / "summary.json"))["info"]["devices"] == 1
-  one = json.load(open(tmp_path / "one" / "table_tiny.json"))["rows"]["gelu"]
   np.testing.assert_allclose(one["per_epoch"][0]["per_seed"], res["rows"]["gelu"]["per_epoch"][0]["per_seed"],
                              atol=1e-6)
   np.testing.assert_allclose(one["final_train_loss"], res["rows"]["gelu"]["final_train_loss"], rtol=1e-5)
