@@ -573,3 +573,18 @@ def test_config_hook_reads_the_declared_defaults(monkeypatch):
   assert seen["kind"] == "spectral_radius"
   lsc.pretrain_from_config(m, p, x, {"rho": 1.0, "batch_samples": None}, jax.random.PRNGKey(2))
   assert seen["batch_samples"] is None
+
+
+@pytest.mark.parametrize("fn", ["pretrain", "lsc_pretrain", "lsc_pretrain_ffn"])
+def test_public_pretrain_defaults_are_the_config_defaults(fn):
+  """`st.lsc.pretrain` (and the two preset wrappers) called without options trains as ``config.lsc``
+  does: every default is the one `config.LSC_KEYS` declares (batch_samples was None here, 4 there)."""
+  import inspect
+  from stable_training.config import LSC_KEYS
+  params = inspect.signature(getattr(lsc, fn)).parameters
+  names = {"max_steps": "steps", "lr": "lr", "tol": "tol", "patience": "patience", "method": "method",
+           "batch_samples": "batch_samples", "time_samples": "time_samples"}
+  for arg, key in names.items():
+    if arg in params:
+      assert params[arg].default == LSC_KEYS[key].default, (fn, arg)
+  assert params["batch_samples"].default == 4

@@ -70,6 +70,9 @@ PRESETS = ("rho=1", "rho=0.5", "unbalanced")
 _ALIASES = {"1": "rho=1", "0.5": "rho=0.5", "rho=1": "rho=1", "rho=0.5": "rho=0.5",
             "unbalanced": "unbalanced"}
 METHODS = LSC_KEYS["method"].choices  # ("exact", "power"), declared once with config.lsc
+# The public functions' defaults are the engine's (`config.lsc`), declared once in `config.LSC_KEYS`.
+_DEFAULT = {k: LSC_KEYS[k].default for k in ("steps", "lr", "tol", "patience", "time_samples", "method",
+                                             "batch_samples")}
 
 
 def preset(name: str, depth: int, time_steps: int) -> dict[str, float]:
@@ -317,7 +320,7 @@ def _prepared(model, params, x, key, transitions, apply_kwargs, time_samples, ki
 
 
 def rnn_radii(model, params, x: jax.Array, key: jax.Array, *,
-              time_samples: int = 2, kind: str = "spectral_radius", method: str = "exact",
+              time_samples: int = _DEFAULT["time_samples"], kind: str = "spectral_radius", method: str = "exact",
               num_iters: int = 50) -> dict[str, jax.Array]:
   """Radii of a `DeepRNN`'s transition Jacobians (Herranz-Celotti & Rouat): `transition_radii`.
 
@@ -573,9 +576,11 @@ def declared_kinds(model, params, x, *, time_samples: int = 2) -> dict[str, int]
 
 
 def pretrain(model, params, inputs: jax.Array, targets: float | str | Mapping[str, float], *,
-             max_steps: int = 200, lr: float = 7e-3, tol: float = 0.08, patience: int = 20,
-             key: jax.Array | None = None, time_samples: int = 2, kind: str = "spectral_radius",
-             method: str = "exact", num_iters: int = 50, noise: bool = False, batch_samples: int | None = None,
+             max_steps: int = _DEFAULT["steps"], lr: float = _DEFAULT["lr"], tol: float = _DEFAULT["tol"],
+             patience: int = _DEFAULT["patience"], key: jax.Array | None = None,
+             time_samples: int = _DEFAULT["time_samples"], kind: str = "spectral_radius",
+             method: str = _DEFAULT["method"], num_iters: int = 50, noise: bool = False,
+             batch_samples: int | None = _DEFAULT["batch_samples"],
              compiled_loop: bool = True, transitions=None, apply_kwargs: Mapping | None = None):
   """LSC pre-training of any Flax model (Herranz-Celotti & Rouat 2023/24, "Stabilizing RNN Gradients through Pre-training").
 
@@ -588,7 +593,9 @@ def pretrain(model, params, inputs: jax.Array, targets: float | str | Mapping[st
   (a batch of training inputs; with ``noise=True`` fresh N(0, 1) inputs of
   that shape at every step; ``batch_samples`` (an integer; None or ≥ the
   number of inputs = all of them): a fresh random subset of that many
-  examples per step). No update while every per-layer mean radius is
+  examples per step). The defaults are the engine's ``config.lsc`` ones
+  (`stable_training.config.LSC_KEYS`: 200 steps, lr 7e-3, tol 0.08, patience
+  20, 4 random examples per step). No update while every per-layer mean radius is
   within `tol` of its target; stops after `patience` such steps in a row
   (returning those parameters) or after `max_steps` (returning the
   lowest-loss ones). ``compiled_loop=True``: one compiled `lax.while_loop`;
@@ -630,11 +637,12 @@ def pretrain(model, params, inputs: jax.Array, targets: float | str | Mapping[st
 
 
 def lsc_pretrain(model, params, inputs: jax.Array, *, rho_time: float = 0.5,
-                 rho_depth: float = 0.5, rho_readout: float = 1.0, max_steps: int = 200,
-                 lr: float = 7e-3, tol: float = 0.08, patience: int = 20,
-                 key: jax.Array | None = None, time_samples: int = 2,
-                 kind: str = "spectral_radius", method: str = "exact", num_iters: int = 50,
-                 noise: bool = False, batch_samples: int | None = None, compiled_loop: bool = True):
+                 rho_depth: float = 0.5, rho_readout: float = 1.0, max_steps: int = _DEFAULT["steps"],
+                 lr: float = _DEFAULT["lr"], tol: float = _DEFAULT["tol"], patience: int = _DEFAULT["patience"],
+                 key: jax.Array | None = None, time_samples: int = _DEFAULT["time_samples"],
+                 kind: str = "spectral_radius", method: str = _DEFAULT["method"], num_iters: int = 50,
+                 noise: bool = False, batch_samples: int | None = _DEFAULT["batch_samples"],
+                 compiled_loop: bool = True):
   """LSC pre-training with separate time/depth/read-out targets (Herranz-Celotti & Rouat 2023/24).
 
   `pretrain` with targets {time: rho_time, depth: rho_depth, readout:
@@ -653,10 +661,11 @@ def lsc_pretrain(model, params, inputs: jax.Array, *, rho_time: float = 0.5,
 
 
 def lsc_pretrain_ffn(model, params, inputs: jax.Array, *, rho: float = 1.0,
-                     rho_readout: float = 1.0, max_steps: int = 200, lr: float = 7e-3,
-                     tol: float = 0.08, patience: int = 20, key: jax.Array | None = None,
-                     kind: str = "spectral_radius", method: str = "exact", num_iters: int = 50,
-                     noise: bool = False, batch_samples: int | None = None, compiled_loop: bool = True):
+                     rho_readout: float = 1.0, max_steps: int = _DEFAULT["steps"], lr: float = _DEFAULT["lr"],
+                     tol: float = _DEFAULT["tol"], patience: int = _DEFAULT["patience"], key: jax.Array | None = None,
+                     kind: str = "spectral_radius", method: str = _DEFAULT["method"], num_iters: int = 50,
+                     noise: bool = False, batch_samples: int | None = _DEFAULT["batch_samples"],
+                 compiled_loop: bool = True):
   """LSC pre-training of a feed-forward net: every ρ(∂h_{l+1}/∂h_l) → `rho` (default 1).
 
   `pretrain` with targets {depth: rho, readout: rho_readout} on the inputs
@@ -677,7 +686,7 @@ def _mean_radii(measure, params, inputs, key):
   return _layer_means(*measure.radii(params, inputs, key))
 
 
-def mean_radii(model, params, inputs, key=None, *, time_samples: int = 2, kind: str = "spectral_radius",
+def mean_radii(model, params, inputs, key=None, *, time_samples: int = _DEFAULT["time_samples"], kind: str = "spectral_radius",
                method: str = "exact", num_iters: int = 50, transitions=None,
                apply_kwargs: Mapping | None = None) -> dict[str, jax.Array]:
   """Per-layer mean radii {'time': [L], 'depth': [L−1], 'readout': scalar} (Herranz-Celotti & Rouat).
