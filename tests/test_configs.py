@@ -111,6 +111,9 @@ _SHAPES = {"mnist_5k": (28, 28, 1), "fashion_mnist": (28, 28, 1), "digits": (8, 
            "mnist1d": (40,)}
 
 
+_TRACED: set = set()
+
+
 @pytest.mark.parametrize("name,variant", _variants())
 def test_every_variant_validates_and_traces(name, variant):
   """Validation, then `jax.eval_shape` of the model's init on the variant's input shape (no FLOPs)."""
@@ -128,6 +131,12 @@ def test_every_variant_validates_and_traces(name, variant):
   trainer.validate(c)
   if trainers.trainer_name(c) != "supervised":
     return
+  # Variants of a grid often differ only in training settings: each distinct model on each input
+  # is traced once per test process.
+  traced_key = (repr(c.model.to_dict()), c.dataset.name, c.dataset.get("view"), c.dataset.get("lag"))
+  if traced_key in _TRACED:
+    return
+  _TRACED.add(traced_key)
   if c.dataset.name in sequence_tasks.names():
     task = sequence_tasks.get_task(c.dataset.name)
     x, _ = jax.eval_shape(lambda k: task.sample(k, 2, c.dataset.lag), jax.random.PRNGKey(0))
