@@ -335,8 +335,7 @@ def _mlp_facts(model, params, x, m: dict) -> None:
 def _lsc_pretrain(model, params, x, rho, steps, key):
   """`stable_training.lsc.pretrain(model, params, x, rho)` (Herranz-Celotti & Rouat); mapping fallback."""
   from stable_training import lsc
-  from stable_training.config import LSC_KEYS
-  kw = dict(max_steps=int(steps), key=key, batch_samples=min(LSC_KEYS["batch_samples"].default, x.shape[0]))
+  kw = dict(max_steps=int(steps), key=key)   # batch_samples: pretrain's default, config.lsc's
   try:
     return lsc.pretrain(model, params, x, rho, **kw)
   except TypeError:  # an lsc API that takes only a {kind: ρ} mapping

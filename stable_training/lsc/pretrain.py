@@ -320,7 +320,7 @@ def _prepared(model, params, x, key, transitions, apply_kwargs, time_samples, ki
 
 
 def rnn_radii(model, params, x: jax.Array, key: jax.Array, *,
-              time_samples: int = _DEFAULT["time_samples"], kind: str = "spectral_radius", method: str = "exact",
+              time_samples: int = 2, kind: str = "spectral_radius", method: str = "exact",
               num_iters: int = 50) -> dict[str, jax.Array]:
   """Radii of a `DeepRNN`'s transition Jacobians (Herranz-Celotti & Rouat): `transition_radii`.
 
@@ -638,8 +638,9 @@ def pretrain(model, params, inputs: jax.Array, targets: float | str | Mapping[st
 
 def lsc_pretrain(model, params, inputs: jax.Array, *, rho_time: float = 0.5,
                  rho_depth: float = 0.5, rho_readout: float = 1.0, max_steps: int = _DEFAULT["steps"],
-                 lr: float = _DEFAULT["lr"], tol: float = _DEFAULT["tol"], patience: int = _DEFAULT["patience"],
-                 key: jax.Array | None = None, time_samples: int = _DEFAULT["time_samples"],
+                 lr: float = _DEFAULT["lr"], tol: float = _DEFAULT["tol"],
+                 patience: int = _DEFAULT["patience"], key: jax.Array | None = None,
+                 time_samples: int = _DEFAULT["time_samples"],
                  kind: str = "spectral_radius", method: str = _DEFAULT["method"], num_iters: int = 50,
                  noise: bool = False, batch_samples: int | None = _DEFAULT["batch_samples"],
                  compiled_loop: bool = True):
@@ -662,10 +663,10 @@ def lsc_pretrain(model, params, inputs: jax.Array, *, rho_time: float = 0.5,
 
 def lsc_pretrain_ffn(model, params, inputs: jax.Array, *, rho: float = 1.0,
                      rho_readout: float = 1.0, max_steps: int = _DEFAULT["steps"], lr: float = _DEFAULT["lr"],
-                     tol: float = _DEFAULT["tol"], patience: int = _DEFAULT["patience"], key: jax.Array | None = None,
-                     kind: str = "spectral_radius", method: str = _DEFAULT["method"], num_iters: int = 50,
-                     noise: bool = False, batch_samples: int | None = _DEFAULT["batch_samples"],
-                 compiled_loop: bool = True):
+                     tol: float = _DEFAULT["tol"], patience: int = _DEFAULT["patience"],
+                     key: jax.Array | None = None, kind: str = "spectral_radius",
+                     method: str = _DEFAULT["method"], num_iters: int = 50, noise: bool = False,
+                     batch_samples: int | None = _DEFAULT["batch_samples"], compiled_loop: bool = True):
   """LSC pre-training of a feed-forward net: every ρ(∂h_{l+1}/∂h_l) → `rho` (default 1).
 
   `pretrain` with targets {depth: rho, readout: rho_readout} on the inputs
@@ -686,7 +687,7 @@ def _mean_radii(measure, params, inputs, key):
   return _layer_means(*measure.radii(params, inputs, key))
 
 
-def mean_radii(model, params, inputs, key=None, *, time_samples: int = _DEFAULT["time_samples"], kind: str = "spectral_radius",
+def mean_radii(model, params, inputs, key=None, *, time_samples: int = 2, kind: str = "spectral_radius",
                method: str = "exact", num_iters: int = 50, transitions=None,
                apply_kwargs: Mapping | None = None) -> dict[str, jax.Array]:
   """Per-layer mean radii {'time': [L], 'depth': [L−1], 'readout': scalar} (Herranz-Celotti & Rouat).
