@@ -606,4 +606,6 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
+  from stable_training import allocator
+  allocator.skip_exit_collection()   # the program's exit, not the library's
   main()

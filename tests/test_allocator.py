@@ -177,3 +177,19 @@ def _thp_always() -> bool:
       return "[always]" in f.read()
   except OSError:
     return False
+
+
+@pytest.mark.parametrize("caller,frozen", [("__main__", True), ("experiments.main", False)])
+def test_only_a_program_skips_the_exit_collection(caller, frozen):
+  """`setup` from the program's entry point freezes the heap at exit (the interpreter's last collections
+  then skip it); called from an imported main it leaves the exit alone. A handler registered before
+  `setup` runs after the freeze (atexit is LIFO) and sees it; the program's output is intact."""
+  code = ("import atexit, gc, sys\n"
+          "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0, flush=True))\n"
+          "from stable_training import allocator\n"
+          f"allocator.setup({caller!r})\n"
+          "print('frozen now:', gc.get_freeze_count() > 0)\n")
+  p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                     env={**os.environ, allocator.ENV: "system"})
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert p.stdout.splitlines() == ["frozen now: False", f"frozen at exit: {frozen}"]

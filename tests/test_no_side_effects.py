@@ -130,9 +130,9 @@ _STUDY_SCRIPT = r'''
 import atexit, os, sys
 from stable_training import study
 study.define_flags("probe")
-callbacks = atexit._ncallbacks()
 
 def main(argv):
+  callbacks = atexit._ncallbacks()   # app_run's own (the allocator's exit freeze) are registered by now
   wd = study.workdir("probe", "run_a")
   os.makedirs(wd)
   open(os.path.join(wd, "f"), "w").close()

@@ -397,4 +397,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  from stable_training import allocator
+  allocator.skip_exit_collection()   # the program's exit, not the library's
   sys.exit(main())

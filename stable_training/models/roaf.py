@@ -42,6 +42,7 @@ every study states the α it used.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -112,6 +113,9 @@ def roaf_kernel_init(kernel_init: InitLike, alpha: float, beta: float | None,
   return resolve_init(kernel_init)
 
 
+# The filter draws below are jitted: the models call them on constants (eagerly, under
+# `ensure_compile_time_eval`), where each of their ~10 ops was an XLA compile of its own.
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def haar_orthogonal(key: jax.Array, n: int, dtype: Any = jnp.float32) -> jax.Array:
   """A Haar-distributed n×n orthogonal matrix (Mezzadri 2007).
 
@@ -126,6 +130,7 @@ def haar_orthogonal(key: jax.Array, n: int, dtype: Any = jnp.float32) -> jax.Arr
   return (q * d[None, :]).astype(dtype)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def layer_filter(filter_seed: int, index: jax.Array | int, n: int,
                  dtype: Any = jnp.float32) -> jax.Array:
   """O_l = haar(fold_in(PRNGKey(filter_seed), l)): the fixed filter of layer l."""
@@ -136,6 +141,7 @@ def layer_filter(filter_seed: int, index: jax.Array | int, n: int,
 FILTER_MODES = ("haar", "fast", "perm", "identity")
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2))
 def fast_filter_perm_sign(filter_seed: int, index: jax.Array | int,
                           n: int) -> tuple[jax.Array, jax.Array]:
   """Layer l's (permutation [n] int32, signs [n]) of the ``fast`` filter.
@@ -163,6 +169,7 @@ def fast_filter_perm_sign(filter_seed: int, index: jax.Array | int,
 CONSTANT_TABLE_ENTRIES = 2 ** 21
 
 
+@jax.jit
 def inverse_permutation(perm: jax.Array) -> jax.Array:
   """P⁻¹ of the permutations along the last axis: inv[..., perm[..., i]] = i.
 
@@ -174,6 +181,7 @@ def inverse_permutation(perm: jax.Array) -> jax.Array:
   return jnp.put_along_axis(jnp.zeros_like(perm), perm, iota, axis=-1, inplace=False)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2))
 def fast_filter_tables(filter_seed: int, indices: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
   """`fast_filter_perm_sign` for several layers: ([L, n] permutations, [L, n] signs)."""
   return jax.vmap(lambda i: fast_filter_perm_sign(filter_seed, i, n))(indices)
