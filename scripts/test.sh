@@ -9,6 +9,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e ".[test]"
 export JAX_PLATFORMS=cpu
+# Bytecode caches on (some images set PYTHONDONTWRITEBYTECODE): without them every test worker and
+# each of the ~100 launcher/study subprocesses recompiles the package's sources (≈ 0.2 s a process)
+# and pytest re-rewrites the test modules' asserts at every collection.
+unset PYTHONDONTWRITEBYTECODE
 # One persistent XLA cache for the whole run: the suite compiles the same small
 # programs in many tests and subprocesses (tiny configs, smoke studies). A tiny
 # config's train chunk compiles in ~0.2 s, under JAX's default threshold; from

@@ -495,6 +495,26 @@ def test_single_layer_deep_rnn_and_host_loop():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_steps_lr_tol_and_patience_do_not_recompile():
+  """The loop's budget and settings are run-time arguments: one compiled loop serves a 3- and a 6-step run
+  and another lr/tol/patience; the 3-step run is the 6-step run's first 3 steps, and the lr is the one used."""
+  import importlib
+  pt = importlib.import_module("stable_training.lsc.pretrain")   # the module (lsc.pretrain is the function)
+  m = DeepMLP(width=4, depth=3, num_classes=2)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
+  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  kw = dict(key=jax.random.PRNGKey(2), patience=100, tol=1e-6)
+  _, h3 = lsc.pretrain(m, p, x, 1.0, max_steps=3, **kw)
+  compiled = pt._run_compiled._cache_size()
+  _, h6 = lsc.pretrain(m, p, x, 1.0, max_steps=6, **kw)
+  _, h_lr = lsc.pretrain(m, p, x, 1.0, max_steps=6, **{**kw, "patience": 50, "tol": 1e-5}, lr=0.5)
+  assert pt._run_compiled._cache_size() == compiled
+  assert h3["steps"] == 3 and h6["steps"] == 6 and len(h6["loss"]) == 6
+  np.testing.assert_array_equal(h3["loss"], h6["loss"][:3])
+  assert h_lr["loss"][0] == h6["loss"][0] and h_lr["loss"][1] != h6["loss"][1]   # same start, another step
+  assert pt._capacity(200) == 256 and pt._capacity(256) == 256 and pt._capacity(257) == 512
+
+
 def test_memo_is_explicit():
   m = DeepMLP(width=4, depth=3, num_classes=2)
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
