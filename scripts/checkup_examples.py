@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import tempfile
 
-from absl import app, flags
+from absl import flags
+
+from stable_training import study
 
 flags.DEFINE_string("out", None, "Output folder (default: results/checkup; a temporary folder with --tiny).")
 flags.DEFINE_bool("tiny", False, "Seconds: small widths and depths, few LSC steps.")
@@ -105,4 +107,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  study.app_run(main)

@@ -159,12 +159,11 @@ def test_tiny_smoke(tmp_path):
     assert f"- α = {alpha:g}, {init}, {mode}: {roaf_init.verdict(rr)}" in md
   assert (out / "init_study_tiny.png").stat().st_size > 0
   assert _git_status_results() == before   # nothing under results/ changed
-  # The library study gives the same numbers in-process.
-  payload = roaf_init.run(roaf_init.tiny(examples=3), log=lambda _: None)
-  strip = lambda rr: [{k: v for k, v in r.items() if k not in ("seconds", "init_seconds")} for r in rr]
-  assert strip(payload["rows"]) == strip(res["rows"])
-  assert {k: v for k, v in payload["setting"].items() if k not in ("wall_seconds", "command")} == \
-      {k: v for k, v in s.items() if k not in ("wall_seconds", "command")}
+  # The thin script ran the library's study at the library's tiny preset (its flag on top): the settings it
+  # recorded are `roaf_init.tiny(examples=3)`'s. (Rerunning the study in-process cost 5.5 s of the suite;
+  # the numbers are checked against exact SVDs above.)
+  want = roaf_init.setting_record(roaf_init.tiny(examples=3))
+  assert {k: s[k] for k in want} == want
 
 
 def test_settings_and_configs():
