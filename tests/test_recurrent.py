@@ -108,7 +108,8 @@ def test_hoisted_input_projection_equals_per_step_cell_loop(cell):
   """
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 3))
   m = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.7, readout="all")
-  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  # Every model call below is jitted: run eagerly, each scan and each op was an XLA compile of its own.
+  p = jax.jit(m.init)(jax.random.PRNGKey(1), x)["params"]
   c = m.cell_module(parent=None)
   s = c.initialize_carry(None, x[:, 0].shape)
   assert s.shape == (2, state_size(cell, 4))
@@ -119,21 +120,21 @@ def test_hoisted_input_projection_equals_per_step_cell_loop(cell):
     ys.append(y)
   want = jnp.stack(ys, 1) @ p["output"]["kernel"] + p["output"]["bias"]
   np.testing.assert_allclose(jax.jit(m.apply)({"params": p}, x), want, rtol=1e-5, atol=1e-5)
-  by_flax = nn.RNN(m.cell_module(parent=None)).apply({"params": {"cell": p["cell"]}}, x)
+  by_flax = jax.jit(nn.RNN(m.cell_module(parent=None)).apply)({"params": {"cell": p["cell"]}}, x)
   np.testing.assert_allclose(by_flax, jnp.stack(ys, 1), rtol=1e-5, atol=1e-5)
   # readout='last' takes the final carry without stacking the states: same logits.
-  last = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.7).apply({"params": p}, x)
+  last = jax.jit(RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.7).apply)({"params": p}, x)
   np.testing.assert_allclose(last, want[:, -1], rtol=1e-5, atol=1e-5)
   # D = 1 with readout='last' (psMNIST) projects inside the scan step instead: same logits and gradients
   # as the hoisted readout='all' path's last step.
   x1 = x[..., :1]
   m_last = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.7)
   m_all = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.7, readout="all")
-  p1 = m_last.init(jax.random.PRNGKey(2), x1)["params"]
+  p1 = jax.jit(m_last.init)(jax.random.PRNGKey(2), x1)["params"]
   f_last = lambda q: m_last.apply({"params": q}, x1)
   f_all = lambda q: m_all.apply({"params": q}, x1)[:, -1]
-  np.testing.assert_allclose(f_last(p1), f_all(p1), rtol=1e-5, atol=1e-6)
-  g_last, g_all = (jax.grad(lambda q: jnp.sum(jnp.tanh(f(q))))(p1) for f in (f_last, f_all))
+  np.testing.assert_allclose(jax.jit(f_last)(p1), jax.jit(f_all)(p1), rtol=1e-5, atol=1e-6)
+  g_last, g_all = (jax.jit(jax.grad(lambda q: jnp.sum(jnp.tanh(f(q)))))(p1) for f in (f_last, f_all))
   for a, b in zip(jax.tree.leaves(g_last), jax.tree.leaves(g_all)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -143,7 +144,7 @@ def test_deep_rnn_hoisted_projection_equals_per_step_loop():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 3))
   for cell in ("lstm", "gru", "tanh_rnn", "alif", "lru"):
     m = DeepRNN(cell=cell, depth=3, hidden=4, num_classes=2)
-    p = m.init(jax.random.PRNGKey(1), x)["params"]
+    p = jax.jit(m.init)(jax.random.PRNGKey(1), x)["params"]
     c = cell_module(m)
     cell_step = jax.jit(lambda cp, s, xt: c.apply({"params": cp}, s, xt))   # one compile, not 18 eager traces
     first, rest = layer_params(p)
