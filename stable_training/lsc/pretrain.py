@@ -444,7 +444,7 @@ class _Measure:
 @dataclasses.dataclass(frozen=True)
 class _Spec:
   """Static settings of one compiled pre-training loop. Targets, steps, lr, tol and patience are arguments
-  (`_Knobs`): one compilation serves every ρ and every budget up to `capacity` steps."""
+  (`_knobs`): one compilation serves every ρ and every budget up to `capacity` steps."""
   kinds: tuple[str, ...]
   capacity: int   # history rows: max_steps rounded up (`_capacity`)
   noise: bool
