@@ -25,7 +25,10 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_CO
 # chunk 8.6 → 5.8 s) and XLA:CPU's new MLIR fusion emitters (the legacy
 # emitters compile the 9 LSC time-radius tests in 10.6 instead of 26.1 s of
 # backend compile) are off. Results agree within the tests' tolerances.
-export XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+# Each compile is also one LLVM module, not split for parallel codegen: the workers
+# already keep every core busy, so the split's threads only add work (measured:
+# whole suite at -n 2, 564 s user CPU and 325 s wall against 610 s and 350 s).
+export XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1"
 # Launcher and study subprocesses would re-execute themselves with tcmalloc where it
 # is installed (stable_training/allocator.py): a second interpreter start each, for
 # no change in any number (the compile-bound suite is no faster with it, measured).
