@@ -39,16 +39,34 @@ from absl import logging
 import jax
 import numpy as np
 
-# Orbax logs through absl while it is imported, and absl's first record configures Python's root
-# logger (logging.basicConfig) when it has no handler yet: a handler held during the import keeps
-# importing this module from changing the process's logging.
-_IMPORT_GUARD = std_logging.NullHandler()
-std_logging.root.addHandler(_IMPORT_GUARD)
-try:
-  import orbax.checkpoint as ocp
-  import tensorstore as ts
-finally:
-  std_logging.root.removeHandler(_IMPORT_GUARD)
+ocp = ts = None   # orbax.checkpoint and tensorstore, imported by `_orbax` at the first checkpoint operation
+
+
+def _orbax():
+  """orbax.checkpoint, imported on first use: 0.17 s of every process's start-up otherwise, also of those
+  that never checkpoint (a launcher refusing its flags, the check-up, the benchmarks).
+
+  Orbax logs through absl while it is imported, and absl's first record configures Python's root
+  logger (logging.basicConfig) when it has no handler yet: a handler held during the import keeps
+  it from changing the process's logging.
+  """
+  global ocp, ts
+  if ocp is None:
+    guard = std_logging.NullHandler()
+    std_logging.root.addHandler(guard)
+    try:
+      import orbax.checkpoint as ocp_module
+      import tensorstore as ts_module
+    finally:
+      std_logging.root.removeHandler(guard)
+    ocp, ts = ocp_module, ts_module
+  return ocp
+
+
+def _tensorstore():
+  """tensorstore (orbax's storage layer), imported with orbax by `_orbax`."""
+  _orbax()
+  return ts
 
 # Keys that may change between a run and its resumption: how long to train
 # and how often to log/evaluate/save do not change what a step computes.
@@ -219,6 +237,7 @@ def make_manager(workdir: str) -> ocp.CheckpointManager:
   is committed, so an intact previous checkpoint exists while a save is in
   flight.
   """
+  ocp = _orbax()
   if _QUIET is None:
     quiet_orbax()
   return ocp.CheckpointManager(
@@ -288,6 +307,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, config_rec: dict
     CheckpointSaveError: the write failed or could not fit (ENOSPC); the step's
       temporary folder is removed, the earlier checkpoints are untouched.
   """
+  ocp = _orbax()
   items = {_STATE: ocp.args.StandardSave(state), _SUMS: ocp.args.JsonSave(checksum_record(state))}
   if config_rec is not None:
     items[_CONFIG] = ocp.args.JsonSave(config_rec)
@@ -365,6 +385,7 @@ def _latest_config_record(manager: ocp.CheckpointManager) -> tuple[int, dict] | 
 
 def _config_of(manager: ocp.CheckpointManager, step: int) -> dict | None:
   """Checkpoint `step`'s config record; None for a checkpoint without one (older format) or unreadable."""
+  ocp = _orbax()
   if not os.path.isdir(os.path.join(str(manager.directory), str(step), _CONFIG)):
     return None
   try:
@@ -430,6 +451,7 @@ def _unreadable_array(item_dir: str) -> str | None:
   first, a damaged checkpoint never reaches orbax's read; an intact one is
   read twice (the second time from the page cache).
   """
+  ts = _tensorstore()
   root = os.path.abspath(item_dir)
   if os.path.exists(os.path.join(root, "manifest.ocdbt")):  # orbax's default layout: one OCDBT database
     base = {"driver": "ocdbt", "base": f"file://{root}/"}
@@ -472,6 +494,7 @@ def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
 
 def _problem(manager: ocp.CheckpointManager, step: int, like: Any, abstract: Any) -> tuple[str | None, Any]:
   """(None, state) if checkpoint `step` restores and matches its record, else (what is wrong, None)."""
+  ocp = _orbax()
   try:
     record = manager.restore(step, args=ocp.args.Composite(**{_SUMS: ocp.args.JsonRestore()}))[_SUMS]
   except Exception as e:  # pylint: disable=broad-except
@@ -515,6 +538,7 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, *, quarantine: boo
       other than `like`'s (not damage; nothing is moved).
     WorkdirConfigMismatch: a checkpoint was made by another config.
   """
+  ocp = _orbax()
   manager.reload()  # the directory may have changed since the manager was made
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
   damaged = []
