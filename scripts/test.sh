@@ -29,6 +29,11 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_CO
 # already keep every core busy, so the split's threads only add work (measured:
 # whole suite at -n 2, 564 s user CPU and 325 s wall against 610 s and 350 s).
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1"
+# NumPy's OpenBLAS on one thread: the tests' reference computations (eigenvalues, SVDs, matmuls of small
+# matrices) gain nothing from a second thread when both cores already run a worker, and OpenBLAS's
+# threads spin while they wait (measured: four numpy-heavy files at -n 2, 4 alternating runs each,
+# 56.1 / 50.1 / 51.3 / 50.1 s wall against 62.6 / 53.9 / 52.8 / 55.2 s; the same tests pass).
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 # Launcher and study subprocesses would re-execute themselves with tcmalloc where it
 # is installed (stable_training/allocator.py): a second interpreter start each, for
 # no change in any number (the compile-bound suite is no faster with it, measured).

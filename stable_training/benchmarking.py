@@ -62,7 +62,8 @@ def header(torch_threads: int | str | None = None) -> str:
   if torch_threads is not None:
     import torch
     parts.append(f"PyTorch {torch.__version__} at {torch_threads} thread(s)")
-  env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ]
+  env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+         if k in os.environ]
   parts.append("thread env: " + (", ".join(env) if env else "unset"))
   return "; ".join(parts)
 
