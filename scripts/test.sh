@@ -26,8 +26,10 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_CO
 # emitters compile the 9 LSC time-radius tests in 10.6 instead of 26.1 s of
 # backend compile) are off. Results agree within the tests' tolerances.
 # Each compile is also one LLVM module, not split for parallel codegen: the workers
-# already keep every core busy, so the split's threads only add work (measured:
-# whole suite at -n 2, 564 s user CPU and 325 s wall against 610 s and 350 s).
+# already keep every core busy, so the split's threads only add work (measured at -n 2,
+# alternating: test_lsc + test_avg_grad + test_recurrent 63.7 / 64.0 s wall against
+# 78.2 / 72.1 s; test_train + test_configs + test_launcher + test_scripts 73.9 / 70.2 s
+# against 77.6 / 86.1 s). Idle, one process, the split pays: outside the suite it stays on.
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1"
 # NumPy's OpenBLAS on one thread: the tests' reference computations (eigenvalues, SVDs, matmuls of small
 # matrices) gain nothing from a second thread when both cores already run a worker, and OpenBLAS's
