@@ -1,6 +1,7 @@
 """The train engine: multi-seed vmap, sharding, resume after SIGKILL, non-finite guard."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -366,10 +367,43 @@ def test_lsc_pretraining_is_memoized_across_a_learning_rate_sweep(tmp_path, monk
   assert list(tiny) == ["b"]
 
 
+def test_nonfinite_guard_freezes_at_the_last_good_step_and_copies_no_state():
+  """make_chunk_fn(stop_on_nonfinite=True): the first step whose loss or gradient is not finite, for any
+  seed, leaves every seed's state at its value after the last good step (a plain loop of that many
+  steps) and stops; the steps after it change nothing. The guard is an entry-wise select that XLA
+  fuses into the update: the compiled one-seed chunk copies a stacked (scanned) kernel no more often
+  than the unguarded chunk (a lax.cond copied the whole state twice per step)."""
+  from stable_training.models.roaf import ROAFMLP
+  from stable_training.train import steps as st
+  from stable_training.train.loop import init_state
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 5)), jnp.float32)
+  y = jnp.arange(8) % 3
+  model, tx = ROAFMLP(width=6, depth=5, num_classes=3, alpha=0.5, filter_mode="fast"), optax.sgd(0.1, momentum=0.9)
+  step = st.make_train_step(model, st.cross_entropy, tx)
+  # xs[k, s] = 1 poisons seed s's batch at step k with an inf input.
+  poison = lambda data, bad: (jnp.where(bad > 0, jnp.inf, data[0]), data[1])
+  chunk = jax.jit(st.make_chunk_fn(step, stop_on_nonfinite=True, make_batch=poison))
+  seeds = np.asarray([0, 1])
+  xs = np.zeros((5, 2), np.int32)
+  xs[2, 1] = 1                        # seed 1's third step is non-finite
+  state, stopped, m = chunk(init_state(model, tx, seeds, x[:1]), (x, y), jnp.asarray(xs))
+  assert bool(stopped) and not np.all(np.asarray(m["finite"])[2])
+  for s in range(2):
+    plain = jax.tree.map(lambda a: a[s], init_state(model, tx, seeds, x[:1]))
+    plain, _ = jax.lax.scan(lambda c, _: step(c, (x, y)), plain, None, length=2)   # the two good steps
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(plain)):
+      np.testing.assert_allclose(np.asarray(a)[s], np.asarray(b), rtol=1e-6, atol=1e-7)
+
+  def stacked_copies(guard):   # copies of a [depth - 1, w, w] buffer in the compiled one-seed chunk
+    c = jax.jit(st.make_chunk_fn(step, stop_on_nonfinite=guard, make_batch=poison))
+    text = c.lower(init_state(model, tx, seeds[:1], x[:1]), (x, y), jnp.zeros((5, 1), jnp.int32)).compile().as_text()
+    return len(re.findall(r"= f32\[4,6,6\]\{[^}]*\} copy\(", text))
+  assert stacked_copies(True) == stacked_copies(False)
+
+
 def test_one_seed_chunk_is_the_plain_loop_and_several_seeds_agree():
   """make_chunk_fn: one seed runs unbatched, the plain `lax.scan` of `train_step` (the loop a user writes;
-  bitwise equal since the guard became a branch, the tolerance leaving XLA room to fuse the chunk
-  differently); with two seeds (vmapped) each seed's trajectory matches its own one-seed run."""
+  the tolerance leaves XLA room to fuse the chunk differently); with two seeds (vmapped) each seed's trajectory matches its own one-seed run."""
   from stable_training.models import DeepMLP
   from stable_training.train import steps as st
   from stable_training.train.loop import init_state
