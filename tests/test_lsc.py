@@ -372,48 +372,56 @@ def test_every_cell_time_radii_equal_eigvals_of_autodiff_jacobians(cell):
   key, K = jax.random.PRNGKey(7), 3
   t_idx = np.asarray(jax.random.choice(jax.random.split(key, 3)[0], 6, (K,), replace=False))
 
-  # The references run jitted (one compile each, not an eager trace per step); the math is unchanged.
-  def loop(c, p, xs):  # states [B, T, S] and outputs [B, T, Y]
-    s, ss, ys = jnp.zeros((xs.shape[0], state_size(cell, 4))), [], []
-    cell_step = jax.jit(lambda s, xt: c.apply({"params": p}, s, xt))
-    for t in range(xs.shape[1]):
-      s, y = cell_step(s, xs[:, t])
-      ss.append(s)
-      ys.append(y)
-    return jnp.stack(ss, 1), jnp.stack(ys, 1)
+  # The references run jitted, parameters as arguments (one compile per cell module and shape, not
+  # one per closure or an eager trace per step); the math is unchanged.
+  def make_loop(c):  # states [B, T, S] and outputs [B, T, Y] of a per-step Python loop
+    @jax.jit
+    def loop(p, xs):
+      s, ss, ys = jnp.zeros((xs.shape[0], state_size(cell, 4))), [], []
+      for t in range(xs.shape[1]):
+        s, y = c.apply({"params": p}, s, xs[:, t])
+        ss.append(s)
+        ys.append(y)
+      return jnp.stack(ss, 1), jnp.stack(ys, 1)
+    return loop
 
-  def time_ref(c, p, xs, ss):  # [B, K]
-    prev = np.concatenate([np.zeros_like(ss[:, :1]), ss[:, :-1]], 1)
-    step = lambda u, xt: c.apply({"params": p}, u, xt, method="step")
-    jac = jax.jit(jax.jacfwd(step))
-    return np.array([[_max_eig(jac(prev[b, t], xs[b, t])) for t in t_idx] for b in range(2)])
+  def make_time_ref(c):  # (p, xs, ss) -> [B, K]: ∂step/∂s at every sampled (b, t), one batched call
+    step = lambda u, xt, p: c.apply({"params": p}, u, xt, method="step")
+    jac = jax.jit(jax.vmap(jax.jacfwd(step), in_axes=(0, 0, None)))
+
+    def time_ref(p, xs, ss):
+      prev = np.concatenate([np.zeros_like(ss[:, :1]), ss[:, :-1]], 1)[:, t_idx]   # [B, K, S]
+      J = np.asarray(jac(prev.reshape(-1, prev.shape[-1]), np.asarray(xs)[:, t_idx].reshape(-1, xs.shape[-1]), p))
+      return _max_eig(J).reshape(2, K)
+    return time_ref
 
   rc = RecurrentClassifier(cell=cell, hidden=4, num_classes=3, alpha=0.6)
-  p = rc.init(jax.random.PRNGKey(1), x)["params"]
+  p = jax.jit(rc.init)(jax.random.PRNGKey(1), x)["params"]
   r = jax.jit(lambda p, x: lsc.transition_radii(rc, p, x, key, time_samples=K))(p, x)
   c = rc.cell_module(parent=None)
-  ss, _ = loop(c, p["cell"], x)
+  ss, _ = make_loop(c)(p["cell"], x)
   assert np.all(np.isfinite(r["time"])) and np.all(np.isfinite(r["readout"]))
-  np.testing.assert_allclose(r["time"][0], time_ref(c, p["cell"], x, np.asarray(ss)), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(r["time"][0], make_time_ref(c)(p["cell"], x, np.asarray(ss)), rtol=1e-4, atol=1e-6)
 
   m = DeepRNN(cell=cell, depth=2, hidden=4, num_classes=3)
-  p = m.init(jax.random.PRNGKey(1), x)["params"]
+  p = jax.jit(m.init)(jax.random.PRNGKey(1), x)["params"]
   r = jax.jit(lambda p, x: lsc.transition_radii(m, p, x, key, time_samples=K))(p, x)
   c = cell_module(m)
   p0, ph = layer_params(p)
   p1 = jax.tree.map(lambda a: a[0], ph)
-  s0, y0 = loop(c, p0, x)
-  s1, _ = loop(c, p1, y0)
+  loop, time_ref = make_loop(c), make_time_ref(c)
+  s0, y0 = loop(p0, x)
+  s1, _ = loop(p1, y0)
   s0, s1, x1 = np.asarray(s0), np.asarray(s1), np.asarray(y0)
-  np.testing.assert_allclose(r["time"][0], time_ref(c, p0, x, s0), rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(r["time"][1], time_ref(c, p1, x1, s1), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(r["time"][0], time_ref(p0, x, s0), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(r["time"][1], time_ref(p1, x1, s1), rtol=1e-4, atol=1e-6)
   # depth: s^0_t ↦ step_1(s^1_{t−1}, output_0(s^0_t, x_t)).
   prev1 = np.concatenate([np.zeros_like(s1[:, :1]), s1[:, :-1]], 1)
   up = lambda u, sp, xt: c.apply({"params": p1}, sp, c.apply({"params": p0}, u, xt, method="output"),
                                  method="step")
-  jac_up = jax.jit(jax.jacfwd(up))
-  ref = [[_max_eig(jac_up(s0[b, t], prev1[b, t], x[b, t])) for t in t_idx] for b in range(2)]
-  np.testing.assert_allclose(r["depth"][0], ref, rtol=1e-4, atol=1e-6)
+  jac_up = jax.jit(jax.vmap(jax.jacfwd(up)))
+  J = np.asarray(jac_up(*(np.asarray(a)[:, t_idx].reshape(2 * K, -1) for a in (s0, prev1, x))))
+  np.testing.assert_allclose(r["depth"][0], _max_eig(J).reshape(2, K), rtol=1e-4, atol=1e-6)
 
 
 def test_roaf_mlp_pretrain_reaches_rho_1():
