@@ -147,6 +147,29 @@ def test_disk_full_at_save_is_one_line_at_that_save_and_resumes_exactly(tmp_path
   _same_results(train.train_and_evaluate(_config(), str(wd)), baseline[1])
 
 
+_JSON_LOST_AT_200 = """
+from orbax.checkpoint._src.handlers import json_checkpoint_handler as h
+_save = h.JsonCheckpointHandler._save_fn
+async def _lost(self, x, directory):
+  if "/200.orbax-checkpoint-tmp" in str(directory):
+    return   # the write never happens and no error is raised: orbax commits the step without the file
+  return await _save(self, x, directory)
+h.JsonCheckpointHandler._save_fn = _lost
+"""
+
+
+def test_a_checkpoint_committed_without_an_item_is_refused_at_that_save(tmp_path):
+  """Orbax can return from a save whose JSON writer failed in its own thread (the error surfaces only at
+  close): `checkpoint.save` checks that every item of the step was written, so such a step is reported
+  at that save in one line and removed, never left as a checkpoint without its checksums."""
+  wd = tmp_path / "wd"
+  rc, err = _cli([*CLI, f"--workdir={wd}", f"--config.num_steps={STEPS}"], prelude=_JSON_LOST_AT_200)
+  assert rc == 3 and _one_line(err) == (f"error: cannot save checkpoint 200 in {wd}/checkpoints: "
+                                        "OSError: checkpoint 200 was committed without its item(s) "
+                                        "checksums, config"), err
+  assert sorted(os.listdir(wd / "checkpoints")) == ["100"]
+
+
 def test_unwritable_checkpoints_is_one_line_and_does_not_hang(tmp_path):
   wd = tmp_path / "wd"
   wd.mkdir()

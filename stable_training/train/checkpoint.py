@@ -315,6 +315,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, config_rec: dict
     _check_free_space(manager, state)
     manager.save(step, args=ocp.args.Composite(**items))
     manager.wait_until_finished()
+    _check_committed(manager, step, list(items))
   except Exception as e:  # pylint: disable=broad-except  (orbax wraps OS errors in several types)
     try:
       manager.close()
@@ -323,6 +324,30 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, config_rec: dict
     _join_orbax_threads()  # its other writer threads still run: let them end before removing their folder
     _remove_tmp(manager, step)
     raise CheckpointSaveError(f"cannot save checkpoint {step} in {manager.directory}: {_short(e)}") from None
+
+
+def _check_committed(manager: ocp.CheckpointManager, step: int, names: list[str]) -> None:
+  """Raises unless checkpoint `step` was committed with every item (a JSON item: its ``metadata`` file).
+
+  Orbax's save can return while an item's writer thread failed (its error is
+  then stored and re-raised only at ``manager.close()``, outside the save):
+  the step is refused here instead, with that stored error when closing the
+  manager yields one, and its incomplete folder removed.
+  """
+  if jax.process_index() != 0:
+    return
+  folder = os.path.join(str(manager.directory), str(step))
+  missing = [n for n in names
+             if not os.path.isdir(os.path.join(folder, n))
+             or (n != _STATE and not os.path.isfile(os.path.join(folder, n, "metadata")))]
+  if not missing:
+    return
+  _join_orbax_threads()
+  try:
+    manager.close()  # re-raises the failed writer's error where orbax stored one
+  finally:
+    shutil.rmtree(folder, ignore_errors=True)
+  raise OSError(f"checkpoint {step} was committed without its item(s) {', '.join(missing)}")
 
 
 def _check_free_space(manager: ocp.CheckpointManager, state: Any) -> None:
