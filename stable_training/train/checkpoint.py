@@ -334,9 +334,10 @@ def _check_committed(manager: ocp.CheckpointManager, step: int, names: list[str]
   the step is refused here instead, with that stored error when closing the
   manager yields one, and its incomplete folder removed.
   """
-  if jax.process_index() != 0:
+  root = str(manager.directory)
+  if jax.process_index() != 0 or not os.path.isdir(root):   # not a local folder (e.g. gs://): not checked
     return
-  folder = os.path.join(str(manager.directory), str(step))
+  folder = os.path.join(root, str(step))
   missing = [n for n in names
              if not os.path.isdir(os.path.join(folder, n))
              or (n != _STATE and not os.path.isfile(os.path.join(folder, n, "metadata")))]
