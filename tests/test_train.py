@@ -403,7 +403,8 @@ def test_nonfinite_guard_freezes_at_the_last_good_step_and_copies_no_state():
 
 def test_one_seed_chunk_is_the_plain_loop_and_several_seeds_agree():
   """make_chunk_fn: one seed runs unbatched, the plain `lax.scan` of `train_step` (the loop a user writes;
-  the tolerance leaves XLA room to fuse the chunk differently); with two seeds (vmapped) each seed's trajectory matches its own one-seed run."""
+  the tolerance leaves XLA room to fuse the chunk differently); with two seeds (vmapped) each seed's
+  trajectory matches its own one-seed run."""
   from stable_training.models import DeepMLP
   from stable_training.train import steps as st
   from stable_training.train.loop import init_state

@@ -334,8 +334,8 @@ def _check_committed(manager: ocp.CheckpointManager, step: int, names: list[str]
   the step is refused here instead, with that stored error when closing the
   manager yields one, and its incomplete folder removed.
   """
-  root = str(manager.directory)
-  if jax.process_index() != 0 or not os.path.isdir(root):   # not a local folder (e.g. gs://): not checked
+  root = _local_root(manager)
+  if root is None:
     return
   folder = os.path.join(root, str(step))
   missing = [n for n in names
@@ -389,10 +389,17 @@ def _join_orbax_threads(timeout: float = 60.0) -> None:
       t.join(max(0.0, deadline - time.monotonic()))
 
 
+def _local_root(manager: ocp.CheckpointManager) -> str | None:
+  """The checkpoints folder where this process is the primary one and it is a local directory, else None
+  (another process's, or e.g. ``gs://``, which `os.path` cannot read: neither checked nor cleaned here)."""
+  root = str(manager.directory)
+  return root if jax.process_index() == 0 and os.path.isdir(root) else None
+
+
 def _remove_tmp(manager: ocp.CheckpointManager, step: int) -> None:
   """Removes the temporary folder(s) a failed save of `step` left (``<step>.orbax-checkpoint-tmp*``)."""
-  root = str(manager.directory)
-  if jax.process_index() != 0 or not os.path.isdir(root):
+  root = _local_root(manager)
+  if root is None:
     return
   for name in os.listdir(root):
     if name.startswith(f"{step}.orbax-checkpoint-tmp"):
