@@ -237,6 +237,11 @@ def main(argv):
     resolved = trainers.resolve(config)  # validated here, once: trainers.run does not check it again
   except (ConfigError, ValueError) as e:
     _usage_error(str(e).splitlines()[0])
+  from stable_training import compilation_cache
+  try:
+    compilation_cache.setup(__name__)  # a rerun or resume of this config skips XLA's compile
+  except ValueError as e:
+    _usage_error(str(e))
   primary = True
   if _DISTRIBUTED.value:
     import jax

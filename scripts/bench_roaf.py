@@ -447,4 +447,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  study.app_run(main)
+  study.app_run(main, compilation_cache=False)   # its compile table times XLA, not the cache

@@ -49,9 +49,10 @@ def define_flags(study: str) -> None:
   flags.DEFINE_string("data_dir", "", "Dataset folder (default: the loader's, e.g. " + FASHION_MNIST_DIR + ").")
 
 
-def app_run(main) -> None:
+def app_run(main, *, compilation_cache: bool = True) -> None:
   """A study script's entry point (``if __name__ == "__main__": study.app_run(main)``): the allocator
-  choice, then absl's ``app.run(main)``.
+  choice, the persistent compilation cache (`stable_training.compilation_cache`; off for a benchmark
+  that times compiles: ``compilation_cache=False``), then absl's ``app.run(main)``.
 
   The allocator belongs to the program, not the library: only here (the script run as the program)
   does the process re-execute itself with tcmalloc preloaded where it is installed
@@ -63,6 +64,13 @@ def app_run(main) -> None:
   from absl import app
   from stable_training import allocator
   allocator.setup("__main__")
+  if compilation_cache:
+    from stable_training import compilation_cache as cache
+    try:
+      cache.setup("__main__")
+    except ValueError as e:   # a bad STABLE_TRAINING_COMPILATION_CACHE: one line, the launcher's status 2
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
   try:
     with TemporaryWorkdirs():  # the script's temporary workdirs, removed when main returns or raises
       app.run(main)
