@@ -22,10 +22,19 @@ compile), turns it on unless the user chose otherwise. ``STABLE_TRAINING_COMPILA
 
 A cache the user configured for JAX itself (``JAX_COMPILATION_CACHE_DIR``, or
 ``jax.config.update("jax_compilation_cache_dir", …)`` before the call) always wins.
+
+A damaged entry (JAX writes an entry in place, so a process killed or a disk filled mid-write leaves a
+truncated one, which JAX then never rewrites) costs one warning line and a compile: `setup` has the
+program's warnings report it in one line and remove that program's entries, so the compile that follows
+writes a good one.
 """
 from __future__ import annotations
 
+import glob
 import os
+import re
+import sys
+import warnings
 from typing import Mapping
 
 ENV = "STABLE_TRAINING_COMPILATION_CACHE"
@@ -84,4 +93,37 @@ def setup(caller: str, env: Mapping[str, str] | None = None) -> str | None:
   jax.config.update("jax_compilation_cache_dir", path)
   if jax.config.jax_compilation_cache_max_size == -1:   # JAX's default: unbounded
     jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+  warnings.showwarning = _reporting_damaged_entries(path, warnings.showwarning)
   return path
+
+
+_DAMAGED = re.compile(r"Error reading persistent compilation cache entry for '([^']+)': (.*)", re.S)
+
+
+def remove_entries(path: str, program: str) -> list[str]:
+  """Removes every cache entry of the program named `program` (e.g. ``jit_chunk``) from the folder `path`:
+  JAX names an entry ``<program>-<sha256 key>-cache`` (plus ``-atime``). Returns the removed entries."""
+  removed = []
+  for f in sorted(glob.glob(os.path.join(glob.escape(path), f"{glob.escape(program)}-*"))):
+    if re.fullmatch(re.escape(program) + r"-[0-9a-f]{64}-(cache|atime)", os.path.basename(f)):
+      try:
+        os.remove(f)
+        removed.append(os.path.basename(f))
+      except OSError:
+        pass   # gone already (another launch repaired it) or not ours to remove: the compile goes on
+  return removed
+
+
+def _reporting_damaged_entries(path: str, show):
+  """`warnings.showwarning` that turns JAX's damaged-entry warning into one line and removes that program's
+  entries (`remove_entries`); every other warning goes to `show`."""
+  def showwarning(message, category, filename, lineno, file=None, line=None):
+    m = _DAMAGED.match(str(message))
+    if m is None:
+      return show(message, category, filename, lineno, file, line)
+    removed = [e for e in remove_entries(path, m.group(1)) if e.endswith("-cache")]
+    detail = m.group(2).strip().splitlines()[0] if m.group(2).strip() else "unreadable"
+    print(f"warning: compilation cache entry of {m.group(1)} in {path} is damaged ({detail}); "
+          f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} of it, compiling anew",
+          file=sys.stderr if file is None else file, flush=True)
+  return showwarning

@@ -38,6 +38,17 @@ def test_resolve_auto_off_path_and_bad_values(tmp_path):
   assert jax.config.jax_compilation_cache_dir == before and not (tmp_path / "other").exists()
 
 
+def test_remove_entries_takes_only_that_programs_entries(tmp_path):
+  key = "0123456789abcdef" * 4
+  names = [f"jit_chunk-{key}-cache", f"jit_chunk-{key}-atime", f"jit_chunk_2-{key}-cache", f"jit_one-{key}-cache",
+           "jit_chunk-notes.txt"]
+  for n in names:
+    (tmp_path / n).write_text("x")
+  assert cc.remove_entries(str(tmp_path), "jit_chunk") == [f"jit_chunk-{key}-atime", f"jit_chunk-{key}-cache"]
+  assert sorted(os.listdir(tmp_path)) == sorted(names[2:])
+  assert cc.remove_entries(str(tmp_path / "missing"), "jit_one") == []
+
+
 def _launch(workdir, env, *extra):
   return subprocess.run([sys.executable, *TINY, f"--workdir={workdir}", *extra], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)   # hang guard only
@@ -54,10 +65,19 @@ def test_second_launch_loads_the_compiled_programs_and_gives_the_same_numbers(tm
   entries = sorted(os.listdir(cache))
   assert any(e.startswith("jit_chunk-") for e in entries), entries   # the train chunk, at least
   assert "Persistent compilation cache hit" not in first.stderr
+  # The train chunk's entry cut short, as a launch killed (or a disk filled) while JAX wrote it leaves it.
+  (chunk,) = [cache / e for e in entries if e.startswith("jit_chunk-") and e.endswith("-cache")]
+  size = chunk.stat().st_size
+  chunk.write_bytes(chunk.read_bytes()[:100])
   second = _launch(tmp_path / "b", env)
   assert second.returncode == 0, second.stderr[-3000:]
-  assert "Persistent compilation cache hit for 'jit_chunk'" in second.stderr, second.stderr[-3000:]
-  assert sorted(os.listdir(cache)) == entries   # nothing compiled anew
+  assert "Persistent compilation cache hit for 'jit_one'" in second.stderr, second.stderr[-3000:]
+  damaged = [l for l in second.stderr.splitlines() if "damaged" in l]
+  assert damaged == [f"warning: compilation cache entry of jit_chunk in {cache} is damaged (error: Error -5 while "
+                     "decompressing data: incomplete or truncated stream); removed 1 entry of it, compiling anew"]
+  assert "UserWarning" not in second.stderr
+  # Rewritten whole (a fresh compile: its bytes, which hold the compile time too, need not be the same).
+  assert sorted(os.listdir(cache)) == entries and chunk.stat().st_size > size // 2
   summaries = [json.loads((tmp_path / w / "summary.json").read_text()) for w in ("a", "b")]
   assert summaries[0]["final"] == summaries[1]["final"]   # bitwise the same run
   # A bad choice: one line, exit status 2, before anything is written.
