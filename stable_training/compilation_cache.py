@@ -98,6 +98,7 @@ def setup(caller: str, env: Mapping[str, str] | None = None) -> str | None:
 
 
 _DAMAGED = re.compile(r"Error reading persistent compilation cache entry for '([^']+)': (.*)", re.S)
+_NOT_DAMAGE = ("Timeout", "PermissionError", "FileNotFoundError", "InterruptedError")   # the read failed, not the entry
 
 
 def remove_entries(path: str, program: str) -> list[str]:
@@ -119,7 +120,7 @@ def _reporting_damaged_entries(path: str, show):
   entries (`remove_entries`); every other warning goes to `show`."""
   def showwarning(message, category, filename, lineno, file=None, line=None):
     m = _DAMAGED.match(str(message))
-    if m is None:
+    if m is None or m.group(2).startswith(_NOT_DAMAGE):   # e.g. another launch held the cache's lock too long
       return show(message, category, filename, lineno, file, line)
     removed = [e for e in remove_entries(path, m.group(1)) if e.endswith("-cache")]
     detail = m.group(2).strip().splitlines()[0] if m.group(2).strip() else "unreadable"

@@ -47,6 +47,21 @@ def test_remove_entries_takes_only_that_programs_entries(tmp_path):
   assert cc.remove_entries(str(tmp_path), "jit_chunk") == [f"jit_chunk-{key}-atime", f"jit_chunk-{key}-cache"]
   assert sorted(os.listdir(tmp_path)) == sorted(names[2:])
   assert cc.remove_entries(str(tmp_path / "missing"), "jit_one") == []
+  # JAX's warning for a damaged entry: one line, that program's entries gone; a lock timeout is no damage.
+  shown = []
+  show = cc._reporting_damaged_entries(str(tmp_path), lambda *a: shown.append(str(a[0])))
+  out = tmp_path / "stderr"
+  with open(out, "w") as f:
+    show(UserWarning("Error reading persistent compilation cache entry for 'jit_one': error: Error -3 while "
+                     "decompressing data: invalid stored block lengths"), UserWarning, "compiler.py", 1, file=f)
+    show(UserWarning("Error reading persistent compilation cache entry for 'jit_chunk_2': Timeout: The file lock "
+                     "'x' could not be acquired."), UserWarning, "compiler.py", 1, file=f)
+    show(UserWarning("something else"), UserWarning, "x.py", 1, file=f)
+  assert out.read_text() == (f"warning: compilation cache entry of jit_one in {tmp_path} is damaged (error: Error -3 "
+                             "while decompressing data: invalid stored block lengths); removed 1 entry of it, "
+                             "compiling anew\n")
+  assert len(shown) == 2 and "Timeout" in shown[0] and shown[1] == "something else"
+  assert sorted(os.listdir(tmp_path)) == sorted([f"jit_chunk_2-{key}-cache", "jit_chunk-notes.txt", "stderr"])
 
 
 def _launch(workdir, env, *extra):
