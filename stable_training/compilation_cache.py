@@ -44,7 +44,9 @@ MAX_BYTES = 2 * 2**30
 def default_dir(env: Mapping[str, str] | None = None) -> str:
   """``$XDG_CACHE_HOME/stable_training/xla``, or ``~/.cache/stable_training/xla`` (XDG Base Directory)."""
   env = os.environ if env is None else env
-  root = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  root = env.get("XDG_CACHE_HOME", "")
+  if not os.path.isabs(root):   # the spec: a relative value is ignored
+    root = os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
   return os.path.join(root, "stable_training", "xla")
 
 

@@ -17,7 +17,8 @@ TINY = ["-m", "experiments.main", "--config=experiments/configs/default.py:tiny"
 
 def test_resolve_auto_off_path_and_bad_values(tmp_path):
   assert cc.default_dir({"XDG_CACHE_HOME": "/x"}) == "/x/stable_training/xla"
-  assert cc.default_dir({"HOME": "/h"}).endswith(os.path.join(".cache", "stable_training", "xla"))
+  assert cc.default_dir({"HOME": "/h"}) == "/h/.cache/stable_training/xla"
+  assert cc.default_dir({"HOME": "/h", "XDG_CACHE_HOME": "rel"}) == "/h/.cache/stable_training/xla"   # XDG: ignored
   assert cc.resolve({cc.ENV: "off", "XDG_CACHE_HOME": str(tmp_path)}) is None
   assert not os.listdir(tmp_path)   # off creates nothing
   assert cc.resolve({"XDG_CACHE_HOME": str(tmp_path)}) == str(tmp_path / "stable_training" / "xla")
