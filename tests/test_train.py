@@ -435,3 +435,31 @@ def test_one_seed_chunk_is_the_plain_loop_and_several_seeds_agree():
     for a, b in zip(jax.tree.leaves(two.params), jax.tree.leaves(ref.params)):
       np.testing.assert_allclose(np.asarray(a)[s], np.asarray(b)[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(m2["loss"])[:, s], np.asarray(mref["loss"])[:, 0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["deep_mlp", "roaf_mlp", "lstm"])
+def test_init_compiled_at_level_2_has_the_default_levels_bits(family):
+  """The engine compiles its init program at XLA's optimization level 2 (`loop.INIT_COMPILER_OPTIONS`, 2–3×
+  faster to compile on a CPU): the parameters must be those of XLA's default level 3, bit for bit, for the
+  initializers the models use (uniform Glorot, orthogonal by QR, truncated-normal LeCun, ROAF's filters)."""
+  from stable_training.models.mlp import DeepMLP
+  from stable_training.models.recurrent import RecurrentClassifier
+  from stable_training.models.roaf import ROAFMLP
+  from stable_training.train import loop
+  model, x = {
+      "deep_mlp": (DeepMLP(width=16, depth=3, num_classes=10, activation="tanh", kernel_init="glorot_normalized"),
+                   jnp.zeros((1, 64))),
+      "roaf_mlp": (ROAFMLP(width=16, depth=4, num_classes=10, filter_mode="fast"), jnp.zeros((1, 64))),
+      "lstm": (RecurrentClassifier(cell="lstm", hidden=8, num_classes=10), jnp.zeros((1, 12, 3))),
+  }[family]
+
+  def one(key):
+    return model.init(key, x)["params"]
+
+  key = jax.random.PRNGKey(7)
+  fast = jax.jit(one, compiler_options=loop.INIT_COMPILER_OPTIONS)(key)
+  default = jax.jit(one, compiler_options={"xla_backend_optimization_level": 3})(key)   # XLA's default level
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a).view(np.uint32),
+                                                          np.asarray(b).view(np.uint32)), fast, default)
+  assert loop.init_compiler_options("") == loop.INIT_COMPILER_OPTIONS   # the CPU backend, no level of the user's
+  assert loop.init_compiler_options("--xla_backend_optimization_level=0") is None   # the user's level wins
