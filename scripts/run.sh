@@ -35,13 +35,21 @@ if [ ! -x .venv/bin/python ]; then
   step "creating .venv with $PY"
   "$PY" -m venv .venv
 fi
-step "installing the package into .venv (pip install -e .)"
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-pip_log=$(mktemp -t st_pip.XXXXXX)   # pip's build banners stay out of the console unless it fails
-if ! .venv/bin/python -m pip install -q -e . >"$pip_log" 2>&1; then
-  cat "$pip_log"; echo "pip install failed (log above)"; exit 1
+# pip runs when this .venv lacks this pyproject.toml's install (a stamp named by its sha256, as in
+# scripts/test.sh): a new .venv or an edited pyproject.toml installs again; rm .venv/.installed-* forces it.
+stamp=".venv/.installed-run-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ -f "$stamp" ]; then
+  step "package already installed in .venv for this pyproject.toml (pip skipped)"
+else
+  step "installing the package into .venv (pip install -e .)"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  pip_log=$(mktemp -t st_pip.XXXXXX)   # pip's build banners stay out of the console unless it fails
+  if ! .venv/bin/python -m pip install -q -e . >"$pip_log" 2>&1; then
+    cat "$pip_log"; echo "pip install failed (log above)"; exit 1
+  fi
+  rm -f "$pip_log" .venv/.installed-run-*
+  touch "$stamp"
 fi
-rm -f "$pip_log"
 step "JAX backend (JAX_PLATFORMS=${JAX_PLATFORMS:-<unset>}: JAX picks the accelerator when one is installed)"
 .venv/bin/python -c 'import jax; print(jax.default_backend(), jax.devices())' || echo "could not import jax"
 step "python scripts/stability_study.py ${setting[*]-} ${args[*]-}"
