@@ -12,7 +12,7 @@ import pytest
 from stable_training import compilation_cache as cc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["-m", "experiments.main", "--config=experiments/configs/default.py:tiny", "--config.num_seeds=1"]
+TINY = ["-m", "experiments.main", "--config=experiments/configs/default.py:tiny"]   # default flags, as a user runs it
 
 
 def test_resolve_auto_off_path_and_bad_values(tmp_path):
@@ -78,6 +78,8 @@ def test_second_launch_loads_the_compiled_programs_and_gives_the_same_numbers(tm
   cache = tmp_path / "xdg" / "stable_training" / "xla"
   first = _launch(tmp_path / "a", env)
   assert first.returncode == 0, first.stderr[-3000:]
+  assert first.stdout.strip().splitlines()[-1].startswith("done: ")   # the launcher's own end line
+  assert json.loads((tmp_path / "a" / "summary.json").read_text())["final"]["test_accuracy"]["mean"] > 0.1
   entries = sorted(os.listdir(cache))
   assert any(e.startswith("jit_chunk-") for e in entries), entries   # the train chunk, at least
   assert "Persistent compilation cache hit" not in first.stderr

@@ -6,8 +6,6 @@ import glob
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -18,17 +16,6 @@ CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, 
 
 def test_every_study_has_a_config():
   assert {"default", "dqn", "roaf", "avg_grad", "glorot", "lsc", "stability", "tgelu", "compose"} <= set(CONFIGS)
-
-
-def test_launcher_cli_runs_a_tiny_config(tmp_path):
-  """The command line itself, once (flag parsing of every error path: tests/test_launcher.py)."""
-  wd = tmp_path / "cli"
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  p = subprocess.run([sys.executable, "-m", "experiments.main", "--config=experiments/configs/default.py:tiny",
-                      f"--workdir={wd}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-  assert p.returncode == 0, p.stderr[-3000:]
-  assert p.stdout.strip().splitlines()[-1].startswith("done: ")
-  assert json.loads((wd / "summary.json").read_text())["final"]["test_accuracy"]["mean"] > 0.1
 
 
 def _launch(spec: str, wd, monkeypatch) -> dict:
@@ -45,7 +32,7 @@ def _launch(spec: str, wd, monkeypatch) -> dict:
   return json.loads((wd / "summary.json").read_text())
 
 
-# default.py:tiny runs through the real command line in test_launcher_cli_runs_a_tiny_config and
+# default.py:tiny runs through the real command line in tests/test_compilation_cache.py (twice) and
 # compose.py:tiny in test_compose_runs_every_method_at_once (both through the launcher too).
 @pytest.mark.parametrize("name", [c for c in CONFIGS if c not in ("default", "compose")])
 def test_tiny_variant_launches(name, tmp_path, monkeypatch, capsys):
