@@ -164,20 +164,6 @@ def test_truncated_latest_checkpoint_falls_back_to_the_same_result(tmp_path):
   assert steps == [10, 20]
 
 
-def test_console_is_quiet_and_tensorboard_events_are_written(tmp_path):
-  wd = tmp_path / "wd"
-  rc, out, err = _cli(TINY + [f"--workdir={wd}", "--config.progress=auto"])
-  assert rc == 0, err
-  assert "orbax" not in err.lower() and "backend 'tpu'" not in err and "I1" not in err
-  assert "[wd] step 20/20" in err and "test_accuracy=" in err     # named bar lines, eval printed
-  events = glob.glob(str(wd / "events.out.tfevents.*"))
-  assert events
-  loss = [(st, v) for st, tag, v in _read_scalars(events[0]) if tag == "train/loss"]
-  summary = json.loads((wd / "summary.json").read_text())
-  assert [st for st, _ in loss] == [10, 20]
-  assert loss[-1][1] == pytest.approx(summary["final"]["train_loss"]["mean"], rel=1e-6)
-
-
 _TB_PROBE = r"""
 import importlib.util, sys
 from stable_training.train import records
@@ -247,15 +233,26 @@ def test_host_devices_auto_policy():
   assert auto_host_devices([8, 3], 2) == 0 and auto_host_devices([2, 1], 2) == 0 and auto_host_devices([], 4) == 0
 
 
-def test_host_devices_auto_splits_seeds_with_the_same_numbers(tmp_path):
+def test_host_devices_auto_splits_seeds_with_the_same_numbers_and_the_console_is_quiet(tmp_path):
   """Two seeds on a 2-core CLI run: auto exposes 2 CPU devices and splits the seeds (one per device);
-  per-seed results equal the single-device run (the same config in this one-device process)."""
-  if len(os.sched_getaffinity(0)) < 2:
-    pytest.skip("needs 2 cores")
+  per-seed results equal the single-device run (the same config in this one-device process). The same
+  launch's console: named progress lines and evaluations, no orbax/XLA chatter; TensorBoard events written."""
   import jax
   assert jax.device_count() == 1
-  rc, _, err = _cli(TINY + [f"--workdir={tmp_path / 'auto'}", "--config.num_seeds=2", "--host_devices=auto"])
+  wd = tmp_path / "auto"
+  rc, _, err = _cli(TINY + [f"--workdir={wd}", "--config.num_seeds=2", "--host_devices=auto",
+                            "--config.progress=auto"])
   assert rc == 0, err[-2000:]
+  assert "orbax" not in err.lower() and "backend 'tpu'" not in err and "I1" not in err
+  assert "[auto] step 20/20" in err and "test_accuracy=" in err     # named bar lines, eval printed
+  events = glob.glob(str(wd / "events.out.tfevents.*"))
+  assert events
+  loss = [(st, v) for st, tag, v in _read_scalars(events[0]) if tag == "train/loss"]
+  assert [st for st, _ in loss] == [10, 20]
+  assert loss[-1][1] == pytest.approx(json.loads((wd / "summary.json").read_text())["final"]["train_loss"]["mean"],
+                                      rel=1e-6)
+  if len(os.sched_getaffinity(0)) < 2:
+    pytest.skip("the seed split needs 2 cores")
   c = default.get_config("tiny")
   c.num_seeds = 2
   runs = {"auto": json.loads((tmp_path / "auto" / "summary.json").read_text()),
