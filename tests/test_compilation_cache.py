@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -91,8 +92,10 @@ def test_second_launch_loads_the_compiled_programs_and_gives_the_same_numbers(tm
   assert second.returncode == 0, second.stderr[-3000:]
   assert "Persistent compilation cache hit for 'jit_one'" in second.stderr, second.stderr[-3000:]
   damaged = [l for l in second.stderr.splitlines() if "damaged" in l]
-  assert damaged == [f"warning: compilation cache entry of jit_chunk in {cache} is damaged (error: Error -5 while "
-                     "decompressing data: incomplete or truncated stream); removed 1 entry of it, compiling anew"]
+  assert len(damaged) == 1, second.stderr[-3000:]
+  # (the reason is the decompressor's: zlib's "Error -5 while decompressing data: …", or zstandard's where installed)
+  assert re.fullmatch(rf"warning: compilation cache entry of jit_chunk in {re.escape(str(cache))} is damaged "
+                      r"\(.+\); removed 1 entry of it, compiling anew", damaged[0]), damaged[0]
   assert "UserWarning" not in second.stderr
   # Rewritten whole (a fresh compile: its bytes, which hold the compile time too, need not be the same).
   assert sorted(os.listdir(cache)) == entries and chunk.stat().st_size > size // 2
