@@ -69,15 +69,18 @@ def header(torch_threads: int | str | None = None) -> str:
 
 
 def interleaved(runs: Mapping[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
-  """Wall seconds of `reps` calls of each callable, one call of each per round (A, B, …, A, B, …).
+  """Wall seconds of `reps` calls of each callable, one call of each per round, the order reversed
+  every other round (A, B, C, then C, B, A, …): a cost that falls on a round's first or last call
+  (another call's freed buffers, the core's clock) weighs on every callable alike.
 
   Each callable must block until its work is done (``jax.block_until_ready``).
   """
   if reps < 1:
     raise ValueError(f"reps={reps}: must be >= 1")
   times = {k: [] for k in runs}
-  for _ in range(reps):
-    for k, run in runs.items():
+  items = list(runs.items())
+  for r in range(reps):
+    for k, run in (items[::-1] if r % 2 else items):
       t = time.perf_counter()
       run()
       times[k].append(time.perf_counter() - t)

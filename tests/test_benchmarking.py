@@ -4,10 +4,10 @@ import pytest
 from stable_training import benchmarking
 
 
-def test_interleaved_runs_each_callable_once_per_round_in_order():
+def test_interleaved_runs_each_callable_once_per_round_reversing_the_order_every_other_round():
   calls = []
-  ts = benchmarking.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
-  assert calls == ["a", "b"] * 3 and [len(v) for v in ts.values()] == [3, 3]
+  ts = benchmarking.interleaved({k: (lambda k=k: calls.append(k)) for k in "abc"}, 3)
+  assert calls == list("abc" "cba" "abc") and [len(v) for v in ts.values()] == [3, 3, 3]
   assert all(t >= 0 for v in ts.values() for t in v)
   with pytest.raises(ValueError, match="reps=0"):
     benchmarking.interleaved({"a": lambda: None}, 0)
