@@ -21,11 +21,11 @@ live in device memory).
 
 `keep_freed_memory` is the no-root, no-package alternative for a program
 that calls a deep step once per step (a user's own jitted loop, the
-benchmark's step): glibc's ``mallopt`` knobs set in-process (48 k → 7 k faults
-per step, the depth-1,000 ``perm`` step ≈ 15 % faster). It is opt-in, not a
-default, because its single arena makes glibc serialize the small
-allocations of XLA's worker threads: the 1-seed DQN loop ran 15–20 % slower
-and the engine's deep-MLP chunk ≈ 20 % slower under it (measured, WORKSPACE.md).
+benchmark's step): glibc's ``mallopt`` thresholds raised and JAX's CPU calls
+run on the calling thread, set in-process (48 k → 0 faults per depth-1,000
+step). It is opt-in, not a default: a loop of sub-millisecond steps loses the
+overlap of Python's dispatch with the previous step (≈ 10 %), and the engine
+does not need it.
 
 `setup` also has the interpreter skip its last garbage collections at exit
 (`skip_exit_collection`: 0.25–0.3 s of every launch).
@@ -141,29 +141,37 @@ def reexec_with_tcmalloc(caller: str) -> bool:
 
 
 # glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _GLIBC_KEEP = 2 ** 31 - 1   # the largest value mallopt's int argument takes (2 GiB)
 _glibc_tuned = False
 
 
 def keep_freed_memory() -> bool:
-  """Tunes glibc's malloc, in this process, to keep freed memory for reuse instead of returning it.
+  """Tunes glibc's malloc and JAX's CPU dispatch, in this process, so a deep step's freed temporaries
+  are kept for the next call instead of returned to the OS.
 
   For a program that calls a deep step once per step (a user's own jitted
-  loop): XLA:CPU allocates the step's large temporaries on its worker threads
-  and frees them after the call; glibc serves a block that large from a
-  thread's arena with ``mmap`` (an arena heap holds at most 64 MiB) and gives
-  it back with ``munmap``, so every step page-faults it back in. Three
-  ``mallopt`` settings make glibc behave like tcmalloc for these blocks: one
-  arena (``M_ARENA_MAX = 1``: every thread allocates from the main heap, which
-  can grow past 64 MiB), blocks up to 2 GiB from the heap rather than ``mmap``
-  (``M_MMAP_THRESHOLD``), and freed heap memory kept up to 2 GiB
-  (``M_TRIM_THRESHOLD``). Small allocations stay lock-free in glibc's per-thread
-  caches. Set at run time (no re-exec, no root, no extra package); threads that
-  already allocated keep their arena, so call it before JAX starts its backend.
-  Not for programs of many small ops on several threads (the one arena
-  serializes their allocations: the 1-seed DQN loop ran 15–20 % slower).
-  Numbers do not depend on the allocator.
+  loop): XLA:CPU allocates the step's large temporaries at each call and frees
+  them after it. Run on one of XLA's worker threads (JAX's asynchronous CPU
+  dispatch), a block that large comes from that thread's arena, which holds
+  at most 64 MiB, so glibc serves it with ``mmap``, returns it with
+  ``munmap``, and every step page-faults it back in (48 k minor faults per
+  depth-1,000 ROAF step). Here: blocks up to 2 GiB come from the heap, not
+  ``mmap`` (``M_MMAP_THRESHOLD``); freed heap memory up to 2 GiB is kept
+  (``M_TRIM_THRESHOLD``); and JAX runs each CPU call on the calling thread
+  (``jax_cpu_enable_async_dispatch = False``), whose main arena is the one
+  glibc lets grow past 64 MiB. Measured: 0 faults per step, the depth-1,000
+  ``perm`` step 251 / 298 ms instead of 409 / 367 ms (WORKSPACE.md). XLA's
+  worker threads keep their own arenas for their small allocations (the
+  earlier one-arena setting, ``M_ARENA_MAX = 1``, serialized them: the 1-seed
+  DQN loop ran 15–20 % slower). Set at run time (no re-exec, no root, no extra
+  package). Call it before JAX starts its backend (before the first array is
+  made): the dispatch setting is read when the CPU client is created. The cost:
+  a call no longer returns before its work is done, so Python cannot dispatch
+  the next step meanwhile, which a loop of sub-millisecond steps feels
+  (≈ 10 % measured on a 0.5 ms step); a loop that calls from a thread other
+  than the main one keeps that thread's 64 MiB arena limit. Numbers do not
+  depend on the allocator or the dispatch.
 
   Returns True when the settings were applied (Linux with glibc, not under
   tcmalloc, and not already done), else False.
@@ -177,9 +185,12 @@ def keep_freed_memory() -> bool:
   except (OSError, AttributeError):   # musl and other libcs have no mallopt
     return False
   mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-  _glibc_tuned = all(mallopt(k, v) == 1 for k, v in (
-      (_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, _GLIBC_KEEP), (_M_TRIM_THRESHOLD, _GLIBC_KEEP)))
-  return _glibc_tuned
+  if not all(mallopt(k, v) == 1 for k, v in ((_M_MMAP_THRESHOLD, _GLIBC_KEEP), (_M_TRIM_THRESHOLD, _GLIBC_KEEP))):
+    return False
+  import jax
+  jax.config.update("jax_cpu_enable_async_dispatch", False)
+  _glibc_tuned = True
+  return True
 
 
 def setup(caller: str) -> str:
@@ -222,4 +233,4 @@ def describe() -> str:
   """``tcmalloc``, ``glibc malloc (tuned: …)`` or ``system malloc``: for benchmark headers."""
   if tcmalloc_loaded():
     return "tcmalloc"
-  return "glibc malloc (tuned: 1 arena, keeps freed memory)" if _glibc_tuned else "system malloc"
+  return "glibc malloc (tuned: keeps freed memory; synchronous CPU dispatch)" if _glibc_tuned else "system malloc"
