@@ -45,6 +45,7 @@ import importlib.util
 import os
 import pkgutil
 import sys
+import warnings
 from typing import Callable, Mapping, Sequence
 
 ENV = "STABLE_TRAINING_ALLOCATOR"
@@ -174,7 +175,9 @@ def keep_freed_memory() -> bool:
   depend on the allocator or the dispatch.
 
   Returns True when the settings were applied (Linux with glibc, not under
-  tcmalloc, and not already done), else False.
+  tcmalloc, and not already done), else False; called after JAX started its
+  CPU backend, it changes nothing and says so in a one-line warning
+  (`cpu_dispatch_is_synchronous`).
   """
   global _glibc_tuned
   if _glibc_tuned or not sys.platform.startswith("linux") or tcmalloc_loaded():
@@ -184,13 +187,32 @@ def keep_freed_memory() -> bool:
     mallopt = libc.mallopt
   except (OSError, AttributeError):   # musl and other libcs have no mallopt
     return False
-  mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-  if not all(mallopt(k, v) == 1 for k, v in ((_M_MMAP_THRESHOLD, _GLIBC_KEEP), (_M_TRIM_THRESHOLD, _GLIBC_KEEP))):
-    return False
   import jax
   jax.config.update("jax_cpu_enable_async_dispatch", False)
-  _glibc_tuned = True
-  return True
+  if not cpu_dispatch_is_synchronous():
+    warnings.warn("keep_freed_memory() came after JAX started its CPU backend, which keeps asynchronous "
+                  "dispatch: nothing changed; call it before JAX makes its first array", stacklevel=2)
+    return False
+  mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+  _glibc_tuned = all(mallopt(k, v) == 1 for k, v in ((_M_MMAP_THRESHOLD, _GLIBC_KEEP),
+                                                       (_M_TRIM_THRESHOLD, _GLIBC_KEEP)))
+  return _glibc_tuned
+
+
+def cpu_dispatch_is_synchronous() -> bool:
+  """Whether a jitted CPU call returns only once its result is ready (starts JAX's backends if needed).
+
+  A ≈ 10–20 ms program is called and its result asked `is_ready()` at once:
+  under asynchronous dispatch the call returns within ≈ 0.1 ms, long before
+  the program ends.
+  """
+  import jax
+  import jax.numpy as jnp
+  cpu = jax.devices("cpu")[0]
+  x = jax.device_put(jnp.eye(64, dtype=jnp.float32) * 0.5, cpu)
+  work = jax.jit(lambda a: jax.lax.fori_loop(0, 2000, lambda i, b: jnp.tanh(b @ b), a))
+  work(x).block_until_ready()   # compiled before the timed call
+  return work(x).is_ready()
 
 
 def setup(caller: str) -> str:

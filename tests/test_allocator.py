@@ -196,3 +196,34 @@ def test_only_a_program_skips_the_exit_collection(caller, frozen):
                      env={**os.environ, allocator.ENV: "system"})
   assert p.returncode == 0, p.stderr[-2000:]
   assert p.stdout.splitlines() == ["frozen now: False", f"frozen at exit: {frozen}"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_after_the_backend_started_says_so_and_changes_nothing():
+  """Called once JAX's CPU client exists, the dispatch setting cannot act: a one-line warning, False, and
+  neither glibc nor the description changed; called first, it takes (True)."""
+  code = ("import sys, warnings\n"
+          "from stable_training import allocator\n"
+          "allocator.TCMALLOC_PATHS = ()\n"
+          "import jax, jax.numpy as jnp\n"
+          "if sys.argv[1] == 'late':\n"
+          "  jnp.ones(3).block_until_ready()\n"
+          "with warnings.catch_warnings(record=True) as w:\n"
+          "  warnings.simplefilter('always')\n"
+          "  print(allocator.keep_freed_memory())\n"
+          "print(allocator.describe())\n"
+          "print(allocator.cpu_dispatch_is_synchronous())\n"
+          "print([str(m.message) for m in w])\n")
+  env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", allocator.ENV)}
+  env["JAX_PLATFORMS"] = "cpu"
+  out = {}
+  for when in ("late", "first"):
+    p = subprocess.run([sys.executable, "-c", code, when], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out[when] = p.stdout.splitlines()[:4]
+  applied, kind, synchronous, messages = out["late"]
+  assert (applied, kind, synchronous) == ("False", "system malloc", "False")
+  assert "came after JAX started its CPU backend" in messages and "call it before JAX makes its first array" in messages
+  applied, kind, synchronous, messages = out["first"]
+  assert (applied, synchronous, messages) == ("True", "True", "[]") and kind.startswith("glibc malloc (tuned")
