@@ -177,7 +177,7 @@ def keep_freed_memory() -> bool:
   Returns True when the settings were applied (Linux with glibc, not under
   tcmalloc, and not already done), else False; called after JAX started its
   CPU backend, it changes nothing and says so in a one-line warning
-  (`cpu_dispatch_is_synchronous`).
+  (`jax_backend_started`).
   """
   global _glibc_tuned
   if _glibc_tuned or not sys.platform.startswith("linux") or tcmalloc_loaded():
@@ -187,32 +187,36 @@ def keep_freed_memory() -> bool:
     mallopt = libc.mallopt
   except (OSError, AttributeError):   # musl and other libcs have no mallopt
     return False
-  import jax
-  jax.config.update("jax_cpu_enable_async_dispatch", False)
-  if not cpu_dispatch_is_synchronous():
-    warnings.warn("keep_freed_memory() came after JAX started its CPU backend, which keeps asynchronous "
-                  "dispatch: nothing changed; call it before JAX makes its first array", stacklevel=2)
+  if jax_backend_started():
+    warnings.warn("keep_freed_memory() came after JAX started its backend, whose CPU client keeps "
+                  "asynchronous dispatch: nothing changed; call it before JAX makes its first array", stacklevel=2)
     return False
   mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-  _glibc_tuned = all(mallopt(k, v) == 1 for k, v in ((_M_MMAP_THRESHOLD, _GLIBC_KEEP),
-                                                       (_M_TRIM_THRESHOLD, _GLIBC_KEEP)))
-  return _glibc_tuned
-
-
-def cpu_dispatch_is_synchronous() -> bool:
-  """Whether a jitted CPU call returns only once its result is ready (starts JAX's backends if needed).
-
-  A ≈ 10–20 ms program is called and its result asked `is_ready()` at once:
-  under asynchronous dispatch the call returns within ≈ 0.1 ms, long before
-  the program ends.
-  """
+  if not all(mallopt(k, v) == 1 for k, v in ((_M_MMAP_THRESHOLD, _GLIBC_KEEP), (_M_TRIM_THRESHOLD, _GLIBC_KEEP))):
+    return False
   import jax
-  import jax.numpy as jnp
-  cpu = jax.devices("cpu")[0]
-  x = jax.device_put(jnp.eye(64, dtype=jnp.float32) * 0.5, cpu)
-  work = jax.jit(lambda a: jax.lax.fori_loop(0, 2000, lambda i, b: jnp.tanh(b @ b), a))
-  work(x).block_until_ready()   # compiled before the timed call
-  return work(x).is_ready()
+  jax.config.update("jax_cpu_enable_async_dispatch", False)
+  _glibc_tuned = True
+  return True
+
+
+def jax_backend_started() -> bool:
+  """Whether JAX has started its backends (False also when JAX is not imported); starts nothing.
+
+  JAX refuses a change of ``jax_num_cpu_devices`` once its backends exist
+  (RuntimeError) and accepts it before: the setting is changed and at once
+  restored, so nothing changes either way.
+  """
+  if "jax" not in sys.modules:
+    return False
+  import jax
+  n = jax.config.values["jax_num_cpu_devices"]
+  try:
+    jax.config.update("jax_num_cpu_devices", n + 2)
+  except RuntimeError:
+    return True
+  jax.config.update("jax_num_cpu_devices", n)
+  return False
 
 
 def setup(caller: str) -> str:
