@@ -116,35 +116,28 @@ def compare(name, config, d, hand_model, hand_tx, steps, reps) -> dict:
   hand_c = hand.lower(params, opt_state, x_all, y_all, hand_idx[0]).compile()
   compile_hand = time.perf_counter() - t0
 
-  t_engine, t_hand, gap = [], [], 0.0
-  for r in range(reps + 1):  # call 0 is the warm-up
-    def run_engine():
-      nonlocal state
-      t0 = time.perf_counter()
-      xs = setup.batch_xs(r * steps, steps)
-      state, stopped, m = compiled(state, setup.device_data, xs)
-      m = jax.device_get(m)
-      return time.perf_counter() - t0, stopped, m
+  # One engine call and one hand call per round, which goes first alternating by round
+  # (`benchmarking.interleaved`); round 0 is the warm-up. Each keeps its outputs for the loss comparison.
+  engine_out, hand_out = [], []
 
-    def run_hand():
-      nonlocal params, opt_state
-      t0 = time.perf_counter()
-      params, opt_state, losses = hand_c(params, opt_state, x_all, y_all, hand_idx[r])
-      losses = jax.device_get(losses)
-      return time.perf_counter() - t0, losses
+  def run_engine():
+    nonlocal state
+    xs = setup.batch_xs(len(engine_out) * steps, steps)
+    state, stopped, m = compiled(state, setup.device_data, xs)
+    engine_out.append((stopped, jax.device_get(m)))
 
-    # Which goes first alternates by round, so a cost that falls on a round's first (or second) call
-    # (the other's freed buffers, the core's clock) weighs on both alike.
-    if r % 2:
-      (th, losses), (te, stopped, m) = run_hand(), run_engine()
-    else:
-      (te, stopped, m), (th, losses) = run_engine(), run_hand()
+  def run_hand():
+    nonlocal params, opt_state
+    params, opt_state, losses = hand_c(params, opt_state, x_all, y_all, hand_idx[len(hand_out)])
+    hand_out.append(jax.device_get(losses))
+
+  times = benchmarking.interleaved({"engine": run_engine, "hand": run_hand}, reps + 1)
+  gap = 0.0
+  for (stopped, m), losses in zip(engine_out, hand_out):
     if bool(stopped):
       raise FloatingPointError(f"{name}: the engine stopped on a non-finite step")
     gap = max(gap, float(np.max(np.abs(m["loss"][:, 0] - losses))))
-    if r:
-      t_engine.append(te / steps)
-      t_hand.append(th / steps)
+  t_engine, t_hand = ([t / steps for t in times[k][1:]] for k in ("engine", "hand"))
   e, h = statistics.median(t_engine), statistics.median(t_hand)
   r = benchmarking.ratio(t_engine, t_hand)   # per round: engine / hand
   # Rounds 1, 3, … ran the hand loop first (t_* lists start at round 1).
