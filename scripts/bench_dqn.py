@@ -99,11 +99,13 @@ def bench_rejax(seeds: int, steps: int, warmup: int, split: bool = False) -> tup
   return _compiled_runner(jax.jit(jax.vmap(algo.train)), seeds, split)
 
 
-def bench_torch(steps: int, warmup: int, threads: int) -> tuple[float, callable]:
-  """(0, run): `run()` is one whole training run of the PyTorch + gymnasium loop (see module doc)."""
+def bench_torch(steps: int, warmup: int, threads: int, subnormals: str = "flush") -> tuple[float, callable]:
+  """(0, run): `run()` is one whole training run of the PyTorch + gymnasium loop (see module doc), its
+  float32 subnormals flushed as XLA:CPU's or kept (`benchmarking.set_torch_subnormals`)."""
   import torch
   if threads:
     torch.set_num_threads(threads)
+  benchmarking.set_torch_subnormals(subnormals)
   return 0.0, lambda: _torch_run(steps, warmup)
 
 
@@ -183,7 +185,8 @@ def _interleaved_rows(n: int, args, split: bool, skip: set) -> list[dict]:
     if split:
       makers["rejax DQN (jit+vmap, seeds split like ours)"] = lambda: bench_rejax(n, args.steps, args.warmup, True)
   if "torch" not in skip and n == 1:   # one seed: N seeds would be N sequential runs
-    makers["torch + gymnasium loop"] = lambda: bench_torch(args.steps, args.warmup, args.torch_threads)
+    makers["torch + gymnasium loop"] = lambda: bench_torch(args.steps, args.warmup, args.torch_threads,
+                                                           args.torch_subnormals)
   runs, compile_s, cpu = {}, {}, {}
   for impl, make in makers.items():
     try:
@@ -223,6 +226,8 @@ def main(argv=None):
                  help="torch intra-op threads (0 = torch's default); 1 avoids "
                  "OpenMP spinning on a shared CPU")
   p.add_argument("--skip", default="", help="comma list of torch,rejax,ours")
+  p.add_argument("--torch_subnormals", default="flush", choices=benchmarking.SUBNORMAL_MODES,
+                 help="PyTorch's float32 subnormals: flush (as XLA:CPU) or keep (PyTorch's default)")
   p.add_argument("--reps", type=int, default=3, help="interleaved rounds (whole training runs of each)")
   p.add_argument("--out", default="results/dqn")
   p.add_argument("--tag", default="", help="output stem bench_TAG.{md,json} (default bench.{md,json})")
@@ -249,7 +254,8 @@ def main(argv=None):
            f"{len(jax.devices())} device(s); {args.reps} interleaved rounds per seed count (one whole "
            "training run of each implementation per round): medians, and the per-round ratio to rejax "
            "as shipped [min–max]", "", benchmarking.header(
-               (args.torch_threads or "default") if "torch" not in skip else None), "",
+               (args.torch_threads or "default") if "torch" not in skip else None,
+               args.torch_subnormals), "",
            "| implementation | seeds | env steps/s (all seeds) | per seed | vs rejax [range] | "
            "env steps per CPU-s | compile s | run s | CPU s |",
            "|---|---|---|---|---|---|---|---|---|"]

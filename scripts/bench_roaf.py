@@ -26,6 +26,11 @@ PyTorch is timed at 1 thread and at its default thread count in the same
 interleaved rounds, and each round's ratio uses the faster of the two: on 2 shared cores its default threads can be 6×
 slower than one thread (measured: depth 1,000, 2.76 s vs 0.47 s per step while
 another job held both cores), which made an earlier table overstate JAX's lead.
+Both sides do the same float32 arithmetic: XLA:CPU flushes subnormals to zero,
+so PyTorch does too (``--torch_subnormals=flush``, the default). PyTorch's own
+default keeps them, and a step whose gradients underflow (depth 10,000) then
+ran 4× slower on PyTorch's side: the earlier tables' depth-10,000 and RNN
+ratios measured that (`benchmarking.set_torch_subnormals`).
 
 A benchmark, not a reproduction: it times hand-written steps (and PyTorch,
 which must be installed: ``pip install torch``), not engine runs.
@@ -66,6 +71,10 @@ flags.DEFINE_integer("reps", 5, "Timed repetitions (medians are reported).")
 flags.DEFINE_string("filter_modes", "identity,perm,fast,haar",
                     "ROAF filter modes (comma list of identity, perm, fast, haar; identity = the no-filter reference).")
 flags.DEFINE_string("skip", "", "Comma list of parts to skip: compile,step,user,rnn.")
+flags.DEFINE_enum("torch_subnormals", "flush", list(benchmarking.SUBNORMAL_MODES),
+                  "PyTorch's float32 subnormals: flush (as XLA:CPU does: the same arithmetic on both sides) or "
+                  "keep (PyTorch's default; subnormal-heavy steps then run up to 4x slower, "
+                  "benchmarking.set_torch_subnormals).")
 FLAGS = flags.FLAGS
 
 # Budgets of --quick / --tiny; a flag given on the command line wins.
@@ -301,6 +310,7 @@ def rnn_times(hidden, batch, steps, reps):
     g = jax.jit(jax.grad(lambda p, x, m=m: jnp.sum(m.apply({"params": p}, x))))
     jax.block_until_ready(g(p, x))
     runs["jax_" + name] = lambda g=g, p=p: jax.block_until_ready(g(p, x))
+  torch.manual_seed(0)   # its initialization decides how many subnormals a kept-mode step meets
   rnn = torch.nn.RNN(1, hidden, nonlinearity="tanh", batch_first=True)
   head = torch.nn.Linear(hidden, 10)
   xt = torch.ones(batch, steps, 1)
@@ -416,12 +426,13 @@ def main(argv):
   skip = set(args.skip.split(","))
   if not {"step", "user", "rnn"} <= skip:   # the PyTorch comparisons
     import torch  # noqa: F401  (fail here, before any timing, where PyTorch is missing)
+    benchmarking.set_torch_subnormals(FLAGS.torch_subnormals)
   out = study.out_dir(STUDY)
   env = os.environ.get(allocator.ENV)   # the allocator decides the ratio: part of the command
   cmd = " ".join([*([f"{allocator.ENV}={env}"] if env else []), "python scripts/bench_roaf.py",
                   *(FLAGS[n].serialize() for n in
                   ("quick", "tiny", "tag", "width", "batch", "compile_depths", "step_depths", "reps",
-                   "filter_modes", "skip") if FLAGS[n].present)])
+                   "filter_modes", "skip", "torch_subnormals") if FLAGS[n].present)])
   res = {"setting": vars(args), "command": cmd, "devices": str(jax.devices())}
   res["roofline_gflops"] = roofline(args.reps)
   print(f"roofline 2048² matmul: {res['roofline_gflops']:.1f} GFLOP/s", flush=True)
@@ -435,7 +446,8 @@ def main(argv):
     res.update(rnn_table(args))
     print(json.dumps({k: v["s"] for k, v in res["rnn"].items()}), flush=True)
   threads = ({r["torch_threads"] for r in res["train_step"] + res["user_loop"]} | ({res["rnn_torch_threads"]} if res["rnn"] else set()))
-  res["header"] = benchmarking.header(", ".join(map(str, sorted(threads))) if threads else None)
+  res["header"] = benchmarking.header(", ".join(map(str, sorted(threads))) if threads else None,
+                                      FLAGS.torch_subnormals)
   lines = markdown(res, args, cmd)
   stem = study.stem("bench")
   with open(os.path.join(out, stem + ".json"), "w") as f:

@@ -23,7 +23,7 @@ def test_compile_table_and_header(tmp_path):
   res, md = _run(tmp_path, "--skip=step,user,rnn", "--filter_modes=perm")
   assert [r["filter_mode"] for r in res["compile"]] == ["perm"] and res["compile"][0]["depth"] == 10
   assert res["compile"][0]["peak_mib"] >= res["compile"][0]["param_mib"] > 0
-  for part in ("CPU ", "usable cores", "JAX ", "allocator: ", "thread env: "):
+  for part in ("CPU ", "usable cores", "JAX ", "float32 subnormals flushed", "allocator: ", "thread env: "):
     assert part in res["header"], (part, res["header"])
   assert "PyTorch" not in res["header"] and res["header"] in md
 
@@ -31,7 +31,8 @@ def test_compile_table_and_header(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch not installed (pip install -e '.[bench]')")
 def test_interleaved_speedups_with_their_range(tmp_path):
   res, md = _run(tmp_path, "--skip=compile", "--filter_modes=perm,identity", "--reps=3")
-  assert "PyTorch" in res["header"]
+  assert "PyTorch" in res["header"] and "float32 subnormals flushed" in res["header"].split("PyTorch")[1]
+  assert "torch_subnormals" not in res["command"]   # the default (flush) is not a flag to repeat
   assert [r["filter_mode"] for r in res["user_loop"]] == ["perm"]
   for r in res["train_step"] + res["user_loop"]:
     assert r["speedup_min"] <= r["speedup"] <= r["speedup_max"]
