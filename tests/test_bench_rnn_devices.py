@@ -1,0 +1,36 @@
+"""Smoke test of scripts/bench_rnn_devices.py --tiny (no timing assertions): both splits of the batch over 2 CPU
+devices give one device's gradient (float summation order only), and each speed-up is a median within its range."""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  return subprocess.run([sys.executable, "scripts/bench_rnn_devices.py", *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300, env=dict(env, JAX_PLATFORMS="cpu"))
+
+
+def test_tiny_splits_give_the_one_device_gradient():
+  p = _run("--tiny")
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "2 device(s)" in p.stdout and "float32 subnormals flushed" in p.stdout
+  rows = re.findall(r"^\| (\w+) \| ([\w ]+) \| ([\d.]+) \| (.+?) \| (.+?) \|$", p.stdout, re.M)
+  assert [(c, w) for c, w, *_ in rows] == [(c, w) for c in ("elman", "roaf_perm")
+                                          for w in ("one device", "shard_map", "partitioner")]
+  for cell, way, s, speedup, gap in rows:
+    assert float(s) > 0
+    if way != "one device":
+      assert float(gap) < 1e-5, (cell, way, gap)     # the same gradient, summed in another order
+      med, lo, hi = map(float, re.fullmatch(r"([\d.]+)× \[([\d.]+)–([\d.]+)\]", speedup).groups())
+      assert lo <= med <= hi
+
+
+def test_bad_settings_are_one_line_errors():
+  p = _run("--cells=gru", "--reps=1")
+  assert p.returncode != 0 and "--cells: unknown 'gru'; valid: elman, roaf, roaf_perm" in p.stderr
+  p = _run("--batch=9", "--reps=1")
+  assert p.returncode != 0 and "need devices >= 2 dividing the batch" in p.stderr
