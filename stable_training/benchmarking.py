@@ -66,11 +66,11 @@ def set_torch_subnormals(mode: str) -> None:
   `jax_flushes_subnormals`) or ``keep`` (IEEE gradual underflow, PyTorch's default).
 
   Why it matters: a product that underflows below 2⁻¹²⁶ (a gradient through 10,000 layers of
-  0.99 · an orthogonal filter is ≈ 0.99¹⁰⁰⁰⁰ ≈ 2e-44; a saturated tanh RNN's backward) costs
-  x86 cores ~100× a normal one when kept. Measured here: PyTorch's depth-10,000 ROAF MLP step 20 s
-  kept vs 5 s flushed, `torch.nn.RNN` at the psMNIST shape 0.44–0.59 s vs 0.21–0.27 s, depending on
-  its (random) initialization: a JAX/PyTorch ratio with the modes unequal measures that, not the code.
-  The mode is set for the calling thread, which runs PyTorch's small ops.
+  0.99 · an orthogonal filter is ≈ 0.99¹⁰⁰⁰⁰ ≈ 2e-44; a saturated tanh RNN's backward) takes a
+  slow microcode path on many x86 cores when kept. Measured on an Intel Xeon (2 cores): PyTorch's
+  depth-10,000 ROAF MLP step 19–20 s kept vs 4.6–5.4 s flushed, `torch.nn.RNN` at the psMNIST shape
+  0.44–0.59 s vs 0.21–0.27 s depending on its (random) initialization: a JAX/PyTorch ratio with the
+  modes unequal measures that, not the code.
 
   Raises:
     ValueError: `mode` is not one of `SUBNORMAL_MODES`, or this CPU cannot flush.
