@@ -9,18 +9,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(*args):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  # XLA_FLAGS passed on (the suite's compile settings); the script appends its device count.
   return subprocess.run([sys.executable, "scripts/bench_rnn_devices.py", *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300, env=dict(env, JAX_PLATFORMS="cpu"))
+                        text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
 
 
 def test_tiny_splits_give_the_one_device_gradient():
-  p = _run("--tiny")
+  p = _run("--tiny", "--cells=elman")
   assert p.returncode == 0, p.stderr[-3000:]
   assert "2 device(s)" in p.stdout and "float32 subnormals flushed" in p.stdout
   rows = re.findall(r"^\| (\w+) \| ([\w ]+) \| ([\d.]+) \| (.+?) \| (.+?) \|$", p.stdout, re.M)
-  assert [(c, w) for c, w, *_ in rows] == [(c, w) for c in ("elman", "roaf_perm")
-                                          for w in ("one device", "shard_map", "partitioner")]
+  assert [(c, w) for c, w, *_ in rows] == [("elman", w) for w in ("one device", "shard_map", "partitioner")]
   for cell, way, s, speedup, gap in rows:
     assert float(s) > 0
     if way != "one device":
