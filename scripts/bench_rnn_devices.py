@@ -8,7 +8,11 @@ on a process whose CPU platform exposes ``--devices`` devices
 * ``shard_map``: each device the gradient of its 1/D of the batch, then one ``psum``
   (``jax.shard_map(..., check_vma=False)``: Flax's scan carry is not marked as varying);
 * ``partitioner``: ``jit(grad)`` with the batch sharded and the parameters replicated, XLA's
-  SPMD partitioner deciding the rest (the engine's ``mesh_splits = 'batch'``).
+  SPMD partitioner deciding the rest (the engine's ``mesh_splits = 'batch'``);
+* ``torch.nn.RNN`` (Elman only, where PyTorch is installed): the same inputs, a seeded
+  ``nn.RNN`` + ``nn.Linear`` read-out, forward and backward of the summed logits, timed at 1 thread and
+  at PyTorch's default in the same rounds and the faster taken per round (as `scripts/bench_roaf.py`
+  does), float32 subnormals flushed as XLA:CPU's (`benchmarking.set_torch_subnormals`).
 
 Prints the median seconds of ``--reps`` interleaved rounds (`benchmarking.interleaved`), the per-round
 speed-up over one device [min–max], and each split's largest gradient difference from one device,
@@ -32,6 +36,7 @@ flags.DEFINE_integer("batch", 128, "Batch size (a multiple of --devices).")
 flags.DEFINE_integer("seq_len", 784, "Sequence length (one input feature per step).")
 flags.DEFINE_integer("reps", 7, "Interleaved rounds (after one warm-up call of each).")
 flags.DEFINE_bool("tiny", False, "Seconds-long smoke settings (H = B = 8, T = 16, 2 rounds).")
+flags.DEFINE_bool("torch", True, "Time torch.nn.RNN in the same rounds (Elman rows; skipped if PyTorch is missing).")
 FLAGS = flags.FLAGS
 
 CELLS = {"elman": ("elman", {}), "roaf": ("roaf", {}), "roaf_perm": ("roaf", {"filter_mode": "perm"})}
@@ -63,6 +68,31 @@ def _runners(cell: str, mesh, x):
   return runs, gaps
 
 
+def _torch_runners(x) -> dict:
+  """{'torch@N': run}: torch.nn.RNN (tanh) + a linear read-out of the last step, forward and backward of
+  the summed logits, at N = 1 and PyTorch's default intra-op threads (set before each call)."""
+  import numpy as np
+  import torch
+  from stable_training import benchmarking
+  benchmarking.set_torch_subnormals("flush")
+  torch.manual_seed(0)
+  rnn, head = torch.nn.RNN(1, FLAGS.hidden, nonlinearity="tanh", batch_first=True), torch.nn.Linear(FLAGS.hidden, 10)
+  xt = torch.from_numpy(np.array(x))   # a writable copy
+
+  def run():
+    rnn.zero_grad(set_to_none=True)
+    head.zero_grad(set_to_none=True)
+    ys, _ = rnn(xt)
+    head(ys[:, -1]).sum().backward()
+
+  def at(n):
+    def timed():
+      torch.set_num_threads(n)
+      run()
+    return timed
+  return {f"torch@{n}": at(n) for n in sorted({1, torch.get_num_threads()})}
+
+
 def main(argv):
   del argv
   if FLAGS.tiny:
@@ -80,20 +110,33 @@ def main(argv):
     raise app.UsageError(f"--devices={FLAGS.devices}: JAX has {jax.device_count()} (its backend started earlier?)")
   mesh = jax.make_mesh((FLAGS.devices,), ("data",))
   x = jax.random.normal(jax.random.PRNGKey(3), (FLAGS.batch, FLAGS.seq_len, 1))
-  print(benchmarking.header())
+  import importlib.util
+  use_torch = FLAGS.torch and "elman" in FLAGS.cells and importlib.util.find_spec("torch") is not None
+  if use_torch:
+    import torch
+  print(benchmarking.header(f"1 and {torch.get_num_threads()} (the faster per round)" if use_torch else None,
+                           "flush"))
   print(f"RNN gradient, H={FLAGS.hidden}, B={FLAGS.batch}, T={FLAGS.seq_len}, {FLAGS.devices} CPU devices; "
         f"{FLAGS.reps} interleaved rounds after a warm-up call; speed-up = one device / split, per round")
-  print("| cell | way | s | speed-up vs one device [range] | max rel. gradient gap |")
-  print("|---|---|---|---|---|")
+  print("| cell | way | s | speed-up vs one device [range] | speed-up vs torch.nn.RNN [range] | "
+        "max rel. gradient gap |")
+  print("|---|---|---|---|---|---|")
   for cell in FLAGS.cells:
     runs, gaps = _runners(cell, mesh, x)
+    if use_torch and cell == "elman":
+      runs.update(_torch_runners(x))
     for run in runs.values():
       run()
     ts = benchmarking.interleaved(runs, FLAGS.reps)
+    torch_keys = [k for k in ts if k.startswith("torch@")]
+    if torch_keys:   # per round, the faster thread count
+      ts["torch.nn.RNN"] = [min(col) for col in zip(*(ts.pop(k) for k in torch_keys))]
     for way, t in ts.items():
       sp = "—" if way == "one device" else benchmarking.fmt_ratio(benchmarking.ratio(ts["one device"], t))
-      gap = "—" if way == "one device" else f"{gaps[way]:.1e}"
-      print(f"| {cell} | {way} | {statistics.median(t):.4f} | {sp} | {gap} |", flush=True)
+      vs = "—" if "torch.nn.RNN" not in ts or way == "torch.nn.RNN" else benchmarking.fmt_ratio(
+          benchmarking.ratio(ts["torch.nn.RNN"], t))
+      gap = f"{gaps[way]:.1e}" if way in gaps else "—"
+      print(f"| {cell} | {way} | {statistics.median(t):.4f} | {sp} | {vs} | {gap} |", flush=True)
 
 
 if __name__ == "__main__":
