@@ -23,6 +23,7 @@ relative to that leaf's largest entry (float summation order only).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import statistics
 import sys
@@ -68,9 +69,9 @@ def _runners(cell: str, mesh, x):
   return runs, gaps
 
 
-def _torch_runners(x) -> dict:
+def _torch_runners(x, counts) -> dict:
   """{'torch@N': run}: torch.nn.RNN (tanh) + a linear read-out of the last step, forward and backward of
-  the summed logits, at N = 1 and PyTorch's default intra-op threads (set before each call)."""
+  the summed logits, at each of `counts` intra-op threads (`benchmarking.at_threads`)."""
   import numpy as np
   import torch
   from stable_training import benchmarking
@@ -84,13 +85,7 @@ def _torch_runners(x) -> dict:
     head.zero_grad(set_to_none=True)
     ys, _ = rnn(xt)
     head(ys[:, -1]).sum().backward()
-
-  def at(n):
-    def timed():
-      torch.set_num_threads(n)
-      run()
-    return timed
-  return {f"torch@{n}": at(n) for n in sorted({1, torch.get_num_threads()})}
+  return {f"torch@{n}": benchmarking.at_threads(run, n) for n in counts}
 
 
 def main(argv):
@@ -110,11 +105,9 @@ def main(argv):
     raise app.UsageError(f"--devices={FLAGS.devices}: JAX has {jax.device_count()} (its backend started earlier?)")
   mesh = jax.make_mesh((FLAGS.devices,), ("data",))
   x = jax.random.normal(jax.random.PRNGKey(3), (FLAGS.batch, FLAGS.seq_len, 1))
-  import importlib.util
   use_torch = FLAGS.torch and "elman" in FLAGS.cells and importlib.util.find_spec("torch") is not None
-  if use_torch:
-    import torch
-  print(benchmarking.header(f"1 and {torch.get_num_threads()} (the faster per round)" if use_torch else None,
+  counts = benchmarking.torch_thread_counts() if use_torch else []
+  print(benchmarking.header(f"{' and '.join(map(str, counts))} (the faster per round)" if use_torch else None,
                            "flush"))
   print(f"RNN gradient, H={FLAGS.hidden}, B={FLAGS.batch}, T={FLAGS.seq_len}, {FLAGS.devices} CPU devices; "
         f"{FLAGS.reps} interleaved rounds after a warm-up call; speed-up = one device / split, per round")
@@ -124,13 +117,14 @@ def main(argv):
   for cell in FLAGS.cells:
     runs, gaps = _runners(cell, mesh, x)
     if use_torch and cell == "elman":
-      runs.update(_torch_runners(x))
+      runs.update(_torch_runners(x, counts))
     for run in runs.values():
       run()
     ts = benchmarking.interleaved(runs, FLAGS.reps)
-    torch_keys = [k for k in ts if k.startswith("torch@")]
-    if torch_keys:   # per round, the faster thread count
-      ts["torch.nn.RNN"] = [min(col) for col in zip(*(ts.pop(k) for k in torch_keys))]
+    if use_torch and cell == "elman":   # per round, the faster thread count
+      ts["torch.nn.RNN"], _ = benchmarking.torch_best(ts, "torch", counts)
+      for n in counts:
+        del ts[f"torch@{n}"]
     for way, t in ts.items():
       sp = "—" if way == "one device" else benchmarking.fmt_ratio(benchmarking.ratio(ts["one device"], t))
       vs = "—" if "torch.nn.RNN" not in ts or way == "torch.nn.RNN" else benchmarking.fmt_ratio(

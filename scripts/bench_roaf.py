@@ -154,43 +154,17 @@ def jax_train_runner(depth, width, batch, filter_mode, unroll=1):
   return run
 
 
-def torch_thread_counts() -> list[int]:
-  """The PyTorch thread counts timed: 1 and torch's default (on 2 shared cores its default threads were
-  once 6× slower than one thread; on an idle machine 2 threads can be faster)."""
-  import torch
-  return sorted({1, torch.get_num_threads()})
-
-
-def at_threads(run, n: int):
-  """`run` with PyTorch at `n` intra-op threads (set before each call)."""
-  import torch
-
-  def timed():
-    torch.set_num_threads(n)
-    run()
-  return timed
-
-
-def torch_best(ts: dict, name: str, counts: list[int]) -> tuple[list[float], int]:
-  """Per round, the faster PyTorch thread count's time (the comparison PyTorch wins whenever either
-  count would), and the count that won most rounds."""
-  series = [ts[f"{name}@{n}"] for n in counts]
-  best = [min(zip(col, counts)) for col in zip(*series)]
-  used = [n for _, n in best]
-  return [t for t, _ in best], max(set(used), key=used.count)
-
-
 def versus_torch(jax_runs: dict, torch_runs: dict, reps: int) -> dict:
   """Each JAX mode against its PyTorch port (`torch_filter_kind`), all timed in the same interleaved rounds,
-  PyTorch at each of `torch_thread_counts`: {mode: (JAX seconds per round, row fields)}."""
-  counts = torch_thread_counts()
+  PyTorch at each of `benchmarking.torch_thread_counts`: {mode: (JAX seconds per round, row fields)}."""
+  counts = benchmarking.torch_thread_counts()
   ts = benchmarking.interleaved({**{"jax/" + m: r for m, r in jax_runs.items()},
-                                 **{f"torch/{k}@{n}": at_threads(r, n) for k, r in torch_runs.items()
+                                 **{f"torch/{k}@{n}": benchmarking.at_threads(r, n) for k, r in torch_runs.items()
                                     for n in counts}}, reps)
   out = {}
   for mode in jax_runs:
     tj = ts["jax/" + mode]
-    tt, threads = torch_best(ts, "torch/" + torch_filter_kind(mode), counts)
+    tt, threads = benchmarking.torch_best(ts, "torch/" + torch_filter_kind(mode), counts)
     sp = benchmarking.ratio(tt, tj)
     out[mode] = tj, {"jax_s": float(np.median(tj)), "torch_s": float(np.median(tt)), "torch_threads": threads,
                      "torch_filter": torch_filter_kind(mode), "speedup": sp["median"],
@@ -299,7 +273,7 @@ def user_loop_table(args, modes: list[str]) -> list[dict]:
 
 def rnn_times(hidden, batch, steps, reps):
   """Per-round fwd+bwd seconds of JAX `RecurrentClassifier` cells and torch.nn.RNN, interleaved
-  (torch.nn.RNN at each of `torch_thread_counts`, its faster per round: see `torch_best`)."""
+  (torch.nn.RNN at each of `benchmarking.torch_thread_counts`, its faster per round: see `benchmarking.torch_best`)."""
   import torch
   x = jnp.ones((batch, steps, 1))
   runs = {}
@@ -319,10 +293,10 @@ def rnn_times(hidden, batch, steps, reps):
     rnn.zero_grad(set_to_none=True)
     ys, _ = rnn(xt)
     head(ys[:, -1]).sum().backward()
-  counts = torch_thread_counts()
-  runs.update({f"torch_rnn@{n}": at_threads(run, n) for n in counts})
+  counts = benchmarking.torch_thread_counts()
+  runs.update({f"torch_rnn@{n}": benchmarking.at_threads(run, n) for n in counts})
   ts = benchmarking.interleaved(runs, reps)
-  ts["torch_rnn"], threads = torch_best(ts, "torch_rnn", counts)
+  ts["torch_rnn"], threads = benchmarking.torch_best(ts, "torch_rnn", counts)
   for n in counts:
     del ts[f"torch_rnn@{n}"]
   return ts, threads

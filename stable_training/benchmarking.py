@@ -82,6 +82,32 @@ def set_torch_subnormals(mode: str) -> None:
     raise ValueError("torch subnormal mode 'flush': this CPU does not support flushing subnormals; use 'keep'")
 
 
+def torch_thread_counts() -> list[int]:
+  """The PyTorch thread counts timed: 1 and torch's default (on 2 shared cores its default threads were
+  once 6× slower than one thread; on an idle machine 2 threads can be faster)."""
+  import torch
+  return sorted({1, torch.get_num_threads()})
+
+
+def at_threads(run, n: int):
+  """`run` with PyTorch at `n` intra-op threads (set before each call)."""
+  import torch
+
+  def timed():
+    torch.set_num_threads(n)
+    run()
+  return timed
+
+
+def torch_best(ts: dict, name: str, counts: list[int]) -> tuple[list[float], int]:
+  """Per round, the faster PyTorch thread count's time (the comparison PyTorch wins whenever either
+  count would), and the count that won most rounds."""
+  series = [ts[f"{name}@{n}"] for n in counts]
+  best = [min(zip(col, counts)) for col in zip(*series)]
+  used = [n for _, n in best]
+  return [t for t, _ in best], max(set(used), key=used.count)
+
+
 def header(torch_threads: int | str | None = None, torch_subnormals: str | None = None) -> str:
   """One line: CPU model and cores, JAX backend and version, allocator, each side's threads and
   subnormal arithmetic (`jax_flushes_subnormals`, `set_torch_subnormals`).
