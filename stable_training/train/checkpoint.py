@@ -315,6 +315,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, config_rec: dict
     _check_free_space(manager, state)
     manager.save(step, args=ocp.args.Composite(**items))
     manager.wait_until_finished()
+    manager.check_for_errors()   # a writer thread's stored error, raised here rather than at close
     _check_committed(manager, step, list(items))
   except Exception as e:  # pylint: disable=broad-except  (orbax wraps OS errors in several types)
     try:
